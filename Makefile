@@ -1,0 +1,51 @@
+# py-finance: `make run` and `make test` work on a fresh machine with Python 3.11 and make.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+export GIT_PYTHON_REFRESH := quiet
+export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
+
+.PHONY: install run test test-fast test-all lint ui params clean bench
+
+# (Re)create the virtualenv when it is missing or pyproject.toml changed.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Compose params.yaml from conf/ exactly as `dvc exp run` does (DVC's Hydra integration).
+params: $(STAMP)
+	$(BIN)/python -m py_finance.config params.yaml
+
+# The whole pipeline on the bundled data, one paper day, then the results table.
+run: $(STAMP)
+	@test -d .git || (git init -q && echo "initialised a git repository for DVC")
+	$(BIN)/dvc repro
+	$(BIN)/python scripts/run_live_loop.py --broker paper --dry-run
+	@$(BIN)/python scripts/show_results.py
+
+# Default loop: fast tests. With CI=true (as .ci/run sets) the slow ones run too.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(if $(CI),-m "",) $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests pipelines scripts
+	$(BIN)/ruff format --check src tests pipelines scripts
+	$(BIN)/mypy
+
+ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --workers 1 --port 5000
+
+clean:
+	rm -rf data/store data/features data/models data/backtest data/promotion data/live \
+	  reports/results.md logs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""py-finance: a point-in-time ML trading stack."""

@@ -1,0 +1,169 @@
+"""The default, offline source: the S&P 500 sample that ships with ``skfolio``.
+
+Twenty large US stocks (daily adjusted close, 1990-01-02 to 2022-12-28) and the S&P 500
+price index over the same dates. The twenty names are today's survivors, picked with
+hindsight: every result on them is survivorship-biased. The index is a price index (no
+dividends); it stands in for SPY buy-and-hold and understates SPY's total return.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from py_finance.data.sources.base import BAR_COLUMNS, SourceInfo
+from py_finance.errors import ConfigError, DataError
+
+BENCHMARK_SYMBOL = "SP500"
+
+INFO = SourceInfo(
+    name="bundled",
+    survivorship_biased=True,
+    adjusted_only=True,
+    notes=(
+        "20 large caps chosen as 2022 survivors: results are survivorship-biased",
+        "adjusted close only (no open/high/low/volume); prices rounded to 0.001",
+        "benchmark is the S&P 500 price index (no dividends), standing in for SPY",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DataConfig:
+    """Which data the pipeline ingests (``conf/data/``).
+
+    Parameters
+    ----------
+    source
+        Source name; ``bundled`` is the offline default.
+    symbols
+        Symbols to ingest; ``None`` means every symbol of the source.
+    start, end
+        Inclusive session range (ISO dates).
+    calendar
+        Exchange calendar the sessions are checked against.
+    """
+
+    source: str = "bundled"
+    symbols: tuple[str, ...] | None = None
+    start: str = "1990-01-02"
+    end: str = "2022-12-28"
+    calendar: str = "XNYS"
+
+    def __post_init__(self) -> None:
+        if self.symbols is not None:
+            object.__setattr__(self, "symbols", tuple(str(s).upper() for s in self.symbols))
+        try:
+            start, end = self.start_date, self.end_date
+        except ValueError as exc:
+            raise ConfigError(f"data.start/data.end must be ISO dates: {exc}") from exc
+        if end < start:
+            raise ConfigError(f"data.end ({end}) is before data.start ({start})")
+
+    @property
+    def start_date(self) -> dt.date:
+        """``start`` as a date."""
+        return dt.date.fromisoformat(str(self.start))
+
+    @property
+    def end_date(self) -> dt.date:
+        """``end`` as a date."""
+        return dt.date.fromisoformat(str(self.end))
+
+
+def _data_dir() -> Path:
+    import skfolio
+
+    return Path(skfolio.__file__).parent / "datasets" / "data"
+
+
+@functools.lru_cache(maxsize=1)
+def _wide(name: str) -> pd.DataFrame:
+    path = _data_dir() / name
+    if not path.exists():
+        raise DataError(f"bundled data file {path} is missing: reinstall skfolio (`make install`)")
+    frame = pd.read_csv(path, index_col="Date", parse_dates=["Date"])
+    frame.index.name = "session"
+    return frame.astype("float64")
+
+
+def _to_long(wide: pd.DataFrame) -> pd.DataFrame:
+    long = wide.rename_axis(columns="symbol").stack().rename("adj_close").reset_index()
+    long = long.dropna(subset=["adj_close"])
+    long["session"] = pd.to_datetime(long["session"]).dt.normalize()
+    for col in ("open", "high", "low", "close", "volume"):
+        long[col] = np.nan
+    long["symbol"] = long["symbol"].astype(str)
+    return long[[c for c in BAR_COLUMNS if c != "available_at"]]
+
+
+class BundledSource:
+    """Offline bars from the ``skfolio`` S&P 500 sample; see the module docstring."""
+
+    info = INFO
+
+    def symbols(self) -> list[str]:
+        """The 20 bundled symbols."""
+        return [str(c) for c in _wide("sp500_dataset.csv.gz").columns]
+
+    def coverage(self) -> tuple[dt.date, dt.date]:
+        """First and last session in the bundled files."""
+        index = _wide("sp500_dataset.csv.gz").index
+        return index[0].date(), index[-1].date()
+
+    def _check_range(self, start: dt.date, end: dt.date) -> None:
+        if end < start:
+            raise DataError(f"end date {end} is before start date {start}")
+        first, last = self.coverage()
+        if start < first or end > last:
+            raise DataError(
+                f"requested {start}..{end} but the bundled data covers {first}..{last}: "
+                "choose dates inside that range"
+            )
+
+    def check_symbols(self, symbols: list[str]) -> list[str]:
+        """Upper-case ``symbols`` and fail on any the source does not have."""
+        wanted = [s.upper() for s in symbols]
+        known = set(self.symbols())
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            raise DataError(
+                f"unknown symbol(s) {', '.join(unknown)} for the bundled source; "
+                f"available: {', '.join(sorted(known))}"
+            )
+        return wanted
+
+    def bars(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Adjusted closes of ``symbols`` for sessions in ``[start, end]``."""
+        wanted = self.check_symbols(symbols)
+        self._check_range(start, end)
+        wide = _wide("sp500_dataset.csv.gz").loc[str(start) : str(end), wanted]
+        return _to_long(wide)
+
+    def benchmark(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """The S&P 500 price index as symbol ``SP500``."""
+        self._check_range(start, end)
+        wide = _wide("sp500_index.csv.gz").loc[str(start) : str(end)]
+        wide = wide.rename(columns={wide.columns[0]: BENCHMARK_SYMBOL})
+        return _to_long(wide)
+
+    def sectors(self, symbols: list[str]) -> pd.DataFrame:
+        """GICS sectors of the bundled names (kept in the repo)."""
+        wanted = self.check_symbols(symbols)
+        ref = resources.files("py_finance.data.sources").joinpath("sectors_bundled.csv")
+        with ref.open("r", encoding="utf-8") as fh:
+            table = pd.read_csv(fh)
+        return table.set_index("symbol").loc[wanted].reset_index()
+
+
+def get_source(name: str) -> BundledSource:
+    """Source by name. Vendor sources (yahoo, tiingo, alpaca, finnhub) come later."""
+    if name == "bundled":
+        return BundledSource()
+    raise ConfigError(f"unknown data source {name!r}; available: bundled")

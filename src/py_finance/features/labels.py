@@ -1,0 +1,96 @@
+"""Forward-return labels aligned with the decision and the fill.
+
+A decision taken at the close of session t fills at the close of t + lag, so the h-session
+label of t is ``close[t + lag + h] / close[t + lag] - 1``: the return the position actually
+earns. ``label_end`` is the session at which the label becomes known (t + lag + h); training
+rows whose ``label_end`` reaches a test period are purged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from py_finance.errors import ConfigError
+
+TARGETS = ("raw", "rank")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelConfig:
+    """The label (``conf/labels/``).
+
+    Parameters
+    ----------
+    horizon
+        Holding horizon in sessions (1, 5 or 20 in the shipped configs).
+    target
+        What models are trained on: ``raw`` forward return or its cross-sectional
+        percentile ``rank`` (0..1) within the session.
+    """
+
+    horizon: int = 5
+    target: str = "rank"
+
+    def __post_init__(self) -> None:
+        if self.horizon < 1:
+            raise ConfigError(f"labels.horizon must be >= 1, got {self.horizon}")
+        if self.target not in TARGETS:
+            raise ConfigError(f"labels.target must be one of {TARGETS}, got {self.target!r}")
+
+    @property
+    def column(self) -> str:
+        """Name of the raw label column (``fwd_ret_5``)."""
+        return f"fwd_ret_{self.horizon}"
+
+
+def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int = 1) -> pd.DataFrame:
+    """Labels indexed by ``(session, symbol)``.
+
+    Parameters
+    ----------
+    prices
+        ``session x symbol`` adjusted closes.
+    cfg
+        Horizon and training target.
+    execution_lag
+        Sessions between decision and fill (the backtest's ``execution_lag``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``fwd_ret_{h}`` (raw), ``fwd_rank_{h}`` (cross-sectional percentile rank
+        in (0, 1]), ``label_end`` (session the label is known); rows without a complete
+        label window are dropped.
+    """
+    if execution_lag < 1:
+        raise ConfigError("execution_lag must be >= 1")
+    prices = prices.sort_index().astype("float64")
+    entry = prices.shift(-execution_lag)
+    exit_ = prices.shift(-(execution_lag + cfg.horizon))
+    raw = exit_ / entry - 1.0
+    ranks = raw.rank(axis=1, pct=True)
+    sessions = prices.index
+    end_pos = np.arange(len(sessions)) + execution_lag + cfg.horizon
+    end = pd.Series(
+        pd.DatetimeIndex([sessions[i] if i < len(sessions) else pd.NaT for i in end_pos]),
+        index=sessions,
+    )
+    frame = pd.concat(
+        {
+            cfg.column: raw.stack(future_stack=True),
+            f"fwd_rank_{cfg.horizon}": ranks.stack(future_stack=True),
+        },
+        axis=1,
+    )
+    frame.index.names = ["session", "symbol"]
+    frame = frame.dropna(how="any")
+    frame["label_end"] = end.reindex(frame.index.get_level_values("session")).to_numpy()
+    return frame.sort_index()
+
+
+def target_column(cfg: LabelConfig) -> str:
+    """Column models train on."""
+    return cfg.column if cfg.target == "raw" else f"fwd_rank_{cfg.horizon}"

@@ -1,0 +1,117 @@
+"""What the live loop needs from a broker, and the values a broker hands back.
+
+The broker is the source of truth for cash, positions and orders (see "Live trading contract"
+in ARCHITECTURE.md); the loop reads them from here and never keeps its own copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+from py_finance.errors import PyFinanceError
+from py_finance.live.orders import OrderIntent
+
+FILL_STATUSES = ("filled", "partially_filled", "rejected")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A snapshot of the account.
+
+    Parameters
+    ----------
+    cash
+        Cash in account currency.
+    equity
+        Cash plus positions at the broker's latest known prices.
+    positions
+        Shares held per symbol (only non-zero holdings).
+    """
+
+    cash: float
+    equity: float
+    positions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """The outcome of one submitted order.
+
+    Parameters
+    ----------
+    client_order_id
+        The order's deterministic id.
+    symbol, side
+        As in the order.
+    qty_filled
+        Shares filled (0 when rejected).
+    price
+        Average fill price per share, slippage included (0 when rejected).
+    commission
+        Commission paid from cash, account currency.
+    status
+        ``"filled"``, ``"partially_filled"`` or ``"rejected"``.
+    filled_at
+        When the broker resolved the order (tz-aware UTC).
+    reason
+        Why an order was rejected or only partly filled; empty otherwise.
+    """
+
+    client_order_id: str
+    symbol: str
+    side: str
+    qty_filled: float
+    price: float
+    commission: float
+    status: str
+    filled_at: dt.datetime
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in FILL_STATUSES:
+            raise PyFinanceError(f"fill status must be one of {FILL_STATUSES}, got {self.status!r}")
+        if self.filled_at.tzinfo is None or self.filled_at.utcoffset() is None:
+            raise PyFinanceError(f"fill {self.client_order_id}: filled_at must be tz-aware")
+
+    @property
+    def notional(self) -> float:
+        """Filled value before commission, ``qty_filled * price``."""
+        return self.qty_filled * self.price
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """A broker the daily loop trades through (paper simulator or Alpaca)."""
+
+    def account(self) -> Account:
+        """Return cash, equity and positions as the broker knows them now."""
+        ...
+
+    def positions(self) -> dict[str, float]:
+        """Return shares held per symbol (non-zero holdings only)."""
+        ...
+
+    def submit(self, intent: OrderIntent, price: float) -> Fill:
+        """Send ``intent``; ``price`` is the execution reference price per share.
+
+        Submitting a ``client_order_id`` the broker has seen before returns that order's
+        fill and sends nothing.
+        """
+        ...
+
+    def get_order(self, client_order_id: str) -> Fill | None:
+        """Return the fill of a known order, or None if the broker never saw it."""
+        ...
+
+    def mark_to_market(self, prices: Mapping[str, float], session: dt.date) -> float:
+        """Value the account at ``prices`` (close of ``session``), record and return equity."""
+        ...
+
+    def equity_history(self) -> pd.Series:
+        """Return recorded equity per session (DatetimeIndex named ``session``)."""
+        ...

@@ -1,0 +1,219 @@
+"""Purged walk-forward training: every prediction is out of sample.
+
+The sessions are cut into test folds at the first session of each refit period (year,
+quarter or month). The model for a fold is trained on rows whose label is fully known
+before the fold starts (``label_end < test_start``: the purge), from an expanding or a
+rolling window, and predicts every row of the fold. Because training data always precedes
+the test fold, no embargo after the fold is needed here; cross-validation schemes that
+train on data after a test fold must add one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from py_finance.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+REFITS = {"yearly": "Y", "quarterly": "Q", "monthly": "M"}
+
+
+@dataclass(frozen=True, slots=True)
+class WalkForwardConfig:
+    """Walk-forward schedule (``walk_forward`` in ``conf/config.yaml``).
+
+    Parameters
+    ----------
+    refit
+        ``yearly``, ``quarterly`` or ``monthly``: test-fold length and refit frequency.
+    min_train_sessions
+        Distinct training sessions required before the first fold.
+    window
+        ``expanding`` (all past rows) or ``rolling`` (the last ``rolling_sessions``).
+    rolling_sessions
+        Length of the rolling window in sessions.
+    """
+
+    refit: str = "yearly"
+    min_train_sessions: int = 756
+    window: str = "expanding"
+    rolling_sessions: int = 2520
+
+    def __post_init__(self) -> None:
+        if self.refit not in REFITS:
+            raise ConfigError(
+                f"walk_forward.refit must be one of {tuple(REFITS)}, got {self.refit!r}"
+            )
+        if self.window not in ("expanding", "rolling"):
+            raise ConfigError("walk_forward.window must be 'expanding' or 'rolling'")
+        if self.min_train_sessions < 20:
+            raise ConfigError("walk_forward.min_train_sessions must be >= 20")
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """One walk-forward fold: train on rows with ``label_end < test_start``."""
+
+    number: int
+    train_start: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+
+def make_folds(
+    sessions: pd.DatetimeIndex, label_end: pd.Series, cfg: WalkForwardConfig
+) -> list[Fold]:
+    """Folds over ``sessions`` (the feature sessions, sorted).
+
+    ``label_end`` maps each labelled session to the session its label is known; a fold is
+    created only when at least ``min_train_sessions`` labelled sessions end before it.
+    """
+    sessions = pd.DatetimeIndex(sessions).unique().sort_values()
+    keys = sessions.to_period(REFITS[cfg.refit])
+    starts = sessions[~pd.Index(keys).duplicated()]
+    ends = np.sort(pd.DatetimeIndex(label_end.dropna()).to_numpy())
+    label_sessions = pd.DatetimeIndex(label_end.dropna().index)
+    folds: list[Fold] = []
+    for i, start in enumerate(starts):
+        n_train = int(np.searchsorted(ends, start.to_datetime64(), side="left"))
+        if n_train < cfg.min_train_sessions:
+            continue
+        stop = starts[i + 1] if i + 1 < len(starts) else None
+        test_end = sessions[sessions < stop][-1] if stop is not None else sessions[-1]
+        if cfg.window == "rolling":
+            usable = label_sessions[label_end.dropna().to_numpy() < start.to_datetime64()]
+            train_start = usable[-cfg.rolling_sessions :][0]
+        else:
+            train_start = sessions[0]
+        folds.append(Fold(len(folds), train_start, start, test_end))
+    return folds
+
+
+@dataclass(frozen=True, slots=True)
+class WalkForwardResult:
+    """Out-of-sample scores and per-fold skill."""
+
+    predictions: pd.DataFrame  # (session, symbol) -> score, fold
+    fold_metrics: pd.DataFrame  # per fold: ic, rank_ic, n_train, n_test, dates
+    folds: tuple[Fold, ...]
+
+
+def information_coefficients(scores: pd.Series, labels: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Per-session Pearson IC and Spearman rank IC between scores and realised labels."""
+    frame = pd.concat({"s": scores, "y": labels}, axis=1).dropna()
+    if frame.empty:
+        return pd.Series(dtype="float64"), pd.Series(dtype="float64")
+    grouped = frame.groupby(level="session")
+    ic = grouped.apply(lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan)
+    ranked = frame.groupby(level="session").rank()
+    rank_ic = ranked.groupby(level="session").apply(
+        lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan
+    )
+    return ic.astype("float64"), rank_ic.astype("float64")
+
+
+def walk_forward(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    target: str,
+    estimator_factory: Callable[[], object],
+    cfg: WalkForwardConfig,
+    *,
+    eval_column: str | None = None,
+    progress: bool = True,
+) -> WalkForwardResult:
+    """Train one model per fold and predict its test fold.
+
+    Parameters
+    ----------
+    features
+        ``(session, symbol)`` feature frame; features at t use data up to the close of t.
+    labels
+        ``(session, symbol)`` frame with ``target``, ``label_end`` and ``eval_column``.
+    target
+        Label column to train on.
+    estimator_factory
+        Returns a fresh unfitted estimator (``fit(X, y) -> self``, ``predict(X)``).
+    cfg
+        The schedule.
+    eval_column
+        Raw label column used for IC (default ``target``).
+    """
+    from tqdm.auto import tqdm
+
+    eval_column = eval_column or target
+    if features.empty:
+        raise DataError("no feature rows to train on")
+    joined = features.join(labels[[target, eval_column, "label_end"]].drop_duplicates(), how="left")
+    sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique()
+    label_end = labels["label_end"].groupby(level="session").first()
+    folds = make_folds(sessions, label_end, cfg)
+    if not folds:
+        raise DataError(
+            f"not enough history for walk-forward: need {cfg.min_train_sessions} labelled "
+            f"sessions before the first fold, the data has {label_end.notna().sum()}"
+        )
+    session_level = joined.index.get_level_values("session")
+    end_values = joined["label_end"].to_numpy()
+    feature_cols = list(features.columns)
+    preds, rows = [], []
+    for fold in tqdm(folds, desc="walk-forward folds", disable=not progress, leave=False):
+        train_mask = (
+            (session_level >= fold.train_start)
+            & ~pd.isna(end_values)
+            & (end_values < fold.test_start.to_datetime64())
+        )
+        train = joined[train_mask]
+        test = joined[(session_level >= fold.test_start) & (session_level <= fold.test_end)]
+        model = copy.deepcopy(estimator_factory())
+        model.fit(train[feature_cols], train[target])  # type: ignore[attr-defined]
+        score = pd.Series(
+            model.predict(test[feature_cols]),
+            index=test.index,
+            name="score",  # type: ignore[attr-defined]
+        )
+        preds.append(pd.DataFrame({"score": score, "fold": fold.number}))
+        ic, rank_ic = information_coefficients(score, test[eval_column])
+        rows.append(
+            {
+                "fold": fold.number,
+                "train_start": fold.train_start,
+                "train_label_end_max": pd.Timestamp(train["label_end"].max()),
+                "test_start": fold.test_start,
+                "test_end": fold.test_end,
+                "n_train": len(train),
+                "n_test": len(test),
+                "ic": float(ic.mean()) if len(ic) else np.nan,
+                "rank_ic": float(rank_ic.mean()) if len(rank_ic) else np.nan,
+                "rank_ic_std": float(rank_ic.std()) if len(rank_ic) > 1 else np.nan,
+            }
+        )
+        log.debug(
+            "fold %d %s..%s trained on %d rows",
+            fold.number,
+            fold.test_start,
+            fold.test_end,
+            len(train),
+        )
+    predictions = pd.concat(preds).sort_index()
+    return WalkForwardResult(predictions, pd.DataFrame(rows), tuple(folds))
+
+
+def skill_summary(
+    predictions: pd.DataFrame, labels: pd.DataFrame, eval_column: str
+) -> dict[str, float]:
+    """Mean IC, rank IC and ICIR (mean / std of per-session rank IC) over all predictions."""
+    ic, rank_ic = information_coefficients(predictions["score"], labels[eval_column])
+    std = float(rank_ic.std()) if len(rank_ic) > 1 else np.nan
+    return {
+        "ic": float(ic.mean()) if len(ic) else np.nan,
+        "rank_ic": float(rank_ic.mean()) if len(rank_ic) else np.nan,
+        "icir": float(rank_ic.mean() / std) if std and np.isfinite(std) and std > 0 else np.nan,
+    }

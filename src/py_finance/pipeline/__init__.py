@@ -1,0 +1,1 @@
+"""Stage functions of the research pipeline; ``pipelines/*.py`` are thin entry points."""

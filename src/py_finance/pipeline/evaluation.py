@@ -1,0 +1,277 @@
+"""Evaluation stages: backtest -> report -> promote.
+
+The backtest covers the out-of-sample period of the walk-forward predictions. Three
+curves: Baseline (top-k, no overlays), Regime-Aware (all configured overlays: caps,
+regime exposure, drawdown throttle) and the benchmark's buy-and-hold. Each strategy
+backtest is an MLflow run; the Regime-Aware run also logs the final model and registers it
+as a new version of ``py-finance-h{h}``, which the promote stage may mark ``@champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from py_finance import tracking
+from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtest
+from py_finance.backtest.metrics import compute_metrics
+from py_finance.config import flatten
+from py_finance.errors import DataError
+from py_finance.io import write_json, write_parquet, write_text
+from py_finance.pipeline.context import Context
+from py_finance.pipeline.research import prices
+from py_finance.risk.targets import NO_RISK, target_weights
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "regime_aware")
+LABELS = {"baseline": "Baseline", "regime_aware": "Regime-Aware", "benchmark": "SPY B&H*"}
+
+
+def _read(path: Path, what: str) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path} not found: run the {what} stage first (`dvc repro {what}`)")
+    return pd.read_parquet(path)
+
+
+def _plot(equity: pd.DataFrame, title: str) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for col in equity.columns:
+        ax.plot(equity.index, equity[col], label=LABELS.get(col, col), linewidth=1)
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_ylabel("growth of 1 (log scale)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def backtest(ctx: Context) -> dict[str, Any]:
+    """Backtest Baseline and Regime-Aware on out-of-sample scores; log them to MLflow."""
+    s = ctx.settings
+    px = prices(ctx)
+    index = prices(ctx, table="benchmark").iloc[:, 0]
+    preds = _read(ctx.model_dir() / "predictions.parquet", "train")
+    regimes = _read(ctx.path("features", "regimes.parquet"), "regimes")["regime"]
+    scores = preds["score"].unstack("symbol").reindex(columns=px.columns)
+    start = scores.index[0]
+    px = px.loc[start:]
+    scores = scores.reindex(px.index)
+    sectors = ctx.store.sectors(ctx.as_of)
+
+    weights = {
+        "baseline": target_weights(scores, portfolio=s.portfolio, risk=NO_RISK),
+        "regime_aware": target_weights(
+            scores,
+            portfolio=s.portfolio,
+            risk=s.risk,
+            sectors=sectors,
+            regimes=regimes,
+            policy=s.regime_policy,
+        ),
+    }
+    results: dict[str, BacktestResult] = {
+        "baseline": run_backtest(px, weights["baseline"], s.backtest),
+        "regime_aware": run_backtest(px, weights["regime_aware"], s.backtest, risk=s.risk),
+    }
+    bench = buy_and_hold(index.loc[start:], start)
+    ppy = s.backtest.periods_per_year
+    metrics: dict[str, Any] = {
+        name: compute_metrics(res.returns, turnover=res.turnover, periods_per_year=ppy)
+        for name, res in results.items()
+    }
+    metrics["benchmark"] = compute_metrics(bench.pct_change().fillna(0.0), periods_per_year=ppy)
+    skill = json.loads((ctx.model_dir() / "skill.json").read_text())
+    store_meta = ctx.store.meta()
+    metrics["period"] = {
+        "start": px.index[0].date().isoformat(),
+        "end": px.index[-1].date().isoformat(),
+    }
+    metrics["skill"] = {k: skill[k] for k in ("oos_ic", "oos_rank_ic", "oos_icir")}
+    metrics["survivorship_biased"] = bool(store_meta.get("survivorship_biased", True))
+
+    out = ctx.backtest_dir()
+    equity = pd.DataFrame(
+        {
+            "baseline": results["baseline"].equity / s.backtest.initial_cash,
+            "regime_aware": results["regime_aware"].equity / s.backtest.initial_cash,
+            "benchmark": bench.reindex(px.index),
+        }
+    )
+    equity.index.name = "session"
+    write_parquet(equity, out / "equity.parquet")
+    weekly = equity.resample("W-FRI").last().dropna(how="all").round(6)
+    write_text(weekly.to_csv(date_format="%Y-%m-%d"), out / "equity.csv")
+    held = results["regime_aware"].weights
+    write_parquet(held.astype("float64"), out / "weights.parquet")
+    states = results["regime_aware"].states.value_counts().to_dict()
+    metrics["regime_aware_states"] = {str(k): int(v) for k, v in states.items()}
+
+    model_ref = _track(ctx, results, weights, metrics, equity, skill)
+    write_json(model_ref, out / "model_ref.json")
+    write_json(metrics, out / "metrics.json")
+    return metrics
+
+
+def _track(
+    ctx: Context,
+    results: dict[str, BacktestResult],
+    weights: dict[str, pd.DataFrame],
+    metrics: dict[str, Any],
+    equity: pd.DataFrame,
+    skill: dict[str, Any],
+) -> dict[str, Any]:
+    s = ctx.settings
+    tracking.setup(s.tracking, ctx.root)
+    tags = tracking.standard_tags(
+        horizon=ctx.horizon,
+        model=s.model_name,
+        regime_policy=s.regime_policy.name,
+        data_hash=ctx.store.fingerprint(),
+        cwd=ctx.root,
+    )
+    tags["survivorship_biased"] = str(metrics["survivorship_biased"]).lower()
+    bench = {f"benchmark_{k}": v for k, v in metrics["benchmark"].items()}
+    ref: dict[str, Any] = {}
+    for variant in VARIANTS:
+        with tracking.start_run(
+            f"backtest-h{ctx.horizon}-{variant}", tags={**tags, "variant": variant}
+        ) as run_id:
+            params = flatten(s.raw)
+            if variant == "baseline":
+                params = {
+                    k: v for k, v in params.items() if not k.startswith(("risk.", "regime_policy."))
+                }
+            tracking.log_params({**params, "variant": variant})
+            tracking.log_metrics(
+                {
+                    **metrics[variant],
+                    **bench,
+                    **{f"oos_{k}": v for k, v in metrics["skill"].items()},
+                }
+            )
+            tracking.log_frame(equity[[variant, "benchmark"]], "equity.parquet")
+            tracking.log_frame(results[variant].weights.astype("float64"), "weights_held.parquet")
+            tracking.log_frame(weights[variant], "target_weights.parquet")
+            tracking.log_dict(metrics, "metrics.json")
+            tracking.log_figure(
+                _plot(
+                    equity[[variant, "benchmark"]],
+                    f"{LABELS[variant]} vs benchmark (h={ctx.horizon})",
+                ),
+                "equity.png",
+            )
+            if variant == "regime_aware":
+                with (ctx.model_dir() / "model.pkl").open("rb") as fh:
+                    model = pickle.load(fh)
+                feats = pd.read_parquet(ctx.path("features", "features.parquet"))
+                example = feats.tail(5).reset_index(drop=True)
+                logged = tracking.log_model(
+                    model,
+                    feature_names=list(skill["feature_names"]),
+                    input_example=example,
+                    registered_model_name=s.tracking.model_name(ctx.horizon),
+                )
+                ref = {
+                    "name": logged.name,
+                    "version": logged.version,
+                    "run_id": run_id,
+                    "model_uri": logged.model_uri,
+                }
+    return ref
+
+
+def results_table(metrics: dict[str, Any]) -> str:
+    """Markdown table of CAGR, Sharpe and max drawdown: Baseline, Regime-Aware, benchmark."""
+    cols = ["baseline", "regime_aware", "benchmark"]
+    rows = [
+        ("CAGR", "cagr", "{:.1%}"),
+        ("Sharpe", "sharpe", "{:.2f}"),
+        ("Max DD", "max_drawdown", "{:.1%}"),
+    ]
+    lines = [
+        "| Metric | " + " | ".join(LABELS[c] for c in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for label, key, fmt in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt.format(metrics[c][key]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def report(ctx: Context) -> str:
+    """Write ``reports/results.md``: the results table with its caveats."""
+    metrics = json.loads((ctx.backtest_dir() / "metrics.json").read_text())
+    period = metrics["period"]
+    skill = metrics["skill"]
+    caveat = (
+        "**Survivorship bias:** the bundled universe is 20 large caps that survived to 2022, "
+        "chosen with hindsight; every strategy number here is inflated by that choice."
+        if metrics.get("survivorship_biased", True)
+        else ""
+    )
+    text = "\n".join(
+        [
+            f"# Results: out-of-sample {period['start']} to {period['end']} "
+            f"(horizon {ctx.horizon} sessions, model {ctx.settings.model_name})",
+            "",
+            results_table(metrics),
+            "",
+            f"Turnover (annualised, one-way x2): Baseline {metrics['baseline']['turnover']:.1f}, "
+            f"Regime-Aware {metrics['regime_aware']['turnover']:.1f}. "
+            f"Out-of-sample rank IC {skill['oos_rank_ic']:.4f} (ICIR {skill['oos_icir']:.3f}).",
+            "",
+            caveat,
+            "",
+            "*SPY B&H is the S&P 500 price index (no dividends) standing in for SPY; "
+            "costs: "
+            f"{ctx.settings.backtest.cost_bps:g} bps of traded notional; decisions at the close "
+            f"of t fill at the close of t+{ctx.settings.backtest.execution_lag}.",
+            "",
+            "Runs, metrics, equity curves and the registered model: `make ui`, then "
+            "http://127.0.0.1:5000 (experiment "
+            f"`{ctx.settings.tracking.experiment}`).",
+            "",
+        ]
+    )
+    write_text(text, ctx.path("reports", "results.md"))
+    return text
+
+
+def promote(ctx: Context) -> dict[str, Any]:
+    """Run the promotion gate on the version the backtest registered."""
+    s = ctx.settings
+    ref = json.loads((ctx.backtest_dir() / "model_ref.json").read_text())
+    metrics = json.loads((ctx.backtest_dir() / "metrics.json").read_text())
+    tracking.setup(s.tracking, ctx.root)
+    decision = tracking.promote(
+        ref["name"], ref["version"], metrics["regime_aware"], metrics["benchmark"]
+    )
+    champion = tracking.get_alias_version(ref["name"], tracking.CHAMPION)
+    out = {
+        "model": ref["name"],
+        "candidate_version": ref["version"],
+        "promoted": decision.promote,
+        "reasons": list(decision.reasons),
+        "previous_champion": decision.previous_champion,
+        "champion": champion,
+    }
+    verdict = "promoted to @champion" if decision.promote else "not promoted"
+    log.info("%s v%s %s: %s", ref["name"], ref["version"], verdict, "; ".join(decision.reasons))
+    if not decision.promote:
+        log.warning(
+            "keeping the previous champion (%s)",
+            champion if champion else "none: live trading has no model",
+        )
+    write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
+    return out

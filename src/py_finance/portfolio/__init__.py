@@ -1,0 +1,6 @@
+"""Portfolio construction: scores -> target weights."""
+
+from py_finance.portfolio.config import WEIGHTINGS, PortfolioConfig
+from py_finance.portfolio.topk import topk_weights
+
+__all__ = ["WEIGHTINGS", "PortfolioConfig", "topk_weights"]

@@ -1,0 +1,34 @@
+"""Portfolio construction settings (``conf/portfolio/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from py_finance.errors import ConfigError
+
+WEIGHTINGS = ("equal", "score")
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioConfig:
+    """Top-k long-only portfolio: the ``top_k`` best scores each session, cash is the rest.
+
+    Parameters
+    ----------
+    top_k
+        Number of names held. Each gets ``1 / top_k`` under equal weighting, so a session
+        with fewer eligible names than ``top_k`` leaves the remainder in cash.
+    weighting
+        ``equal`` or ``score`` (proportional to the positive part of the score rank).
+    """
+
+    top_k: int = 10
+    weighting: str = "equal"
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"portfolio.top_k must be >= 1, got {self.top_k}")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(
+                f"portfolio.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"
+            )

@@ -1,0 +1,466 @@
+"""Risk overlays: position/sector caps, regime exposure and the drawdown throttle.
+
+Pure functions of (weights, state, config), used unchanged by the backtester and the live
+loop. Every weight function accepts one row (1-D array, one session) or a matrix (2-D array,
+one row per session) and returns a new float64 array of the same shape; the input is never
+modified. Weights are long-only fractions of equity; what a function takes out of a row and
+cannot place elsewhere stays in cash, so no overlay ever increases a row's total.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from py_finance.errors import ConfigError
+from py_finance.risk.config import RegimePolicyConfig, RiskConfig
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "ACTIVE"
+REDUCING = "REDUCING"
+HALTED = "HALTED"
+THROTTLE_STATES = (ACTIVE, REDUCING, HALTED)
+
+# Weights are O(1) fractions; anything below this is float noise, not money to place.
+_ABS_TOL = 1e-13
+# A name or sector within this relative distance of its cap counts as full.
+_REL_TOL = 1e-12
+
+
+def _as_2d(w: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> tuple[np.ndarray, bool]:
+    """Copy ``w`` to a float64 matrix; NaN becomes 0. Returns (matrix, was_1d)."""
+    arr = np.array(w, dtype=np.float64, copy=True)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+        was_1d = True
+    elif arr.ndim == 2:
+        was_1d = False
+    else:
+        raise ValueError(f"weights must be 1-D or 2-D, got {arr.ndim}-D")
+    arr[np.isnan(arr)] = 0.0
+    if (arr < 0.0).any():
+        raise ValueError("risk overlays expect long-only weights (>= 0)")
+    return arr, was_1d
+
+
+def _back(arr: np.ndarray, was_1d: bool) -> np.ndarray:
+    return arr[0] if was_1d else arr
+
+
+def _sector_index(sectors: Sequence[str], n_cols: int) -> tuple[np.ndarray, int]:
+    """Integer sector code per column and the number of sectors."""
+    if isinstance(sectors, str) or len(sectors) != n_cols:
+        raise ValueError(
+            f"sectors must give one sector per column ({n_cols}), got "
+            f"{1 if isinstance(sectors, str) else len(sectors)}"
+        )
+    _, codes = np.unique(np.asarray(sectors, dtype=object).astype(str), return_inverse=True)
+    codes = codes.reshape(-1)
+    return codes, int(codes.max()) + 1 if n_cols else 0
+
+
+def _redistribute(
+    w: np.ndarray,
+    excess: np.ndarray,
+    name_cap: float | None,
+    sector_codes: np.ndarray | None = None,
+    n_sectors: int = 0,
+    sector_cap: float | None = None,
+) -> np.ndarray:
+    """Place ``excess`` (per row) on held names that still have room.
+
+    All eligible names (held, below ``name_cap``, in a sector below ``sector_cap``) grow by
+    the same factor, i.e. proportionally to their weight, until the excess is placed or a
+    name or sector reaches its cap; the full one drops out and the rest go on. Each round
+    fills at least one name or sector, so the loop ends after at most
+    ``n_names + n_sectors + 1`` rounds. What cannot be placed stays in cash.
+    """
+    n_cols = w.shape[1]
+    onehot: np.ndarray | None = None
+    if sector_codes is not None and sector_cap is not None:
+        onehot = np.zeros((n_cols, n_sectors), dtype=np.float64)
+        onehot[np.arange(n_cols), sector_codes] = 1.0
+    excess = np.asarray(excess, dtype=np.float64).copy()
+    max_rounds = n_cols + n_sectors + 2
+    for _ in range(max_rounds):
+        pending = excess > _ABS_TOL
+        if not pending.any():
+            break
+        cand = (w > 0.0) & pending[:, None]
+        if name_cap is not None:
+            cand &= w < name_cap * (1.0 - _REL_TOL)
+        sec_tot: np.ndarray | None = None
+        if onehot is not None and sector_cap is not None and sector_codes is not None:
+            sec_tot = w @ onehot
+            sec_open = sec_tot < sector_cap * (1.0 - _REL_TOL)
+            cand &= sec_open[:, sector_codes]
+        cand_w = np.where(cand, w, 0.0)
+        base = cand_w.sum(axis=1)
+        has_room = base > 0.0
+        if not has_room.any():
+            break
+        # Work with each candidate's share of the candidates' weight (<= 1) and the amount
+        # placed this round, not with a growth factor: with tiny weights the factor
+        # overflows while the amounts stay finite.
+        safe_base = np.where(has_room, base, 1.0)
+        share = cand_w / safe_base[:, None]
+        amount = np.where(has_room, excess, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if name_cap is not None:
+                name_room = np.where(cand, (name_cap - w) / np.where(cand, share, 1.0), np.inf)
+                amount = np.minimum(amount, name_room.min(axis=1))
+            if onehot is not None and sec_tot is not None and sector_cap is not None:
+                sec_share = share @ onehot
+                sec_room = np.where(
+                    sec_share > 0.0,
+                    (sector_cap - sec_tot) / np.where(sec_share > 0.0, sec_share, 1.0),
+                    np.inf,
+                )
+                amount = np.minimum(amount, sec_room.min(axis=1))
+        amount = np.maximum(amount, 0.0)
+        added = share * amount[:, None]
+        w = w + added
+        if name_cap is not None:
+            # The binding name lands on its cap up to one ulp; pin it there (the ulp is cash).
+            w = np.where(cand, np.minimum(w, name_cap), w)
+        excess = np.where(has_room, excess - added.sum(axis=1), 0.0)
+    return w
+
+
+def cap_positions(w: np.ndarray, max_position: float) -> np.ndarray:
+    """Cap every name's weight at ``max_position``.
+
+    Parameters
+    ----------
+    w
+        Long-only target weights, one row (1-D) or ``session x name`` (2-D), fractions of
+        equity. NaN is read as 0.
+    max_position
+        Largest weight of one name (fraction of equity).
+
+    Returns
+    -------
+    np.ndarray
+        Capped weights, same shape. The excess above the cap is redistributed to names that
+        are held and below the cap, proportionally to their weight, round after round until
+        no name is above the cap; what cannot be placed stays in cash. Zero weights stay
+        zero and a row's total never increases.
+    """
+    arr, was_1d = _as_2d(w)
+    cap = float(max_position)
+    excess = np.clip(arr - cap, 0.0, None).sum(axis=1)
+    arr = np.minimum(arr, cap)
+    arr = _redistribute(arr, excess, cap)
+    return _back(arr, was_1d)
+
+
+def cap_sectors(
+    w: np.ndarray,
+    sectors: Sequence[str],
+    max_sector: float,
+    max_position: float | None = None,
+) -> np.ndarray:
+    """Cap every sector's total weight at ``max_sector``.
+
+    Parameters
+    ----------
+    w
+        Long-only target weights, one row (1-D) or ``session x name`` (2-D).
+    sectors
+        Sector of each column (same order as the columns of ``w``).
+    max_sector
+        Largest total weight of one sector (fraction of equity).
+    max_position
+        If given, redistribution never pushes a name above it (names already above it are
+        left as they are; run :func:`cap_positions` first).
+
+    Returns
+    -------
+    np.ndarray
+        Capped weights, same shape. A sector over the cap is scaled down to it; the excess
+        goes to held names in sectors below the cap, proportionally to their weight, without
+        pushing any sector above ``max_sector`` or any name above ``max_position``, round
+        after round; what cannot be placed stays in cash. A row's total never increases.
+    """
+    arr, was_1d = _as_2d(w)
+    codes, n_sectors = _sector_index(sectors, arr.shape[1])
+    cap = float(max_sector)
+    if arr.shape[1] == 0:
+        return _back(arr, was_1d)
+    onehot = np.zeros((arr.shape[1], n_sectors), dtype=np.float64)
+    onehot[np.arange(arr.shape[1]), codes] = 1.0
+    totals = arr @ onehot
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.where(totals > cap, cap / np.where(totals > 0, totals, 1.0), 1.0)
+    scaled = arr * scale[:, codes]
+    excess = (arr - scaled).sum(axis=1)
+    out = _redistribute(scaled, excess, max_position, codes, n_sectors, cap)
+    return _back(out, was_1d)
+
+
+def apply_regime_exposure(
+    w: np.ndarray, regimes: Sequence[str] | str, policy: RegimePolicyConfig
+) -> np.ndarray:
+    """Scale each row by its regime's exposure multiplier.
+
+    Parameters
+    ----------
+    w
+        Weights, one row (1-D) or ``session x name`` (2-D).
+    regimes
+        Regime of each row, known at the close of that row's session (a single ``str`` for a
+        1-D row, or to use one regime for every row).
+    policy
+        Multiplier per regime; anything not in ``REGIMES`` (e.g. ``unknown``) gets
+        ``policy.unknown_exposure``.
+
+    Returns
+    -------
+    np.ndarray
+        ``w * policy.multiplier(regime)`` row by row, same shape.
+    """
+    arr, was_1d = _as_2d(w)
+    if isinstance(regimes, str):
+        mult = np.full(arr.shape[0], policy.multiplier(regimes))
+    else:
+        if len(regimes) != arr.shape[0]:
+            raise ValueError(
+                f"regimes must give one regime per row ({arr.shape[0]}), got {len(regimes)}"
+            )
+        cache: dict[str, float] = {}
+        mult = np.array(
+            [cache.setdefault(r, policy.multiplier(r)) for r in map(str, regimes)],
+            dtype=np.float64,
+        )
+    return _back(arr * mult[:, None], was_1d)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """State of the drawdown throttle after the close of one session.
+
+    Parameters
+    ----------
+    peak
+        High-water mark of equity (account currency), possibly reset (see
+        :func:`throttle_step`).
+    state
+        ``ACTIVE``, ``REDUCING`` or ``HALTED``.
+    sessions_in_state
+        Consecutive sessions spent in ``state``, this one included (1 on entry).
+    """
+
+    peak: float
+    state: str
+    sessions_in_state: int
+
+    def __post_init__(self) -> None:
+        if self.state not in THROTTLE_STATES:
+            raise ValueError(f"throttle state must be one of {THROTTLE_STATES}, got {self.state!r}")
+
+
+def drawdown_from_peak(equity: float, peak: float) -> float:
+    """Drawdown ``1 - equity / peak`` as a fraction (0 at the high-water mark)."""
+    if peak <= 0.0:
+        return 0.0 if equity >= peak else 1.0
+    return max(0.0, 1.0 - equity / peak)
+
+
+def throttle_step(prev: ThrottleState | None, equity: float, cfg: RiskConfig) -> ThrottleState:
+    """Advance the drawdown throttle by one session.
+
+    Call after the close of session t with that session's end equity; the result's
+    multiplier (:func:`throttle_multiplier`) scales the weights decided at t. Causal: only
+    ``prev`` and today's equity are used.
+
+    Parameters
+    ----------
+    prev
+        State after the previous session, or ``None`` for the first session (the peak starts
+        at ``equity``).
+    equity
+        Account equity at the close of this session (account currency, >= 0).
+    cfg
+        Thresholds (``RiskConfig``).
+
+    Returns
+    -------
+    ThrottleState
+        New state. Rules, in order:
+
+        1. ``peak = max(prev.peak, equity)`` (the high-water mark).
+        2. If the book has spent ``reset_after_sessions`` sessions in REDUCING or HALTED
+           (``prev.sessions_in_state >= reset_after_sessions``), the peak is reset to this
+           equity, so the drawdown is 0 and the state goes back to ACTIVE. An escalation
+           REDUCING -> HALTED restarts that count.
+        3. ``drawdown = 1 - equity / peak``.
+        4. HALTED if ``halt_drawdown`` is set and ``drawdown >= halt_drawdown``;
+           else REDUCING if ``drawdown >= drawdown_throttle`` (HALTED stays HALTED);
+           else, when REDUCING or HALTED, stay there while ``drawdown >= recovery_drawdown``
+           (hysteresis); else ACTIVE.
+
+        With ``drawdown_throttle=None`` the state is always ACTIVE (the peak is still
+        tracked).
+    """
+    equity = float(equity)
+    if not np.isfinite(equity) or equity < 0.0:
+        raise ValueError(f"equity must be finite and >= 0, got {equity}")
+    if prev is None:
+        peak, prev_state, prev_n = equity, ACTIVE, 0
+    else:
+        peak, prev_state, prev_n = max(prev.peak, equity), prev.state, prev.sessions_in_state
+
+    if cfg.drawdown_throttle is None:
+        state = ACTIVE
+    else:
+        if (
+            prev_state != ACTIVE
+            and cfg.reset_after_sessions is not None
+            and prev_n >= cfg.reset_after_sessions
+        ):
+            log.info(
+                "throttle: %d sessions %s, high-water mark reset from %.2f to %.2f",
+                prev_n,
+                prev_state,
+                peak,
+                equity,
+            )
+            peak = equity
+        dd = drawdown_from_peak(equity, peak)
+        if cfg.halt_drawdown is not None and dd >= cfg.halt_drawdown:
+            state = HALTED
+        elif dd >= cfg.drawdown_throttle:
+            state = HALTED if prev_state == HALTED else REDUCING
+        elif prev_state != ACTIVE and dd >= cfg.recovery_drawdown:
+            state = prev_state
+        else:
+            state = ACTIVE
+        if state != prev_state:
+            log.info("throttle: %s -> %s (drawdown %.4f)", prev_state, state, dd)
+
+    n = prev_n + 1 if (prev is not None and state == prev_state) else 1
+    return ThrottleState(peak=peak, state=state, sessions_in_state=n)
+
+
+def throttle_multiplier(state: ThrottleState | str | None, cfg: RiskConfig) -> float:
+    """Exposure multiplier of a throttle state.
+
+    Returns 1.0 for ACTIVE (or ``None``), ``cfg.throttle_exposure`` for REDUCING and 0.0 for
+    HALTED. Accepts a :class:`ThrottleState` or the state name.
+    """
+    if state is None:
+        return 1.0
+    name = state if isinstance(state, str) else state.state
+    if name == ACTIVE:
+        return 1.0
+    if name == REDUCING:
+        return float(cfg.throttle_exposure)
+    if name == HALTED:
+        return 0.0
+    raise ValueError(f"throttle state must be one of {THROTTLE_STATES}, got {name!r}")
+
+
+def _require_sectors(sectors: Sequence[str] | None, risk: RiskConfig) -> Sequence[str]:
+    if sectors is None:
+        raise ConfigError(
+            f"risk.max_sector is {risk.max_sector} but no sector map was given; pass the "
+            "sector of each symbol or set risk.max_sector to null"
+        )
+    return sectors
+
+
+def apply_overlays(
+    w_row: np.ndarray,
+    *,
+    sectors: Sequence[str] | None,
+    regime: str,
+    risk: RiskConfig,
+    policy: RegimePolicyConfig | None,
+    throttle: ThrottleState | None,
+) -> np.ndarray:
+    """Apply every overlay to one session's target weights (the live loop's entry point).
+
+    Order: position cap, sector cap, regime exposure, throttle multiplier; each is skipped
+    when its setting is ``None`` (``risk.max_position``, ``risk.max_sector``, ``policy``,
+    ``throttle`` or ``risk.drawdown_throttle``).
+
+    Parameters
+    ----------
+    w_row
+        Target weights decided at the close of session t (1-D, one per symbol).
+    sectors
+        Sector of each symbol; required when ``risk.max_sector`` is set.
+    regime
+        Market regime known at the close of t.
+    risk
+        Caps and throttle settings.
+    policy
+        Regime exposure policy, or ``None`` for no regime scaling.
+    throttle
+        Throttle state after the close of t (from :func:`throttle_step`), or ``None``.
+
+    Returns
+    -------
+    np.ndarray
+        Weights to trade at t + execution_lag, same shape as ``w_row``.
+    """
+    out, was_1d = _as_2d(w_row)
+    if risk.max_position is not None:
+        out = cap_positions(out, risk.max_position)
+    if risk.max_sector is not None:
+        out = cap_sectors(out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position)
+    if policy is not None:
+        out = apply_regime_exposure(out, regime, policy)
+    if throttle is not None and risk.drawdown_throttle is not None:
+        out = out * throttle_multiplier(throttle, risk)
+    return _back(out, was_1d)
+
+
+def apply_static_overlays(
+    W: np.ndarray,
+    sectors: Sequence[str] | None,
+    regimes: Sequence[str] | str | None,
+    risk: RiskConfig,
+    policy: RegimePolicyConfig | None,
+) -> np.ndarray:
+    """Apply the path-independent overlays to a whole ``session x symbol`` weight matrix.
+
+    Same as :func:`apply_overlays` row by row, without the drawdown throttle (which
+    depends on the equity path and is applied inside the backtest loop): position cap,
+    sector cap, regime exposure, each skipped when its setting is ``None``.
+
+    Parameters
+    ----------
+    W
+        Target weights, one row per decision session (2-D; a 1-D row also works).
+    sectors
+        Sector of each column; required when ``risk.max_sector`` is set.
+    regimes
+        Regime of each row (known at that row's close); required when ``policy`` is given.
+    risk
+        Caps.
+    policy
+        Regime exposure policy, or ``None``.
+
+    Returns
+    -------
+    np.ndarray
+        Overlaid weights, same shape as ``W``.
+    """
+    out, was_1d = _as_2d(W)
+    if risk.max_position is not None:
+        out = cap_positions(out, risk.max_position)
+    if risk.max_sector is not None:
+        out = cap_sectors(out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position)
+    if policy is not None:
+        if regimes is None:
+            raise ConfigError(
+                f"regime policy {policy.name!r} needs a regime per session; pass regimes or "
+                "set the regime policy to null"
+            )
+        out = apply_regime_exposure(out, regimes, policy)
+    return _back(out, was_1d)

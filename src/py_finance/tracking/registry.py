@@ -1,0 +1,365 @@
+"""Model logging and the MLflow model registry (versions, aliases, version tags).
+
+Registered models are named ``py-finance-h{horizon}``; ``@champion`` is what live trading
+loads and only the promotion gate sets it; ``@challenger`` is the newest candidate.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from py_finance.errors import ModelNotFoundError
+from py_finance.tracking._mlflow import import_mlflow
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DEFAULT_REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle")
+# mlflow's cap on a model-version tag value.
+MAX_VERSION_TAG_LENGTH = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Where a logged model lives.
+
+    Attributes
+    ----------
+    name
+        Registered model name, or the logged model's name when it was not registered.
+    version
+        Registry version (``"3"``), or None when not registered.
+    run_id
+        Run the model was logged in (None outside a run).
+    model_uri
+        URI that :func:`mlflow.pyfunc.load_model` accepts (``models:/m-...``).
+    """
+
+    name: str
+    version: str | None
+    run_id: str | None
+    model_uri: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A registered model loaded by alias, ready to score feature rows.
+
+    Attributes
+    ----------
+    name, alias, version, run_id
+        What was loaded: ``py-finance-h5@champion`` is version ``version`` from run ``run_id``.
+    model
+        The mlflow pyfunc model.
+    feature_names
+        Input columns in training order (from the model signature).
+    """
+
+    name: str
+    alias: str
+    version: str
+    run_id: str | None
+    model: Any
+    feature_names: tuple[str, ...]
+
+    def predict(self, df: pd.DataFrame) -> pd.Series:
+        """Score rows of features.
+
+        Parameters
+        ----------
+        df
+            Feature rows (e.g. one session x symbols); extra columns are ignored and column
+            order does not matter.
+
+        Returns
+        -------
+        pandas.Series
+            float64 scores named ``score``, indexed like ``df``.
+
+        Raises
+        ------
+        DataError
+            When a feature column is missing (the message names it).
+        """
+        import numpy as np
+        import pandas as pd
+
+        from py_finance.tracking.score_model import select_features
+
+        frame = select_features(df, self.feature_names) if self.feature_names else df
+        raw = self.model.predict(frame)
+        values = np.asarray(raw, dtype=np.float64).reshape(-1)
+        return pd.Series(values, index=df.index, name="score")
+
+
+def default_requirements() -> list[str]:
+    """Return pinned pip requirements of the libraries a pickled model needs to load.
+
+    Returns
+    -------
+    list[str]
+        ``name==version`` for the installed lightgbm, scikit-learn, pandas, numpy and
+        cloudpickle (those not installed are left out). Read locally: no network.
+    """
+    pins = []
+    for package in DEFAULT_REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_model(
+    model: object,
+    *,
+    name: str = "model",
+    feature_names: list[str],
+    input_example: pd.DataFrame,
+    pip_requirements: list[str] | None = None,
+    registered_model_name: str | None = None,
+) -> ModelRef:
+    """Log a fitted model as an MLflow pyfunc, optionally as a new registry version.
+
+    Parameters
+    ----------
+    model
+        Fitted object with ``predict(X: DataFrame) -> array`` of one score per row.
+    name
+        Name of the logged model (artifact name).
+    feature_names
+        Columns ``model`` was fitted on, in order; the pyfunc selects them from its input.
+    input_example
+        A few rows of features; stored with the model and used, with its prediction, to
+        infer the signature.
+    pip_requirements
+        Requirements recorded with the model; :func:`default_requirements` by default.
+        Always explicit, so mlflow never infers them (which imports and may call out).
+    registered_model_name
+        Register the model under this name (``py-finance-h5``) as a new version.
+
+    Returns
+    -------
+    ModelRef
+        The logged model; ``version`` is the new registry version when registered.
+    """
+    mlflow = import_mlflow()
+    from mlflow.models import infer_signature
+
+    from py_finance.tracking.score_model import ScoreModel, select_features
+
+    wrapper = ScoreModel(model, feature_names)
+    example = select_features(input_example, feature_names).copy()
+    # Floats are recorded as float64 so float32 feature frames also pass schema enforcement
+    # (float32 -> float64 is a safe upcast; the reverse is refused by mlflow).
+    floats = [c for c in example.columns if example[c].dtype.kind == "f"]
+    example[floats] = example[floats].astype("float64")
+    signature = infer_signature(example, wrapper.score(example))
+
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=wrapper,
+        signature=signature,
+        input_example=example,
+        pip_requirements=default_requirements() if pip_requirements is None else pip_requirements,
+        registered_model_name=registered_model_name,
+    )
+    version = info.registered_model_version
+    ref = ModelRef(
+        name=registered_model_name or name,
+        version=None if version is None else str(version),
+        run_id=info.run_id,
+        model_uri=info.model_uri,
+    )
+    log.info("logged model %s (version %s) from run %s", ref.name, ref.version, ref.run_id)
+    return ref
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    """Point ``name@alias`` at ``version`` (moving it if it pointed elsewhere).
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+    alias
+        Alias, e.g. ``champion``.
+    version
+        Existing version of ``name``.
+    """
+    _client().set_registered_model_alias(name, alias, str(version))
+
+
+def get_alias_version(name: str, alias: str) -> str | None:
+    """Return the version ``name@alias`` points at, or None when model or alias is missing.
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+    alias
+        Alias, e.g. ``champion``.
+
+    Returns
+    -------
+    str or None
+        The version, e.g. ``"3"``.
+    """
+    version = _version_by_alias(name, alias)
+    return None if version is None else str(version.version)
+
+
+def set_version_tags(name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+    """Set tags on a model version; values are stringified.
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+    version
+        Version to tag.
+    tags
+        Tag name to value.
+    """
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(
+            name, str(version), str(key), str(value)[:MAX_VERSION_TAG_LENGTH]
+        )
+
+
+def get_version_tags(name: str, version: str | int) -> dict[str, str]:
+    """Return the tags of a model version.
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+    version
+        Version.
+
+    Returns
+    -------
+    dict[str, str]
+        Tag name to value.
+    """
+    return dict(_client().get_model_version(name, str(version)).tags)
+
+
+def get_version_metrics(name: str, version: str | int) -> dict[str, float]:
+    """Return the metrics of the run that produced a model version.
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+    version
+        Version.
+
+    Returns
+    -------
+    dict[str, float]
+        Latest value of each metric of the version's run; empty when it has no run.
+    """
+    client = _client()
+    run_id = client.get_model_version(name, str(version)).run_id
+    if not run_id:
+        return {}
+    return dict(client.get_run(run_id).data.metrics)
+
+
+def latest_version(name: str) -> str | None:
+    """Return the highest version of a registered model, or None when it has none.
+
+    Parameters
+    ----------
+    name
+        Registered model name.
+
+    Returns
+    -------
+    str or None
+        The newest version number.
+    """
+    escaped = name.replace("'", "\\'")
+    versions = _client().search_model_versions(f"name = '{escaped}'")
+    numbers = [int(v.version) for v in versions if v.name == name]
+    return str(max(numbers)) if numbers else None
+
+
+def load_model(name: str, alias: str = CHAMPION) -> LoadedModel:
+    """Load the version that ``name@alias`` points at.
+
+    Parameters
+    ----------
+    name
+        Registered model name, e.g. ``py-finance-h5``.
+    alias
+        Alias to load; live trading loads ``champion``.
+
+    Returns
+    -------
+    LoadedModel
+        The pyfunc with its version, run and feature names.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When the registered model or the alias does not exist.
+    """
+    mlflow = import_mlflow()
+    found = _version_by_alias(name, alias)
+    if found is None:
+        raise ModelNotFoundError(
+            f"no model '{name}@{alias}' in the registry at {mlflow.get_registry_uri()}: "
+            "run `make run` (or `dvc repro`) to train and promote one"
+        )
+    version = str(found.version)
+    # Load by number, not by alias, so a promotion in between cannot mix two versions.
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    schema = pyfunc.metadata.get_input_schema()
+    features = (
+        tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()
+    )
+    log.info("loaded %s@%s = version %s (run %s)", name, alias, version, found.run_id)
+    return LoadedModel(
+        name=name,
+        alias=alias,
+        version=version,
+        run_id=found.run_id or None,
+        model=pyfunc,
+        feature_names=features,
+    )
+
+
+def _client() -> Any:
+    return import_mlflow().MlflowClient()
+
+
+def _version_by_alias(name: str, alias: str) -> Any:
+    import_mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import (
+        INVALID_PARAMETER_VALUE,
+        RESOURCE_DOES_NOT_EXIST,
+        ErrorCode,
+    )
+
+    absent = {
+        ErrorCode.Name(RESOURCE_DOES_NOT_EXIST),
+        ErrorCode.Name(INVALID_PARAMETER_VALUE),
+    }
+    try:
+        return _client().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in absent:
+            return None
+        raise
