@@ -74,8 +74,7 @@ def _aligned_weights(prices: pd.DataFrame, target_weights: pd.DataFrame) -> np.n
             f"target_weights and prices must cover the same symbols; differing: {missing[:10]}"
         )
     w = target_weights.loc[:, prices.columns].to_numpy(dtype=np.float64, copy=True)
-    w[np.isnan(w)] = 0.0
-    if (w < 0.0).any():
+    if (w[~np.isnan(w)] < 0.0).any():
         raise DataError("the backtest is long-only: target weights must be >= 0")
     if np.isinf(w).any():
         raise DataError("target weights must be finite")
@@ -101,8 +100,9 @@ def run_backtest(
         ``session x symbol`` adjusted closes; NaN before a name exists (or on a missing bar).
     target_weights
         Same sessions and symbols: weights decided at the close of session t, traded at the
-        close of t + ``cfg.execution_lag``. Rows ``0 .. lag-1`` trade nothing. NaN is read as
-        0 (sell everything of that name). Static overlays (caps, regime exposure) should
+        close of t + ``cfg.execution_lag``. Rows ``0 .. lag-1`` trade nothing. NaN means
+        "no order" for that name (as a NaN size in vectorbt): its shares are kept, so a
+        row of NaN is a session without rebalancing. Static overlays (caps, regime exposure) should
         already be applied (``py_finance.risk.apply_static_overlays``).
     cfg
         Execution lag, costs, initial cash.
@@ -156,8 +156,10 @@ def run_backtest(
         if s >= lag:
             value = cash + float(shares @ last_px[s])
             price = trade_px[s]
-            # Untradable names (no price today) keep their shares: their target is "no change".
-            target = np.where(tradable[s], w_all[s - lag] * (mult[s - lag] * value) / price, shares)
+            # Untradable names (no price today) and NaN targets keep their shares: no order.
+            w_row = w_all[s - lag]
+            orderable = tradable[s] & ~np.isnan(w_row)
+            target = np.where(orderable, w_row * (mult[s - lag] * value) / price, shares)
             notional = (target - shares) * price
             sells = notional < 0.0
             buys = notional > 0.0

@@ -21,7 +21,12 @@ from py_finance.errors import DataError, PyFinanceError
 from py_finance.features.regimes import detect_regimes
 from py_finance.features.technical import build_features
 from py_finance.live.brokers.paper import PaperBroker
-from py_finance.live.daily_log import daily_log_path, read_daily_log, write_daily_log
+from py_finance.live.daily_log import (
+    daily_log_path,
+    logged_sessions,
+    read_daily_log,
+    write_daily_log,
+)
 from py_finance.live.journal import mark_submitted, record_intents
 from py_finance.live.orders import plan_orders
 from py_finance.pipeline.context import Context
@@ -49,6 +54,17 @@ def _throttle_state(equity: pd.Series, ctx: Context) -> ThrottleState | None:
     for value in equity.to_numpy(dtype="float64"):
         state = throttle_step(state, float(value), ctx.settings.risk)
     return state
+
+
+def last_rebalance(log_dir: Any, before: dt.date) -> dt.date | None:
+    """Latest session before ``before`` whose (non dry-run) log rebalanced the book."""
+    for session in sorted(logged_sessions(log_dir), reverse=True):
+        if session >= before:
+            continue
+        entry = read_daily_log(log_dir, session)
+        if not entry.get("dry_run") and entry.get("rebalance", {}).get("due"):
+            return session
+    return None
 
 
 def run_live_day(
@@ -113,6 +129,11 @@ def run_live_day(
         policy=s.regime_policy,
     ).iloc[0]
 
+    every = s.portfolio.rebalance_every
+    last = last_rebalance(log_dir, session)
+    since = None if last is None else int(((history.index > pd.Timestamp(last))).sum())
+    due = since is None or since >= every
+
     state_path = ctx.root / live.state_path
     prices = history.iloc[-1].dropna()
     run_id = f"{model.name}-v{model.version}-{broker_name}"
@@ -122,21 +143,31 @@ def run_live_day(
         commission_bps=live.commission_bps,
         slippage_bps=live.slippage_bps,
     ) as paper:
-        throttle = _throttle_state(paper.equity_history(), ctx)
+        marks = paper.equity_history()
+        if not dry_run and len(marks) and marks.index[-1].date() > session:
+            raise PyFinanceError(
+                f"the paper account was already marked at {marks.index[-1].date()}, after "
+                f"{session}: a past session can only be replayed with --dry-run"
+            )
+        throttle = _throttle_state(marks, ctx)
         multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
         weights = weights * multiplier
         account = paper.account()
         positions = paper.positions()
         equity = account.cash + sum(q * float(prices.get(sym, np.nan)) for sym, q in positions.items())
         targets = {str(k): float(v) for k, v in weights.items() if v > 0}
-        intents = plan_orders(
-            targets,
-            positions,
-            {str(k): float(v) for k, v in prices.items()},
-            equity,
-            session=session,
-            run_id=run_id,
-            min_notional=live.min_order_notional,
+        intents = (
+            plan_orders(
+                targets,
+                positions,
+                {str(k): float(v) for k, v in prices.items()},
+                equity,
+                session=session,
+                run_id=run_id,
+                min_notional=live.min_order_notional,
+            )
+            if due
+            else []
         )
         fills: list[Any] = []
         if not dry_run:
@@ -167,6 +198,7 @@ def run_live_day(
         "target_weights": {k: round(v, 10) for k, v in targets.items()},
         "sector_weights": {str(k): float(v) for k, v in sector_weights.items() if v > 0},
         "gross_exposure": float(weights.sum()),
+        "rebalance": {"due": due, "every": every, "last": last, "sessions_since_last": since},
         "orders": [i.to_dict() for i in intents],
         "fills": fills,
         "equity": equity,
@@ -179,6 +211,8 @@ def run_live_day(
         },
     }
     written = write_daily_log(log_dir, session, payload)
+    if not due:
+        log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
     log.info(
         "%s %s: regime %s, %d orders%s, log %s",
         "planned" if dry_run else "traded",

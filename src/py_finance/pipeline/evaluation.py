@@ -227,7 +227,7 @@ def report(ctx: Context) -> str:
             "",
             results_table(metrics),
             "",
-            f"Turnover (annualised, one-way x2): Baseline {metrics['baseline']['turnover']:.1f}, "
+            f"Annual one-way turnover: Baseline {metrics['baseline']['turnover']:.1f}, "
             f"Regime-Aware {metrics['regime_aware']['turnover']:.1f}. "
             f"Out-of-sample rank IC {skill['oos_rank_ic']:.4f} (ICIR {skill['oos_icir']:.3f}).",
             "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from py_finance.portfolio.config import PortfolioConfig
@@ -34,6 +35,8 @@ def target_weights(
 
     Top-k construction, then position cap, sector cap and regime exposure (the drawdown
     throttle depends on the equity path and is applied by the engine or the live loop).
+    Sessions that are not rebalance sessions (every ``portfolio.rebalance_every``-th row,
+    counted from the first) get NaN rows: no orders, positions are held.
 
     Parameters
     ----------
@@ -60,4 +63,10 @@ def target_weights(
         else:
             regime_list = [str(r) for r in regimes.reindex(scores.index).fillna("unknown")]
     shaped = apply_static_overlays(raw.to_numpy(), sector_list, regime_list, risk, policy)
+    shaped[~rebalance_mask(len(scores), portfolio.rebalance_every)] = np.nan
     return pd.DataFrame(shaped, index=scores.index, columns=scores.columns)
+
+
+def rebalance_mask(n_sessions: int, every: int) -> np.ndarray:
+    """True on rebalance sessions: rows ``0, every, 2 * every, ...``."""
+    return np.arange(n_sessions) % every == 0

@@ -1,0 +1,40 @@
+"""Shared fixtures: a small bundled-data slice and a composed config rooted in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A few names over a few years: enough for three yearly walk-forward folds.
+SLICE = [
+    "data.symbols=[AAPL,MSFT,JNJ,XOM,KO,JPM,PFE,WMT]",
+    "data.start=1995-01-03",
+    "data.end=2000-12-29",
+    "walk_forward.min_train_sessions=504",
+    "regimes.min_train_sessions=252",
+    "model.n_estimators=50",
+    "portfolio.top_k=4",
+]
+
+
+@pytest.fixture()
+def small_settings():
+    from py_finance.config import build, compose
+
+    return build(compose(SLICE))
+
+
+@pytest.fixture()
+def small_ctx(tmp_path, small_settings):
+    from py_finance.pipeline.context import Context
+
+    return Context(small_settings, tmp_path)
