@@ -16,15 +16,30 @@ from py_finance.pipeline.context import Context
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--broker", choices=["paper", "alpaca_paper", "alpaca_live"], default=None,
-                   help="broker to trade on (default: live.broker of the config, paper)")
+    p.add_argument(
+        "--broker",
+        choices=["paper", "alpaca_paper", "alpaca_live"],
+        default=None,
+        help="broker to trade on (default: live.broker of the config, paper)",
+    )
     p.add_argument("--dry-run", action="store_true", help="plan and log orders, send nothing")
-    p.add_argument("--skip-if-logged", action="store_true",
-                   help="do nothing if this session already has a (non dry-run) daily log")
-    p.add_argument("--as-of", default=None,
-                   help="knowledge time, tz-aware ISO (default: now); replays a past session")
-    p.add_argument("--horizon", type=int, choices=[1, 5, 20], default=None,
-                   help="label horizon of the champion to trade (default: the config's)")
+    p.add_argument(
+        "--skip-if-logged",
+        action="store_true",
+        help="do nothing if this session already has a (non dry-run) daily log",
+    )
+    p.add_argument(
+        "--as-of",
+        default=None,
+        help="knowledge time, tz-aware ISO (default: now); replays a past session",
+    )
+    p.add_argument(
+        "--horizon",
+        type=int,
+        choices=[1, 5, 20],
+        default=None,
+        help="label horizon of the champion to trade (default: the config's)",
+    )
     p.add_argument("--params", default="params.yaml", help="composed config (params.yaml)")
     p.add_argument("--root", default=".", help="project root")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. portfolio.top_k=5")

@@ -42,7 +42,11 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 def write_text(text: str, path: str | os.PathLike[str]) -> Path:
     """Write ``text`` (UTF-8) atomically."""
-    return _write_with(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+    def writer(p: Path) -> None:
+        p.write_text(text, encoding="utf-8")
+
+    return _write_with(path, writer)
 
 
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -15,7 +16,7 @@ _CALENDAR_START = "1985-01-02"
 
 
 @functools.lru_cache(maxsize=4)
-def get_calendar(name: str = "XNYS", end: str | None = None):  # type: ignore[no-untyped-def]
+def get_calendar(name: str = "XNYS", end: str | None = None) -> Any:
     """Return an ``exchange_calendars`` calendar covering 1985 to ``end`` (default: +1 year)."""
     import exchange_calendars as xcals
 

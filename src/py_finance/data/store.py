@@ -175,9 +175,7 @@ class Store:
     # ----------------------------------------------------------------- reading
     def fingerprint(self) -> str:
         """Short hash of the stored parts (their names are content hashes)."""
-        names = sorted(
-            str(p.relative_to(self.root)) for t in TABLES for p in self._parts(t)
-        )
+        names = sorted(str(p.relative_to(self.root)) for t in TABLES for p in self._parts(t))
         return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
     def meta(self) -> dict[str, Any]:
@@ -225,7 +223,8 @@ class Store:
         end: dt.date | None,
         as_of: pd.Timestamp | None,
     ) -> pd.DataFrame:
-        where, params = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        params: list[Any] = []
         if symbols is not None:
             where.append("symbol IN (SELECT UNNEST(?))")
             params.append(list(symbols))
@@ -237,7 +236,7 @@ class Store:
             params.append(end)
         if as_of is not None:
             where.append("available_at <= ?")
-            params.append(as_of.to_pydatetime())
+            params.append(as_of.floor("us").to_pydatetime())
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         sql = (
             "SELECT * FROM read_parquet({files}, union_by_name=true) "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from py_finance.errors import ConfigError
@@ -73,10 +72,8 @@ def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int =
     raw = exit_ / entry - 1.0
     ranks = raw.rank(axis=1, pct=True)
     sessions = prices.index
-    end_pos = np.arange(len(sessions)) + execution_lag + cfg.horizon
-    end = pd.Series(
-        pd.DatetimeIndex([sessions[i] if i < len(sessions) else pd.NaT for i in end_pos]),
-        index=sessions,
+    end = pd.Series(pd.DatetimeIndex(sessions), index=sessions).shift(
+        -(execution_lag + cfg.horizon)
     )
     frame = pd.concat(
         {

@@ -61,7 +61,7 @@ class RegimeConfig:
 def market_features(index: pd.Series, cfg: RegimeConfig) -> pd.DataFrame:
     """Trailing market return and annualised volatility of a price index, per session."""
     index = index.sort_index().astype("float64")
-    log_ret = np.log(index).diff()
+    log_ret = index.apply(np.log).diff()
     return pd.DataFrame(
         {
             "market_ret": index / index.shift(cfg.return_window) - 1.0,
@@ -140,11 +140,11 @@ def detect_regimes(index: pd.Series, cfg: RegimeConfig) -> pd.DataFrame:
     complete = feats.notna().all(axis=1).to_numpy()
     n_complete_before = np.concatenate([[0], np.cumsum(complete)])
     for i, start in enumerate(period_starts):
-        pos = sessions.get_loc(start)
+        pos = int(sessions.searchsorted(start))
         if pos == 0 or n_complete_before[pos] < cfg.min_train_sessions:
             continue
         stop = period_starts[i + 1] if i + 1 < len(period_starts) else None
-        fit = fit_regimes(feats.iloc[:pos], cfg, sessions[pos - 1])
+        fit = fit_regimes(feats.iloc[:pos], cfg, pd.Timestamp(sessions[pos - 1]))
         block = feats.loc[start:stop].iloc[: None if stop is None else -1]
         block = block[block.notna().all(axis=1)]
         out.loc[block.index, "regime"] = fit.predict(block)

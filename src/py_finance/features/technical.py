@@ -103,7 +103,7 @@ def build_features(prices: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
         names without enough history are dropped); features at t use closes up to t.
     """
     prices = prices.sort_index().astype("float64")
-    log_ret = np.log(prices).diff()
+    log_ret = prices.apply(np.log).diff()
     mats: dict[str, pd.DataFrame] = {}
     for w in cfg.momentum_windows:
         mats[f"mom_{w}"] = prices / prices.shift(w) - 1.0
@@ -114,5 +114,5 @@ def build_features(prices: pd.DataFrame, cfg: FeatureConfig) -> pd.DataFrame:
             mats[f"z_{name}"] = cross_sectional_zscore(mats[name])
     frame = pd.concat({name: mat.stack(future_stack=True) for name, mat in mats.items()}, axis=1)
     frame.index.names = ["session", "symbol"]
-    frame = frame.dropna(how="any").astype(cfg.dtype)
+    frame = frame.dropna(how="any").astype(np.dtype(cfg.dtype))
     return frame.sort_index()

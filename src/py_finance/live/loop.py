@@ -88,9 +88,7 @@ def run_live_day(
     live = s.live
     broker_name = broker or live.broker
     if broker_name != "paper":
-        raise PyFinanceError(
-            f"broker {broker_name!r} is not available yet: use --broker paper"
-        )
+        raise PyFinanceError(f"broker {broker_name!r} is not available yet: use --broker paper")
     as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     if as_of.tzinfo is None:
         raise PyFinanceError("--as-of needs a time zone (e.g. 2022-12-28T22:00Z)")
@@ -111,7 +109,7 @@ def run_live_day(
 
     lookback = s.features.lookback + _HISTORY_SLACK
     feats = build_features(history.iloc[-lookback:], s.features)
-    today = feats.xs(pd.Timestamp(session), level="session", drop_level=False)
+    today = feats.loc[feats.index.get_level_values("session") == pd.Timestamp(session)]
     if today.empty:
         raise DataError(f"no complete feature rows for {session}: not enough history")
     scores = model.predict(today).unstack("symbol").reindex(columns=history.columns)
@@ -131,7 +129,7 @@ def run_live_day(
 
     every = s.portfolio.rebalance_every
     last = last_rebalance(log_dir, session)
-    since = None if last is None else int(((history.index > pd.Timestamp(last))).sum())
+    since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
     due = since is None or since >= every
 
     state_path = ctx.root / live.state_path
@@ -154,7 +152,9 @@ def run_live_day(
         weights = weights * multiplier
         account = paper.account()
         positions = paper.positions()
-        equity = account.cash + sum(q * float(prices.get(sym, np.nan)) for sym, q in positions.items())
+        equity = account.cash + sum(
+            q * float(prices.get(sym, np.nan)) for sym, q in positions.items()
+        )
         targets = {str(k): float(v) for k, v in weights.items() if v > 0}
         intents = (
             plan_orders(

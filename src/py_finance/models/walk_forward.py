@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.errors import ConfigError, DataError
+from py_finance.models.base import Estimator
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def walk_forward(
     features: pd.DataFrame,
     labels: pd.DataFrame,
     target: str,
-    estimator_factory: Callable[[], object],
+    estimator_factory: Callable[[], Estimator],
     cfg: WalkForwardConfig,
     *,
     eval_column: str | None = None,
@@ -151,7 +152,8 @@ def walk_forward(
     eval_column = eval_column or target
     if features.empty:
         raise DataError("no feature rows to train on")
-    joined = features.join(labels[[target, eval_column, "label_end"]].drop_duplicates(), how="left")
+    label_cols = list(dict.fromkeys([target, eval_column, "label_end"]))
+    joined = features.join(labels[label_cols], how="left")
     sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique()
     label_end = labels["label_end"].groupby(level="session").first()
     folds = make_folds(sessions, label_end, cfg)
@@ -173,11 +175,11 @@ def walk_forward(
         train = joined[train_mask]
         test = joined[(session_level >= fold.test_start) & (session_level <= fold.test_end)]
         model = copy.deepcopy(estimator_factory())
-        model.fit(train[feature_cols], train[target])  # type: ignore[attr-defined]
+        model.fit(train[feature_cols], train[target])
         score = pd.Series(
             model.predict(test[feature_cols]),
             index=test.index,
-            name="score",  # type: ignore[attr-defined]
+            name="score",
         )
         preds.append(pd.DataFrame({"score": score, "fold": fold.number}))
         ic, rank_ic = information_coefficients(score, test[eval_column])

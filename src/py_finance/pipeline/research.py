@@ -51,8 +51,10 @@ def ingest(ctx: Context) -> dict[str, Any]:
         "source": source.info.name,
         "survivorship_biased": source.info.survivorship_biased,
         "adjusted_only": source.info.adjusted_only,
-        "notes": list(source.info.notes)
-        + ["sector map is today's GICS sectors applied to all history (not point in time)"],
+        "notes": [
+            *source.info.notes,
+            "sector map is today's GICS sectors applied to all history (not point in time)",
+        ],
         "symbols": symbols,
         "start": cfg.start_date.isoformat(),
         "end": cfg.end_date.isoformat(),

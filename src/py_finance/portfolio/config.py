@@ -34,9 +34,7 @@ class PortfolioConfig:
         if self.top_k < 1:
             raise ConfigError(f"portfolio.top_k must be >= 1, got {self.top_k}")
         if self.rebalance_every < 1:
-            raise ConfigError(
-                f"portfolio.rebalance_every must be >= 1, got {self.rebalance_every}"
-            )
+            raise ConfigError(f"portfolio.rebalance_every must be >= 1, got {self.rebalance_every}")
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(
                 f"portfolio.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}"

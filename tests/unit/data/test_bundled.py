@@ -30,7 +30,7 @@ def test_unknown_symbol_lists_the_available_ones():
 
 
 def test_dates_outside_the_data_are_refused():
-    with pytest.raises(DataError, match="covers 1990-01-02..2022-12-28"):
+    with pytest.raises(DataError, match=r"covers 1990-01-02\.\.2022-12-28"):
         BundledSource().bars(["AAPL"], dt.date(2020, 1, 2), dt.date(2024, 1, 2))
     with pytest.raises(DataError, match="before start"):
         BundledSource().bars(["AAPL"], dt.date(2020, 1, 2), dt.date(2019, 1, 2))

@@ -81,7 +81,7 @@ def test_as_of_must_be_tz_aware(tmp_path):
 def test_unknown_symbol_and_reversed_range_are_clear_errors(tmp_path):
     store = Store(tmp_path)
     store.write_bars(_bars())
-    with pytest.raises(DataError, match="unknown symbol.*ZZZ"):
+    with pytest.raises(DataError, match=r"unknown symbol.*ZZZ"):
         store.bars(["AAA", "ZZZ"], None, None, UTC_LATE)
     with pytest.raises(DataError, match="before start"):
         store.bars(["AAA"], "2020-02-01", "2020-01-01", UTC_LATE)

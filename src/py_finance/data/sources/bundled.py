@@ -94,7 +94,8 @@ def _wide(name: str) -> pd.DataFrame:
 
 
 def _to_long(wide: pd.DataFrame) -> pd.DataFrame:
-    long = wide.rename_axis(columns="symbol").stack().rename("adj_close").reset_index()
+    stacked = pd.Series(wide.rename_axis(columns="symbol").stack(), name="adj_close")
+    long = stacked.reset_index()
     long = long.dropna(subset=["adj_close"])
     long["session"] = pd.to_datetime(long["session"]).dt.normalize()
     for col in ("open", "high", "low", "close", "volume"):
@@ -150,7 +151,7 @@ class BundledSource:
         """The S&P 500 price index as symbol ``SP500``."""
         self._check_range(start, end)
         wide = _wide("sp500_index.csv.gz").loc[str(start) : str(end)]
-        wide = wide.rename(columns={wide.columns[0]: BENCHMARK_SYMBOL})
+        wide = wide.set_axis([BENCHMARK_SYMBOL], axis=1)
         return _to_long(wide)
 
     def sectors(self, symbols: list[str]) -> pd.DataFrame:

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from py_finance.data.calendar import sessions as xnys_sessions
+from py_finance.features.labels import LabelConfig, forward_returns
+from py_finance.models.tabular import LightGBMModel
+from py_finance.models.walk_forward import WalkForwardConfig, make_folds, walk_forward
+
+
+def _label_end(sessions: pd.DatetimeIndex, horizon: int, lag: int = 1) -> pd.Series:
+    pos = np.arange(len(sessions)) + lag + horizon
+    ok = pos < len(sessions)
+    return pd.Series(sessions[pos[ok]], index=sessions[ok])
+
+
+@pytest.mark.parametrize("horizon", [1, 5, 20])
+@pytest.mark.parametrize("refit", ["yearly", "quarterly", "monthly"])
+def test_no_training_label_window_reaches_the_test_fold(horizon, refit):
+    sessions = xnys_sessions("2015-01-02", "2019-12-31")
+    label_end = _label_end(sessions, horizon)
+    folds = make_folds(sessions, label_end, WalkForwardConfig(refit=refit, min_train_sessions=250))
+    assert folds
+    for fold in folds:
+        train = label_end[(label_end.index >= fold.train_start) & (label_end < fold.test_start)]
+        # purge: every training label is known before the first test session
+        assert (train < fold.test_start).all()
+        # and the rows dropped by the purge are exactly the last lag + horizon sessions
+        before = sessions[sessions < fold.test_start]
+        assert train.index[-1] == before[-1 - horizon - 1]
+        # folds tile the test period without overlap
+        assert fold.test_end < (
+            folds[fold.number + 1].test_start if fold.number + 1 < len(folds) else pd.Timestamp.max
+        )
+
+
+def test_rolling_window_starts_within_its_length():
+    sessions = xnys_sessions("2010-01-04", "2019-12-31")
+    label_end = _label_end(sessions, 5)
+    cfg = WalkForwardConfig(window="rolling", rolling_sessions=500, min_train_sessions=250)
+    for fold in make_folds(sessions, label_end, cfg):
+        n = ((label_end.index >= fold.train_start) & (label_end < fold.test_start)).sum()
+        assert n == 500 or fold.train_start == sessions[0]
+
+
+def _panel(signal: float, seed: int = 0, n_sessions: int = 900, n_names: int = 30):
+    rng = np.random.default_rng(seed)
+    idx = xnys_sessions("2012-01-03", "2016-12-30")[:n_sessions]
+    names = [f"S{i:02d}" for i in range(n_names)]
+    x = rng.standard_normal((n_sessions, n_names))
+    noise = rng.standard_normal((n_sessions, n_names))
+    # The next-session return (the h=1 label with lag 1) depends on today's feature.
+    ret = np.zeros_like(x)
+    ret[2:] = 0.01 * (signal * x[:-2] + noise[2:])
+    prices = pd.DataFrame(100 * np.exp(np.cumsum(ret, axis=0)), index=idx, columns=names)
+    feats = pd.DataFrame(x, index=idx, columns=names).stack().to_frame("f")
+    feats["g"] = rng.standard_normal(len(feats))
+    feats.index.names = ["session", "symbol"]
+    labels = forward_returns(prices, LabelConfig(horizon=1, target="raw"))
+    return feats.astype("float32"), labels
+
+
+def _fit(signal: float, seed: int):
+    feats, labels = _panel(signal, seed)
+    cfg = WalkForwardConfig(refit="quarterly", min_train_sessions=250)
+    model = lambda: LightGBMModel(n_estimators=40, num_leaves=7, min_child_samples=50, n_jobs=1)  # noqa: E731
+    return walk_forward(feats, labels, "fwd_ret_1", model, cfg, progress=False)
+
+
+def test_planted_signal_gives_a_clearly_positive_out_of_sample_rank_ic():
+    result = _fit(signal=0.5, seed=1)
+    assert result.fold_metrics["rank_ic"].mean() > 0.15
+    assert (result.fold_metrics["rank_ic"] > 0).all()
+
+
+def test_pure_noise_gives_a_rank_ic_indistinguishable_from_zero():
+    result = _fit(signal=0.0, seed=2)
+    ics = result.fold_metrics["rank_ic"]
+    t_stat = ics.mean() / (ics.std(ddof=1) / np.sqrt(len(ics)))
+    assert abs(t_stat) < 3.0
+    assert abs(ics.mean()) < 0.05
+
+
+def test_every_prediction_is_out_of_sample():
+    result = _fit(signal=0.5, seed=3)
+    folds = {f.number: f for f in result.folds}
+    for number, group in result.predictions.groupby("fold"):
+        sessions = group.index.get_level_values("session")
+        assert sessions.min() >= folds[number].test_start
+        assert sessions.max() <= folds[number].test_end
+    fm = result.fold_metrics
+    assert (fm["train_label_end_max"] < fm["test_start"]).all()
+
+
+def test_rows_with_identical_label_values_are_all_trained_on():
+    # Regression: rows were once de-duplicated by value, silently dropping training rows
+    # of names whose labels happened to be equal (common with prices rounded to 0.001).
+    feats, labels = _panel(0.5, 4)
+    labels = labels.copy()
+    labels["fwd_ret_1"] = labels["fwd_ret_1"].round(2)
+    cfg = WalkForwardConfig(refit="yearly", min_train_sessions=250)
+    result = walk_forward(
+        feats,
+        labels,
+        "fwd_ret_1",
+        lambda: LightGBMModel(n_estimators=5, n_jobs=1),
+        cfg,
+        progress=False,
+    )
+    first = result.folds[0]
+    expected = int((labels["label_end"] < first.test_start).sum())
+    assert result.fold_metrics.loc[0, "n_train"] == expected
