@@ -35,7 +35,8 @@ def test_dvc_repro_twice_second_run_changes_nothing(tmp_path):
     }
     first = subprocess.run([DVC, "repro"], cwd=clone, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for stage in ("ingest", "features", "labels", "regimes", "train", "backtest", "report", "promote"):
+    stages = ("ingest", "features", "labels", "regimes", "train", "backtest", "report", "promote")
+    for stage in stages:
         assert f"Running stage '{stage}'" in first.stdout, stage
     assert (clone / "data/promotion/h5.json").exists()
 
