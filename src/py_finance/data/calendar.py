@@ -98,3 +98,14 @@ def check_sessions(
         missing_sessions=tuple(d.date() for d in expected.difference(dates)),
         extra_dates=tuple(d.date() for d in dates.difference(expected)),
     )
+
+
+# Refit / rebalance frequencies used across the project, as pandas period codes.
+PERIODS = {"yearly": "Y", "quarterly": "Q", "monthly": "M"}
+
+
+def period_starts(sessions: pd.DatetimeIndex, period: str) -> pd.DatetimeIndex:
+    """First session of each calendar period (``yearly``, ``quarterly``, ``monthly``)."""
+    sessions = pd.DatetimeIndex(sessions)
+    keys = sessions.to_period(PERIODS[period])
+    return sessions[~pd.Index(keys).duplicated()]

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from py_finance.data.calendar import PERIODS, period_starts
 from py_finance.errors import ConfigError, DataError
 
 REGIME_NAMES = ("bull_low_vol", "bull_high_vol", "bear_low_vol", "bear_high_vol")
 UNKNOWN = "unknown"
 # (return sign, volatility sign) of each name in standardised feature space.
 _PROTOTYPES = np.array([[1.0, -1.0], [1.0, 1.0], [-1.0, -1.0], [-1.0, 1.0]])
-REFITS = {"yearly": "YS", "quarterly": "QS", "monthly": "MS"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,8 @@ class RegimeConfig:
     def __post_init__(self) -> None:
         if self.n_clusters != 4:
             raise ConfigError("regimes.n_clusters must be 4 (one per regime name)")
-        if self.refit not in REFITS:
-            raise ConfigError(f"regimes.refit must be one of {tuple(REFITS)}, got {self.refit!r}")
+        if self.refit not in PERIODS:
+            raise ConfigError(f"regimes.refit must be one of {tuple(PERIODS)}, got {self.refit!r}")
         if self.min_train_sessions < 50:
             raise ConfigError("regimes.min_train_sessions must be >= 50")
 
@@ -136,14 +136,14 @@ def detect_regimes(index: pd.Series, cfg: RegimeConfig) -> pd.DataFrame:
     out = feats.copy()
     out["regime"] = UNKNOWN
     out["fit_end"] = pd.NaT
-    period_starts = _period_starts(pd.DatetimeIndex(sessions), cfg.refit)
+    starts = list(period_starts(pd.DatetimeIndex(sessions), cfg.refit))
     complete = feats.notna().all(axis=1).to_numpy()
     n_complete_before = np.concatenate([[0], np.cumsum(complete)])
-    for i, start in enumerate(period_starts):
+    for i, start in enumerate(starts):
         pos = int(sessions.searchsorted(start))
         if pos == 0 or n_complete_before[pos] < cfg.min_train_sessions:
             continue
-        stop = period_starts[i + 1] if i + 1 < len(period_starts) else None
+        stop = starts[i + 1] if i + 1 < len(starts) else None
         fit = fit_regimes(feats.iloc[:pos], cfg, pd.Timestamp(sessions[pos - 1]))
         block = feats.loc[start:stop].iloc[: None if stop is None else -1]
         block = block[block.notna().all(axis=1)]
@@ -152,10 +152,3 @@ def detect_regimes(index: pd.Series, cfg: RegimeConfig) -> pd.DataFrame:
     out["fit_end"] = pd.to_datetime(out["fit_end"])
     out.index.name = "session"
     return out
-
-
-def _period_starts(sessions: pd.DatetimeIndex, refit: str) -> list[pd.Timestamp]:
-    """First session of each refit period within ``sessions``."""
-    keys = sessions.to_period({"yearly": "Y", "quarterly": "Q", "monthly": "M"}[refit])
-    first = ~pd.Index(keys).duplicated()
-    return list(sessions[first])

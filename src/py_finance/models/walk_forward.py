@@ -18,12 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from py_finance.data.calendar import PERIODS, period_starts
 from py_finance.errors import ConfigError, DataError
 from py_finance.models.base import Estimator
 
 log = logging.getLogger(__name__)
-
-REFITS = {"yearly": "Y", "quarterly": "Q", "monthly": "M"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +47,9 @@ class WalkForwardConfig:
     rolling_sessions: int = 2520
 
     def __post_init__(self) -> None:
-        if self.refit not in REFITS:
+        if self.refit not in PERIODS:
             raise ConfigError(
-                f"walk_forward.refit must be one of {tuple(REFITS)}, got {self.refit!r}"
+                f"walk_forward.refit must be one of {tuple(PERIODS)}, got {self.refit!r}"
             )
         if self.window not in ("expanding", "rolling"):
             raise ConfigError("walk_forward.window must be 'expanding' or 'rolling'")
@@ -77,8 +76,7 @@ def make_folds(
     created only when at least ``min_train_sessions`` labelled sessions end before it.
     """
     sessions = pd.DatetimeIndex(sessions).unique().sort_values()
-    keys = sessions.to_period(REFITS[cfg.refit])
-    starts = sessions[~pd.Index(keys).duplicated()]
+    starts = period_starts(sessions, cfg.refit)
     ends = np.sort(pd.DatetimeIndex(label_end.dropna()).to_numpy())
     label_sessions = pd.DatetimeIndex(label_end.dropna().index)
     folds: list[Fold] = []

@@ -142,7 +142,7 @@ def _track(
         cwd=ctx.root,
     )
     tags["survivorship_biased"] = str(metrics["survivorship_biased"]).lower()
-    bench = {f"benchmark_{k}": v for k, v in metrics["benchmark"].items()}
+    bench = {f"benchmark_{k}": v for k, v in metrics["benchmark"].items() if k != "turnover"}
     ref: dict[str, Any] = {}
     for variant in VARIANTS:
         with tracking.start_run(
