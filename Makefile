@@ -45,6 +45,16 @@ lint: $(STAMP)
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --workers 1 --port 5000
 
+# Performance benchmarks against the peers (vectorbt, Qlib), side by side in one run each.
+# Results go to benchmarks/results/*.md.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
 clean:
 	rm -rf data/store data/features data/models data/backtest data/promotion data/live \
 	  reports/results.md logs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
