@@ -39,12 +39,17 @@ class WalkForwardConfig:
         ``expanding`` (all past rows) or ``rolling`` (the last ``rolling_sessions``).
     rolling_sessions
         Length of the rolling window in sessions.
+    embargo
+        Extra sessions between the last training label and the test fold, on top of the
+        purge (``label_end < test_start``): training labels must be known ``embargo``
+        sessions before the fold starts. Use at least the label horizon.
     """
 
     refit: str = "yearly"
     min_train_sessions: int = 756
     window: str = "expanding"
     rolling_sessions: int = 2520
+    embargo: int = 0
 
     def __post_init__(self) -> None:
         if self.refit not in PERIODS:
@@ -55,16 +60,23 @@ class WalkForwardConfig:
             raise ConfigError("walk_forward.window must be 'expanding' or 'rolling'")
         if self.min_train_sessions < 20:
             raise ConfigError("walk_forward.min_train_sessions must be >= 20")
+        if self.embargo < 0:
+            raise ConfigError(f"walk_forward.embargo must be >= 0, got {self.embargo}")
 
 
 @dataclass(frozen=True, slots=True)
 class Fold:
-    """One walk-forward fold: train on rows with ``label_end < test_start``."""
+    """One walk-forward fold: train on rows with ``label_end < train_cutoff``.
+
+    ``train_cutoff`` is ``test_start`` moved back by the embargo, so every training label is
+    known at least ``embargo`` sessions before the first test session.
+    """
 
     number: int
     train_start: pd.Timestamp
     test_start: pd.Timestamp
     test_end: pd.Timestamp
+    train_cutoff: pd.Timestamp
 
 
 def make_folds(
@@ -81,17 +93,21 @@ def make_folds(
     label_sessions = pd.DatetimeIndex(label_end.dropna().index)
     folds: list[Fold] = []
     for i, start in enumerate(starts):
-        n_train = int(np.searchsorted(ends, start.to_datetime64(), side="left"))
+        pos = int(sessions.searchsorted(start))
+        if pos - cfg.embargo <= 0:
+            continue
+        cutoff = sessions[pos - cfg.embargo]
+        n_train = int(np.searchsorted(ends, cutoff.to_datetime64(), side="left"))
         if n_train < cfg.min_train_sessions:
             continue
         stop = starts[i + 1] if i + 1 < len(starts) else None
         test_end = sessions[sessions < stop][-1] if stop is not None else sessions[-1]
         if cfg.window == "rolling":
-            usable = label_sessions[label_end.dropna().to_numpy() < start.to_datetime64()]
+            usable = label_sessions[label_end.dropna().to_numpy() < cutoff.to_datetime64()]
             train_start = usable[-cfg.rolling_sessions :][0]
         else:
             train_start = sessions[0]
-        folds.append(Fold(len(folds), train_start, start, test_end))
+        folds.append(Fold(len(folds), train_start, start, test_end, cutoff))
     return folds
 
 
@@ -152,7 +168,7 @@ def walk_forward(
         raise DataError("no feature rows to train on")
     label_cols = list(dict.fromkeys([target, eval_column, "label_end"]))
     joined = features.join(labels[label_cols], how="left")
-    sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique()
+    sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique().sort_values()
     label_end = labels["label_end"].groupby(level="session").first()
     folds = make_folds(sessions, label_end, cfg)
     if not folds:
@@ -168,18 +184,28 @@ def walk_forward(
         train_mask = (
             (session_level >= fold.train_start)
             & ~pd.isna(end_values)
-            & (end_values < fold.test_start.to_datetime64())
+            & (end_values < fold.train_cutoff.to_datetime64())
         )
         train = joined[train_mask]
-        test = joined[(session_level >= fold.test_start) & (session_level <= fold.test_end)]
+        in_test = (session_level >= fold.test_start) & (session_level <= fold.test_end)
+        test = joined[in_test]
         model = copy.deepcopy(estimator_factory())
         model.fit(train[feature_cols], train[target])
-        score = pd.Series(
-            model.predict(test[feature_cols]),
-            index=test.index,
-            name="score",
-        )
-        preds.append(pd.DataFrame({"score": score, "fold": fold.number}))
+        # Sequence models need the features of the sessions before the fold (known then;
+        # only their labels are purged) to form the first windows.
+        context = int(getattr(model, "context_sessions", 0))
+        first = max(0, int(sessions.searchsorted(fold.test_start)) - context)
+        inputs = joined[(session_level >= sessions[first]) & (session_level <= fold.test_end)]
+        keep = inputs.index.get_level_values("session") >= fold.test_start
+        out = pd.DataFrame(index=test.index)
+        # The score is the model's deterministic prediction (what the live loop uses); models
+        # with an uncertainty estimate add its std.
+        out["score"] = np.asarray(model.predict(inputs[feature_cols]))[keep]
+        if hasattr(model, "predict_dist"):
+            out["std"] = np.asarray(model.predict_dist(inputs[feature_cols])[1])[keep]
+        out["fold"] = fold.number
+        score = out["score"]
+        preds.append(out)
         ic, rank_ic = information_coefficients(score, test[eval_column])
         rows.append(
             {

@@ -18,22 +18,29 @@ def _label_end(sessions: pd.DatetimeIndex, horizon: int, lag: int = 1) -> pd.Ser
 
 @pytest.mark.parametrize("horizon", [1, 5, 20])
 @pytest.mark.parametrize("refit", ["yearly", "quarterly", "monthly"])
-def test_no_training_label_window_reaches_the_test_fold(horizon, refit):
+@pytest.mark.parametrize("embargo_extra", [0, 3])
+def test_no_training_label_window_reaches_the_test_fold_and_the_embargo_holds(
+    horizon, refit, embargo_extra
+):
     sessions = xnys_sessions("2015-01-02", "2019-12-31")
     label_end = _label_end(sessions, horizon)
-    folds = make_folds(sessions, label_end, WalkForwardConfig(refit=refit, min_train_sessions=250))
+    embargo = horizon + embargo_extra
+    cfg = WalkForwardConfig(refit=refit, min_train_sessions=250, embargo=embargo)
+    folds = make_folds(sessions, label_end, cfg)
     assert folds
     for fold in folds:
-        train = label_end[(label_end.index >= fold.train_start) & (label_end < fold.test_start)]
-        # purge: every training label is known before the first test session
+        in_train = (label_end.index >= fold.train_start) & (label_end < fold.train_cutoff)
+        train = label_end[in_train]
+        start = sessions.get_loc(fold.test_start)
+        # purge: no training label window (t+1 .. t+1+h) reaches the test fold
         assert (train < fold.test_start).all()
-        # and the rows dropped by the purge are exactly the last lag + horizon sessions
-        before = sessions[sessions < fold.test_start]
-        assert train.index[-1] == before[-1 - horizon - 1]
-        # folds tile the test period without overlap
-        assert fold.test_end < (
-            folds[fold.number + 1].test_start if fold.number + 1 < len(folds) else pd.Timestamp.max
-        )
+        # embargo: every training label is known at least `embargo` sessions before the fold
+        gaps = start - sessions.get_indexer(train)
+        assert gaps.min() >= embargo + 1
+        # and nothing more than purge + embargo is dropped
+        assert train.index[-1] == sessions[start - embargo - horizon - 2]
+        nxt = folds[fold.number + 1].test_start if fold.number + 1 < len(folds) else None
+        assert nxt is None or fold.test_end < nxt
 
 
 def test_rolling_window_starts_within_its_length():
