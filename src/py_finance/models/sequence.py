@@ -253,7 +253,13 @@ def _loader(
     arrays: tuple[np.ndarray, np.ndarray, np.ndarray], p: SequenceParams, shuffle: bool
 ) -> Any:
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import (
+        BatchSampler,
+        DataLoader,
+        RandomSampler,
+        SequentialSampler,
+        TensorDataset,
+    )
 
     t, n, y = arrays
     ds = TensorDataset(
@@ -261,10 +267,16 @@ def _loader(
         torch.as_tensor(n, dtype=torch.long),
         torch.as_tensor(y, dtype=torch.float32),
     )
+    # Batches are drawn as index lists and sliced from the tensors in one go
+    # (``batch_size=None`` + a batch sampler): no per-sample Python call.
+    sampler: Any
     if p.cross_sectional:
-        return DataLoader(ds, batch_sampler=_SessionBatches(t, p.seed, shuffle))
-    gen = torch.Generator().manual_seed(p.seed)
-    return DataLoader(ds, batch_size=p.batch_size, shuffle=shuffle, generator=gen)
+        sampler = _SessionBatches(t, p.seed, shuffle)
+    else:
+        gen = torch.Generator().manual_seed(p.seed)
+        base = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+        sampler = BatchSampler(base, p.batch_size, drop_last=False)
+    return DataLoader(ds, sampler=sampler, batch_size=None)
 
 
 def window_datamodule(
