@@ -38,8 +38,8 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests pipelines scripts
-	$(BIN)/ruff format --check src tests pipelines scripts
+	$(BIN)/ruff check src tests pipelines scripts benchmarks
+	$(BIN)/ruff format --check src tests pipelines scripts benchmarks
 	$(BIN)/mypy
 
 ui: $(STAMP)
