@@ -15,6 +15,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from py_finance import tracking
@@ -30,7 +31,22 @@ from py_finance.risk.targets import NO_RISK, target_weights
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "regime_aware")
-LABELS = {"baseline": "Baseline", "regime_aware": "Regime-Aware", "benchmark": "SPY B&H*"}
+LABELS = {
+    "baseline": "Baseline",
+    "regime_aware": "Regime-Aware",
+    "benchmark": "SPY B&H*",
+    "equal_weight": "EW universe",
+}
+REGIME_COLOURS = {
+    "bull_low_vol": "#d9f0d3",
+    "bull_high_vol": "#fee8c8",
+    "bear_low_vol": "#deebf7",
+    "bear_high_vol": "#fcbba1",
+}
+SURVIVORSHIP_CAVEAT = (
+    "Survivorship bias: the bundled universe is 20 large caps that survived to 2022, chosen "
+    "with hindsight; every strategy number here is inflated by that choice."
+)
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:
@@ -57,10 +73,107 @@ def _plot(equity: pd.DataFrame, title: str) -> Any:
     return fig
 
 
+def _shade_regimes(ax: Any, regimes: pd.Series) -> None:
+    """Colour the background of ``ax`` by regime (one span per run of equal regimes)."""
+    if regimes.empty:
+        return
+    values = regimes.astype(str)
+    change = values.ne(values.shift()).to_numpy()
+    starts = [*values.index[change], values.index[-1]]
+    labels = list(values[change])
+    for lo, hi, reg in zip(starts[:-1], starts[1:], labels, strict=True):
+        if reg in REGIME_COLOURS:
+            ax.axvspan(lo, hi, color=REGIME_COLOURS[reg], alpha=0.5, linewidth=0)
+
+
+def backtest_figure(
+    curve: pd.Series,
+    benchmark: pd.Series,
+    result: BacktestResult,
+    regimes: pd.Series | None,
+    title: str,
+) -> Any:
+    """Equity vs benchmark (log scale, regime-shaded), drawdown, exposure and throttle state."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(
+        3, 1, figsize=(11, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.2, 1.2]}
+    )
+    ax = axes[0]
+    if regimes is not None:
+        _shade_regimes(ax, regimes.reindex(curve.index).ffill().dropna())
+    ax.plot(curve.index, curve, label=curve.name, linewidth=1)
+    ax.plot(benchmark.index, benchmark, label=str(benchmark.name), linewidth=1, color="black")
+    ax.set_yscale("log")
+    ax.set_ylabel("growth of 1 (log)")
+    handles, _ = ax.get_legend_handles_labels()
+    if regimes is not None:
+        handles += [Patch(color=c, alpha=0.5, label=r) for r, c in REGIME_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, ncol=3)
+    ax.set_title(title)
+    dd = curve / curve.cummax() - 1.0
+    axes[1].fill_between(dd.index, dd.to_numpy(), 0.0, color="tab:red", alpha=0.4)
+    axes[1].set_ylabel("drawdown")
+    axes[2].plot(result.exposure.index, result.exposure, linewidth=0.8, label="gross exposure")
+    codes = result.states.map({"ACTIVE": 0.0, "REDUCING": 0.5, "HALTED": 1.0})
+    axes[2].fill_between(
+        codes.index,
+        0.0,
+        codes.to_numpy(dtype=float),
+        step="post",
+        color="tab:orange",
+        alpha=0.3,
+        label="throttle (REDUCING 0.5, HALTED 1)",
+    )
+    axes[2].set_ylabel("exposure / state")
+    axes[2].legend(fontsize=7)
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def backtest_report(
+    name: str, metrics: dict[str, Any], period: dict[str, str], caveat: bool, notes: str = ""
+) -> str:
+    """Markdown report of one backtest run (logged as ``report.md``)."""
+    rows = [f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, int | float)]
+    return "\n".join(
+        [
+            f"# Backtest: {name}",
+            "",
+            f"Period {period['start']} to {period['end']}.",
+            "",
+            "| metric | value |",
+            "|---|---|",
+            *rows,
+            "",
+            SURVIVORSHIP_CAVEAT if caveat else "",
+            "",
+            notes,
+            "",
+        ]
+    )
+
+
+def equal_weight_targets(prices: pd.DataFrame, every: int) -> pd.DataFrame:
+    """Equal weights over the names with a price, on rebalance rows (NaN rows hold)."""
+    has = prices.notna() & (prices > 0)
+    w = has.div(has.sum(axis=1).replace(0, 1), axis=0).astype("float64")
+    w[np.arange(len(w)) % every != 0] = np.nan
+    return w
+
+
 def backtest(ctx: Context) -> dict[str, Any]:
     """Backtest Baseline and Regime-Aware on out-of-sample scores; log them to MLflow."""
     s = ctx.settings
     px = prices(ctx)
+    # Returns into each close, from the whole stored history (lookbacks before the start).
+    rets = px.pct_change(fill_method=None)
     index = prices(ctx, table="benchmark").iloc[:, 0]
     preds = _read(ctx.model_dir() / "predictions.parquet", "train")
     regimes = _read(ctx.path("features", "regimes.parquet"), "regimes")["regime"]
@@ -68,10 +181,16 @@ def backtest(ctx: Context) -> dict[str, Any]:
     start = scores.index[0]
     px = px.loc[start:]
     scores = scores.reindex(px.index)
+    # Predictive std of models that give one (MC dropout), for uncertainty-aware weighting.
+    std = (
+        preds["std"].unstack("symbol").reindex(index=px.index, columns=px.columns)
+        if "std" in preds.columns
+        else None
+    )
     sectors = ctx.store.sectors(ctx.as_of)
 
     weights = {
-        "baseline": target_weights(scores, portfolio=s.portfolio, risk=NO_RISK),
+        "baseline": target_weights(scores, portfolio=s.portfolio, risk=NO_RISK, returns=rets),
         "regime_aware": target_weights(
             scores,
             portfolio=s.portfolio,
@@ -79,19 +198,34 @@ def backtest(ctx: Context) -> dict[str, Any]:
             sectors=sectors,
             regimes=regimes,
             policy=s.regime_policy,
+            returns=rets,
+            uncertainty=std,
+            periods_per_year=s.backtest.periods_per_year,
         ),
     }
     results: dict[str, BacktestResult] = {
         "baseline": run_backtest(px, weights["baseline"], s.backtest),
         "regime_aware": run_backtest(px, weights["regime_aware"], s.backtest, risk=s.risk),
     }
+    ew = run_backtest(px, equal_weight_targets(px, s.portfolio.rebalance_every), s.backtest)
     bench = buy_and_hold(index.loc[start:], start)
+    bench_rets = bench.pct_change().fillna(0.0)
     ppy = s.backtest.periods_per_year
     metrics: dict[str, Any] = {
-        name: compute_metrics(res.returns, turnover=res.turnover, periods_per_year=ppy)
+        name: compute_metrics(
+            res.returns,
+            turnover=res.turnover,
+            periods_per_year=ppy,
+            exposure=res.exposure,
+            benchmark=bench_rets.reindex(res.returns.index),
+            n_trials=len(VARIANTS),
+        )
         for name, res in results.items()
     }
-    metrics["benchmark"] = compute_metrics(bench.pct_change().fillna(0.0), periods_per_year=ppy)
+    metrics["benchmark"] = compute_metrics(bench_rets, periods_per_year=ppy)
+    metrics["equal_weight"] = compute_metrics(
+        ew.returns, turnover=ew.turnover, periods_per_year=ppy, exposure=ew.exposure
+    )
     skill = json.loads((ctx.model_dir() / "skill.json").read_text())
     store_meta = ctx.store.meta()
     metrics["period"] = {
@@ -107,6 +241,7 @@ def backtest(ctx: Context) -> dict[str, Any]:
             "baseline": results["baseline"].equity / s.backtest.initial_cash,
             "regime_aware": results["regime_aware"].equity / s.backtest.initial_cash,
             "benchmark": bench.reindex(px.index),
+            "equal_weight": ew.equity / s.backtest.initial_cash,
         }
     )
     equity.index.name = "session"
@@ -118,7 +253,7 @@ def backtest(ctx: Context) -> dict[str, Any]:
     states = results["regime_aware"].states.value_counts().to_dict()
     metrics["regime_aware_states"] = {str(k): int(v) for k, v in states.items()}
 
-    model_ref = _track(ctx, results, weights, metrics, equity, skill)
+    model_ref = _track(ctx, results, weights, metrics, equity, skill, regimes)
     write_json(model_ref, out / "model_ref.json")
     write_json(metrics, out / "metrics.json")
     return metrics
@@ -131,6 +266,7 @@ def _track(
     metrics: dict[str, Any],
     equity: pd.DataFrame,
     skill: dict[str, Any],
+    regimes: pd.Series | None = None,
 ) -> dict[str, Any]:
     s = ctx.settings
     tracking.setup(s.tracking, ctx.root)
@@ -161,16 +297,50 @@ def _track(
                     **{f"oos_{k}": v for k, v in metrics["skill"].items()},
                 }
             )
+            folds = pd.read_parquet(ctx.model_dir() / "folds.parquet")
+            for fold, ic, rank_ic in zip(folds["fold"], folds["ic"], folds["rank_ic"], strict=True):
+                tracking.log_metrics({"fold_ic": ic, "fold_rank_ic": rank_ic}, step=int(fold))
+            tracking.log_frame(folds, "walk_forward_folds.parquet")
             tracking.log_frame(equity[[variant, "benchmark"]], "equity.parquet")
             tracking.log_frame(results[variant].weights.astype("float64"), "weights_held.parquet")
             tracking.log_frame(weights[variant], "target_weights.parquet")
             tracking.log_dict(metrics, "metrics.json")
             tracking.log_figure(
                 _plot(
-                    equity[[variant, "benchmark"]],
-                    f"{LABELS[variant]} vs benchmark (h={ctx.horizon})",
+                    equity[[variant, "benchmark", "equal_weight"]],
+                    f"{LABELS[variant]} vs benchmarks (h={ctx.horizon})",
                 ),
                 "equity.png",
+            )
+            curve = equity[variant].rename(LABELS[variant])
+            tracking.log_figure(
+                backtest_figure(
+                    curve,
+                    equity["benchmark"].rename(LABELS["benchmark"]),
+                    results[variant],
+                    regimes,
+                    f"{LABELS[variant]} (h={ctx.horizon})",
+                ),
+                "backtest.png",
+            )
+            tracking.log_frame(
+                pd.DataFrame(
+                    {
+                        "exposure": results[variant].exposure,
+                        "turnover": results[variant].turnover,
+                        "state": results[variant].states.astype(str),
+                    }
+                ),
+                "overlay_states.parquet",
+            )
+            _log_report(
+                backtest_report(
+                    f"{LABELS[variant]} h={ctx.horizon}",
+                    metrics[variant],
+                    metrics["period"],
+                    bool(metrics["survivorship_biased"]),
+                    "SPY B&H is the S&P 500 price index standing in for SPY (bundled data).",
+                )
             )
             if variant == "regime_aware":
                 with (ctx.model_dir() / "model.pkl").open("rb") as fh:
@@ -192,9 +362,20 @@ def _track(
     return ref
 
 
+def _log_report(text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "report.md"
+        path.write_text(text)
+        tracking.log_artifact(path)
+
+
 def results_table(metrics: dict[str, Any]) -> str:
     """Markdown table of CAGR, Sharpe and max drawdown: Baseline, Regime-Aware, benchmark."""
     cols = ["baseline", "regime_aware", "benchmark"]
+    if "equal_weight" in metrics:
+        cols.append("equal_weight")
     rows = [
         ("CAGR", "cagr", "{:.1%}"),
         ("Sharpe", "sharpe", "{:.2f}"),
