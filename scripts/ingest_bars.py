@@ -1,13 +1,16 @@
 """Ingest daily bars into the bitemporal store (bundled offline source by default).
 
-Idempotent: ingesting the same range twice adds nothing; a changed value is stored as a
-restatement with a later knowledge time.
+Idempotent and resumable: ingesting the same range twice adds nothing, a changed value is
+stored as a restatement with a later knowledge time, and an interrupted run picks up where
+it stopped. Bad rows are quarantined with a reason; the summary lists them and any gaps.
+Vendor sources read their keys from the environment or .env (see docs/data.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
@@ -25,35 +28,58 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--start-date", type=_date, required=True)
     p.add_argument("--end-date", type=_date, required=True)
-    p.add_argument("--symbols", nargs="+", default=None, help="default: every symbol of the source")
-    p.add_argument("--source", default="bundled", help="data source (default: bundled)")
+    p.add_argument("--symbols", nargs="+", default=None, help="default: the universe or source")
+    p.add_argument("--source", default="bundled", help="bundled (default), yahoo, tiingo or alpaca")
+    p.add_argument(
+        "--universe",
+        default=None,
+        help="CSV of membership spells symbol,start,end (default: derived from the data)",
+    )
+    p.add_argument("--benchmark", default=None, help="benchmark (default: SPY; bundled: SP500)")
+    p.add_argument("--batch-size", type=int, default=10, help="symbols per committed snapshot")
     p.add_argument("--store", default="data/store", help="store directory (default: data/store)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
 @cli_errors
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    from py_finance.data.calendar import check_sessions
-    from py_finance.data.sources.bundled import get_source
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from py_finance.data.ingest import check_calendar, ingest_bars, read_universe
+    from py_finance.data.sources.registry import get_source
     from py_finance.data.store import Store
 
     if args.end_date < args.start_date:
         raise PyFinanceError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
     source = get_source(args.source)
-    symbols = source.check_symbols(args.symbols) if args.symbols else source.symbols()
-    bars = source.bars(symbols, args.start_date, args.end_date)
+    universe = read_universe(args.universe) if args.universe else None
+    if args.symbols:
+        symbols = source.check_symbols(args.symbols)
+    elif universe is not None:
+        symbols = sorted(universe["symbol"].unique())
+    elif hasattr(source, "symbols"):
+        symbols = source.symbols()
+    else:
+        raise PyFinanceError(f"--symbols (or --universe) is required for --source {args.source}")
+    if hasattr(source, "_check_range"):
+        source._check_range(args.start_date, args.end_date)
     store = Store(Path(args.store))
-    summary = store.write_bars(bars)
-    import pandas as pd
-
-    check = check_sessions(pd.DatetimeIndex(bars["session"].unique()), through=args.end_date)
-    print(
-        f"{summary.rows_added} rows added, {summary.rows_unchanged} already known, "
-        f"{len(symbols)} symbols -> {store.root}\n{check.summary()}"
+    report = ingest_bars(
+        store,
+        source,
+        symbols,
+        args.start_date,
+        args.end_date,
+        benchmark=args.benchmark,
+        universe=universe,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
     )
-    if source.info.survivorship_biased:
-        print("note: this source's universe is survivorship-biased (today's survivors only)")
+    check = check_calendar(store, symbols, args.end_date, "XNYS")
+    print(f"{report.summary()}\n{check.summary()}\n-> {store.root}")
+    if source.info.survivorship_biased or universe is None:
+        print("note: this universe is survivorship-biased (symbols chosen today; see docs/data.md)")
 
 
 if __name__ == "__main__":

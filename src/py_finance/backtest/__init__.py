@@ -2,7 +2,14 @@
 
 from py_finance.backtest.config import BacktestConfig
 from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtest
-from py_finance.backtest.metrics import METRIC_KEYS, compute_metrics, max_drawdown
+from py_finance.backtest.metrics import (
+    METRIC_KEYS,
+    compute_metrics,
+    deflated_sharpe_ratio,
+    max_drawdown,
+    probabilistic_sharpe_ratio,
+    score_ic,
+)
 
 __all__ = [
     "METRIC_KEYS",
@@ -10,6 +17,9 @@ __all__ = [
     "BacktestResult",
     "buy_and_hold",
     "compute_metrics",
+    "deflated_sharpe_ratio",
     "max_drawdown",
+    "probabilistic_sharpe_ratio",
     "run_backtest",
+    "score_ic",
 ]

@@ -12,12 +12,10 @@ import pandas as pd
 from py_finance.backtest.config import BacktestConfig
 from py_finance.errors import DataError
 from py_finance.risk.config import RiskConfig
-from py_finance.risk.overlays import (
-    ACTIVE,
-    ThrottleState,
-    throttle_multiplier,
-    throttle_step,
-)
+from py_finance.risk.overlays import THROTTLE_STATES, throttle_params
+
+# Throttle settings passed to the compiled loop when no risk config is given (unused there).
+NO_THROTTLE = RiskConfig(drawdown_throttle=None, recovery_drawdown=0.0)
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +56,11 @@ class BacktestResult:
     cash: pd.Series
 
 
-def _aligned_weights(prices: pd.DataFrame, target_weights: pd.DataFrame) -> np.ndarray:
-    """Target weights as a float64 matrix in the price frame's row and column order."""
+def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Prices and target weights as float64 matrices in the price frame's order.
+
+    No copy when the frames are already float64, aligned and share a memory layout.
+    """
     if not prices.index.equals(target_weights.index):
         raise DataError(
             "target_weights and prices must share the same session index "
@@ -68,17 +69,23 @@ def _aligned_weights(prices: pd.DataFrame, target_weights: pd.DataFrame) -> np.n
         )
     if prices.columns.has_duplicates or target_weights.columns.has_duplicates:
         raise DataError("prices and target_weights must not have duplicate symbols")
-    if set(prices.columns) != set(target_weights.columns):
-        missing = sorted(map(str, set(prices.columns) ^ set(target_weights.columns)))
-        raise DataError(
-            f"target_weights and prices must cover the same symbols; differing: {missing[:10]}"
-        )
-    w = target_weights.loc[:, prices.columns].to_numpy(dtype=np.float64, copy=True)
-    if (w[~np.isnan(w)] < 0.0).any():
-        raise DataError("the backtest is long-only: target weights must be >= 0")
-    if np.isinf(w).any():
-        raise DataError("target weights must be finite")
-    return w
+    if not prices.columns.equals(target_weights.columns):
+        if set(prices.columns) != set(target_weights.columns):
+            missing = sorted(map(str, set(prices.columns) ^ set(target_weights.columns)))
+            raise DataError(
+                f"target_weights and prices must cover the same symbols; differing: {missing[:10]}"
+            )
+        target_weights = target_weights.loc[:, prices.columns]
+    px = prices.to_numpy(dtype=np.float64)
+    w = target_weights.to_numpy(dtype=np.float64)
+    # One memory layout for both, so the compiled loop has one specialisation to cache.
+    if px.flags.f_contiguous and not w.flags.f_contiguous:
+        w = np.asfortranarray(w)
+    elif not px.flags.f_contiguous:
+        px = np.asfortranarray(px)
+        if not w.flags.f_contiguous:
+            w = np.asfortranarray(w)
+    return px, w
 
 
 def run_backtest(
@@ -126,111 +133,71 @@ def run_backtest(
     nothing. A name with no price at the trade session is not traded: held shares are kept
     (valued at the last price), and a target on a name not held stays in cash.
     """
-    w_all = _aligned_weights(prices, target_weights)
-    px = prices.to_numpy(dtype=np.float64, copy=True)
+    from py_finance.backtest import _kernel
+
+    px, w = _arrays(prices, target_weights)
     n_sessions, n_names = px.shape
-    tradable = np.isfinite(px) & (px > 0.0)
-    # Last known close, for valuation only (never for trading).
-    last_px = pd.DataFrame(np.where(tradable, px, np.nan)).ffill().to_numpy()
-    last_px = np.nan_to_num(last_px, nan=0.0)
-    # Price used to size and fill orders; 1.0 where untradable only to keep the maths finite
-    # (those names are masked out of every order).
-    trade_px = np.where(tradable, px, 1.0)
-
-    fee = cfg.cost_bps / 1e4
-    lag = cfg.execution_lag
-    throttle_cfg = risk if risk is not None and risk.drawdown_throttle is not None else None
-
-    shares = np.zeros(n_names, dtype=np.float64)
-    cash = float(cfg.initial_cash)
-    mult = np.ones(n_sessions, dtype=np.float64)
-    equity = np.empty(n_sessions, dtype=np.float64)
-    cash_out = np.empty(n_sessions, dtype=np.float64)
-    turnover = np.zeros(n_sessions, dtype=np.float64)
-    fees_out = np.zeros(n_sessions, dtype=np.float64)
-    shares_out = np.zeros((n_sessions, n_names), dtype=np.float64)
-    states: list[str] = [ACTIVE] * n_sessions
-    throttle: ThrottleState | None = None
-
-    for s in range(n_sessions):
-        if s >= lag:
-            value = cash + float(shares @ last_px[s])
-            price = trade_px[s]
-            # Untradable names (no price today) and NaN targets keep their shares: no order.
-            w_row = w_all[s - lag]
-            orderable = tradable[s] & ~np.isnan(w_row)
-            target = np.where(orderable, w_row * (mult[s - lag] * value) / price, shares)
-            notional = (target - shares) * price
-            sells = notional < 0.0
-            buys = notional > 0.0
-            sold = -float(notional[sells].sum())
-            bought = float(notional[buys].sum())
-            cash += sold * (1.0 - fee)
-            traded = sold
-            paid = sold * fee
-            if bought * (1.0 + fee) <= cash:
-                # Cash covers every buy: all targets fill.
-                shares = target
-                cash -= bought * (1.0 + fee)
-                traded += bought
-                paid += bought * fee
-            else:
-                shares = np.where(buys, shares, target)
-                idx = np.flatnonzero(buys)
-                amount = notional[idx]
-                order = np.argsort(amount, kind="stable")
-                idx, amount = idx[order], amount[order]
-                cum = np.cumsum(amount * (1.0 + fee))
-                k = int(np.searchsorted(cum, cash, side="right"))
-                if k:
-                    shares[idx[:k]] = target[idx[:k]]
-                    full = float(amount[:k].sum())
-                    traded += full
-                    paid += full * fee
-                    cash = max(cash - float(cum[k - 1]), 0.0)
-                if k < idx.size and cash > 0.0:
-                    # Partial fill: the cash left pays this order and its fee exactly.
-                    fill = cash / (1.0 + fee)
-                    shares[idx[k]] += fill / price[idx[k]]
-                    traded += fill
-                    paid += cash - fill
-                    cash = 0.0
-            turnover[s] = traded / value if value > 0.0 else 0.0
-            fees_out[s] = paid
-
-        shares_out[s] = shares
-        equity[s] = cash + float(shares @ last_px[s])
-        cash_out[s] = cash
-        if throttle_cfg is not None:
-            throttle = throttle_step(throttle, equity[s], throttle_cfg)
-            mult[s] = throttle_multiplier(throttle, throttle_cfg)
-            states[s] = throttle.state
-
-    index = prices.index
-    held_value = shares_out * last_px
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weights = np.where(equity[:, None] > 0.0, held_value / equity[:, None], np.nan)
-        exposure = np.where(equity > 0.0, np.abs(held_value).sum(axis=1) / equity, np.nan)
-        rets = np.zeros(n_sessions, dtype=np.float64)
-        if n_sessions > 1:
+    throttle = risk is not None and risk.drawdown_throttle is not None
+    dd_thr, halt, recovery, reset = throttle_params(risk if risk is not None else NO_THROTTLE)
+    equity = np.empty(n_sessions)
+    cash = np.empty(n_sessions)
+    turnover = np.empty(n_sessions)
+    fees = np.empty(n_sessions)
+    exposure = np.empty(n_sessions)
+    codes = np.zeros(n_sessions, dtype=np.int8)
+    # name x session, so the frame below wraps it without a copy.
+    held = np.empty((n_names, n_sessions))
+    status = _kernel.simulate(
+        px,
+        w,
+        int(cfg.execution_lag),
+        float(cfg.cost_bps) / 1e4,
+        float(cfg.initial_cash),
+        throttle,
+        float(risk.throttle_exposure) if risk is not None else 1.0,
+        dd_thr,
+        halt,
+        recovery,
+        reset,
+        equity,
+        cash,
+        turnover,
+        fees,
+        exposure,
+        codes,
+        held,
+    )
+    if status == _kernel.NEGATIVE_WEIGHT:
+        raise DataError("the backtest is long-only: target weights must be >= 0")
+    if status == _kernel.INFINITE_WEIGHT:
+        raise DataError("target weights must be finite")
+    rets = np.zeros(n_sessions)
+    if n_sessions > 1:
+        with np.errstate(divide="ignore", invalid="ignore"):
             rets[1:] = equity[1:] / equity[:-1] - 1.0
+    index = prices.index
     if n_sessions:
         log.info(
             "backtest: %d sessions x %d names, final equity %.2f, fees %.2f",
             n_sessions,
             n_names,
             equity[-1],
-            fees_out.sum(),
+            fees.sum(),
         )
     return BacktestResult(
-        equity=pd.Series(equity, index=index, name="equity"),
-        returns=pd.Series(rets, index=index, name="returns"),
-        weights=pd.DataFrame(weights, index=index, columns=prices.columns),
-        turnover=pd.Series(turnover, index=index, name="turnover"),
-        fees=pd.Series(fees_out, index=index, name="fees"),
-        exposure=pd.Series(exposure, index=index, name="exposure"),
-        states=pd.Series(states, index=index, name="state", dtype=object),
-        cash=pd.Series(cash_out, index=index, name="cash"),
+        equity=pd.Series(equity, index=index, name="equity", copy=False),
+        returns=pd.Series(rets, index=index, name="returns", copy=False),
+        weights=pd.DataFrame(held.T, index=index, columns=prices.columns, copy=False),
+        turnover=pd.Series(turnover, index=index, name="turnover", copy=False),
+        fees=pd.Series(fees, index=index, name="fees", copy=False),
+        exposure=pd.Series(exposure, index=index, name="exposure", copy=False),
+        states=pd.Series(
+            np.asarray(THROTTLE_STATES, dtype=object)[codes],
+            index=index,
+            name="state",
+            dtype=object,
+        ),
+        cash=pd.Series(cash, index=index, name="cash", copy=False),
     )
 
 

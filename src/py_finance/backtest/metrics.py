@@ -21,7 +21,13 @@ METRIC_KEYS = (
     "hit_rate",
     "n_sessions",
     "total_return",
+    "exposure",
+    "beta",
+    "psr",
+    "dsr",
 )
+
+_EULER_GAMMA = 0.5772156649015329
 
 
 def max_drawdown(equity: pd.Series | np.ndarray) -> float:
@@ -48,11 +54,104 @@ def max_drawdown(equity: pd.Series | np.ndarray) -> float:
     return float(dd.min())
 
 
+def _moments(r: np.ndarray) -> tuple[float, float, float]:
+    """Per-period Sharpe (ddof=1), skewness and (non-excess) kurtosis of ``r``."""
+    std = float(r.std(ddof=1))
+    z = (r - r.mean()) / r.std(ddof=0)
+    return float(r.mean()) / std, float(np.mean(z**3)), float(np.mean(z**4))
+
+
+def probabilistic_sharpe_ratio(returns: pd.Series | np.ndarray, sr_benchmark: float = 0.0) -> float:
+    """Probability that the true per-period Sharpe ratio exceeds ``sr_benchmark``.
+
+    Bailey and López de Prado (2012): ``Phi((SR - SR*) sqrt(n - 1) / sqrt(1 - g3 SR +
+    (g4 - 1) / 4 SR^2))`` with the per-period (not annualised) Sharpe ``SR``, skewness ``g3``
+    and kurtosis ``g4`` of the returns. NaN for fewer than 3 returns or zero volatility.
+    """
+    from scipy.stats import norm
+
+    r = np.asarray(pd.Series(returns, dtype=np.float64).dropna())
+    if r.size < 3 or float(np.ptp(r)) == 0.0:
+        return math.nan
+    sr, g3, g4 = _moments(r)
+    denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2
+    if denom <= 0.0:
+        return math.nan
+    return float(norm.cdf((sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)))
+
+
+def deflated_sharpe_ratio(
+    returns: pd.Series | np.ndarray, n_trials: int, sr_variance: float | None = None
+) -> float:
+    """Probabilistic Sharpe ratio against the best Sharpe expected from ``n_trials`` tries.
+
+    Bailey and López de Prado (2014): the benchmark is ``sqrt(V) ((1 - gamma)
+    Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))``, ``gamma`` the Euler-Mascheroni constant
+    and ``V`` the variance of the per-period Sharpe ratios across the trials
+    (``sr_variance``; by default the sampling variance of this series' Sharpe estimate).
+    With ``n_trials == 1`` it equals :func:`probabilistic_sharpe_ratio` against 0.
+    """
+    from scipy.stats import norm
+
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    r = np.asarray(pd.Series(returns, dtype=np.float64).dropna())
+    if r.size < 3 or float(np.ptp(r)) == 0.0:
+        return math.nan
+    if n_trials == 1:
+        return probabilistic_sharpe_ratio(r, 0.0)
+    sr, g3, g4 = _moments(r)
+    var = sr_variance
+    if var is None:
+        var = (1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2) / (r.size - 1)
+    sr_star = math.sqrt(max(var, 0.0)) * (
+        (1.0 - _EULER_GAMMA) * norm.ppf(1.0 - 1.0 / n_trials)
+        + _EULER_GAMMA * norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+    )
+    return probabilistic_sharpe_ratio(r, sr_star)
+
+
+def score_ic(scores: pd.DataFrame, forward_returns: pd.DataFrame) -> dict[str, float]:
+    """Mean cross-sectional information coefficient of scores against forward returns.
+
+    Parameters
+    ----------
+    scores
+        ``session x symbol`` scores known at the close of each session.
+    forward_returns
+        Same shape: the return each score is about (e.g. the label ``fwd_ret_h``).
+
+    Returns
+    -------
+    dict[str, float]
+        ``ic`` (Pearson) and ``rank_ic`` (Spearman), averaged over sessions with at least
+        three names scored; ``icir``: mean / std of the per-session rank IC.
+    """
+    s, f = scores.align(forward_returns, join="inner")
+    valid = s.notna() & f.notna()
+    s, f = s.where(valid), f.where(valid)
+    keep = valid.sum(axis=1) >= 3
+    s, f = s[keep], f[keep]
+    out = {"ic": math.nan, "rank_ic": math.nan, "icir": math.nan}
+    if s.empty:
+        return out
+    ic = s.corrwith(f, axis=1)
+    ric = s.rank(axis=1).corrwith(f.rank(axis=1), axis=1)
+    out["ic"] = float(ic.mean())
+    out["rank_ic"] = float(ric.mean())
+    sd = float(ric.std(ddof=1)) if ric.notna().sum() > 1 else math.nan
+    out["icir"] = out["rank_ic"] / sd if sd and not math.isnan(sd) else math.nan
+    return out
+
+
 def compute_metrics(
     returns: pd.Series,
     *,
     turnover: pd.Series | None = None,
     periods_per_year: int = 252,
+    exposure: pd.Series | None = None,
+    benchmark: pd.Series | None = None,
+    n_trials: int = 1,
 ) -> dict[str, float]:
     """Summary statistics of simple per-session returns.
 
@@ -65,6 +164,13 @@ def compute_metrics(
         ``BacktestResult.turnover``); ``None`` gives a NaN turnover.
     periods_per_year
         Sessions per year used to annualise.
+    exposure
+        Per-session gross invested fraction (``BacktestResult.exposure``); its mean is
+        reported.
+    benchmark
+        Benchmark simple returns on the same sessions, for ``beta``.
+    n_trials
+        Number of strategy variants tried, for the deflated Sharpe ratio.
 
     Returns
     -------
@@ -80,6 +186,9 @@ def compute_metrics(
         ``hit_rate``: share of sessions with a positive return among sessions with a
         non-zero return (flat sessions, e.g. in cash, are not counted).
         ``n_sessions``: number of returns used. ``total_return``: ``prod(1 + r) - 1``.
+        ``exposure``: mean gross exposure. ``beta``: ``cov(r, b) / var(b)`` on the sessions
+        both have. ``psr``: probabilistic Sharpe ratio against 0; ``dsr``: deflated Sharpe
+        ratio given ``n_trials``.
         Anything undefined (empty series, zero volatility, no drawdown, ...) is NaN; nothing
         raises.
     """
@@ -93,6 +202,11 @@ def compute_metrics(
         t = pd.Series(turnover, dtype=np.float64).dropna().to_numpy()
         if t.size:
             out["turnover"] = float(t.mean()) / 2.0 * periods_per_year
+
+    if exposure is not None:
+        e = pd.Series(exposure, dtype=np.float64).dropna().to_numpy()
+        if e.size:
+            out["exposure"] = float(e.mean())
 
     if n == 0:
         return out
@@ -124,4 +238,15 @@ def compute_metrics(
     moved = r[r != 0.0]
     if moved.size:
         out["hit_rate"] = float((moved > 0.0).mean())
+
+    if benchmark is not None:
+        both = pd.concat([pd.Series(returns, dtype=np.float64), benchmark], axis=1).dropna()
+        if len(both) >= 2:
+            b = both.iloc[:, 1].to_numpy()
+            var_b = float(np.var(b, ddof=1))
+            if var_b > 0.0:
+                cov = float(np.cov(both.iloc[:, 0].to_numpy(), b, ddof=1)[0, 1])
+                out["beta"] = cov / var_b
+    out["psr"] = probabilistic_sharpe_ratio(r)
+    out["dsr"] = deflated_sharpe_ratio(r, max(int(n_trials), 1))
     return out

@@ -1,24 +1,41 @@
-"""Bitemporal bar store: Parquet files queried with DuckDB through an as-of API.
+"""Bitemporal store: append-only Parquet parts, queried through an as-of API.
 
-Every row has an event time (``session``) and a knowledge time (``available_at``, tz-aware
-UTC). Ingesting never rewrites a stored row: new facts and restatements are appended as new
-Parquet parts, and a read "as of T" sees, per (symbol, session), the latest row known at T.
+Every row has an event time (``session``, ``ex_date``, ``period_end``, ...) and a knowledge
+time (``available_at``, tz-aware UTC). Writes never rewrite a stored row: new facts and
+restatements are appended as new Parquet parts, and when a restatement replaces a version the
+replaced version's ``superseded_at`` (the new version's ``available_at``) is appended to a
+small supersession table. "As known at T" is then the plain filter
+``available_at <= T < superseded_at`` (``superseded_at`` missing = never).
 
 Layout under the store root::
 
-    bars/part-<hash>.parquet        stock bars
-    benchmark/part-<hash>.parquet   benchmark series (same schema)
+    manifest.json                   the committed snapshot: parts per table, row counts,
+                                    content hash, the last ingest (source, symbols, range)
+    <table>/part-<hash>.parquet     rows (immutable, named by content hash)
+    <table>/sup-<hash>.parquet      key, available_at, superseded_at of replaced versions
+    _index/<table>-<hash>/          read index of a bar table (derived; see ``index.py``)
+    quarantine/part-<hash>.parquet  rows validation refused, with the reason
     reference/sectors.parquet       symbol, name, sector, available_at
     meta.json                       source facts (survivorship bias) and calendar check
+
+Tables: ``bars`` and ``benchmark`` (daily bars), ``actions`` (splits and dividends),
+``fundamentals``, ``news``, ``universe`` (membership spells). A write is a transaction under
+a file lock: new parts are written first, then ``manifest.json`` is replaced atomically. A
+crash before that rename leaves the previous snapshot exactly as it was (the new parts are
+unreferenced, and a rerun writes the same content-named parts again).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.data.calendar import session_closes
+from py_finance.data.index import NEVER, BarIndex
 from py_finance.data.sources.base import BAR_COLUMNS
 from py_finance.errors import DataError
 from py_finance.io import atomic_path, write_json
@@ -35,6 +53,35 @@ log = logging.getLogger(__name__)
 
 TABLES = ("bars", "benchmark")
 VALUE_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
+MANIFEST = "manifest.json"
+FORMAT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """Key, value and date columns of one versioned table."""
+
+    key: tuple[str, ...]
+    values: tuple[str, ...]
+    dates: tuple[str, ...]
+    times: tuple[str, ...] = ()
+
+
+SPECS: dict[str, TableSpec] = {
+    "bars": TableSpec(("symbol", "session"), VALUE_COLUMNS, ("session",)),
+    "benchmark": TableSpec(("symbol", "session"), VALUE_COLUMNS, ("session",)),
+    "actions": TableSpec(("symbol", "ex_date", "kind"), ("value",), ("ex_date",)),
+    "fundamentals": TableSpec(
+        ("symbol", "period_end", "field"), ("value", "period"), ("period_end",)
+    ),
+    "news": TableSpec(
+        ("symbol", "id"),
+        ("published_at", "headline", "source", "url", "summary"),
+        (),
+        ("published_at",),
+    ),
+    "universe": TableSpec(("symbol", "start"), ("end",), ("start", "end")),
+}
 
 
 def to_utc(ts: dt.datetime | pd.Timestamp | str) -> pd.Timestamp:
@@ -54,20 +101,140 @@ def end_of_day_utc(day: dt.date | str) -> pd.Timestamp:
 
 @dataclass(frozen=True, slots=True)
 class IngestSummary:
-    """What one write did."""
+    """What one write did (``rows_restated`` of ``rows_added`` replaced known versions)."""
 
     table: str
     rows_in: int
     rows_added: int
     rows_unchanged: int
     symbols: tuple[str, ...]
+    rows_restated: int = 0
+
+
+# Process-wide read caches keyed by (root, table, content hash): parts are immutable, so a
+# hash names one content forever.
+_INDEXES: dict[tuple[str, str, str], BarIndex] = {}
+_VERSIONS: dict[tuple[str, str, str], pd.DataFrame] = {}
+_MANIFESTS: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
 
 class Store:
-    """DuckDB over the Parquet parts under ``root``; see the module docstring."""
+    """Append-only Parquet parts under ``root`` with as-of reads; see the module docstring."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, lock_timeout: float = 600.0) -> None:
         self.root = Path(root)
+        self._cache_root = str(self.root.resolve())
+        self.lock_timeout = lock_timeout
+        self._txn: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ snapshots
+    def manifest(self) -> dict[str, Any]:
+        """The committed snapshot (``manifest.json``); legacy stores are listed from disk."""
+        if self._txn is not None:
+            return self._txn
+        path = self.root / MANIFEST
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return self._legacy_manifest()
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = _MANIFESTS.get(str(path))
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"cannot read {path}: {exc}; delete the store and re-run ingest"
+            ) from exc
+        _MANIFESTS[str(path)] = (sig, manifest)
+        return dict(manifest)
+
+    def _legacy_manifest(self) -> dict[str, Any]:
+        tables: dict[str, Any] = {}
+        for table in SPECS:
+            parts = sorted((self.root / table).glob("part-*.parquet"))
+            if parts:
+                tables[table] = {
+                    "parts": {p.name: p.stat().st_size for p in parts},
+                    "superseded": {},
+                    "rows": None,
+                }
+        return {"format": 1, "tables": tables}
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group writes into one snapshot under the store's file lock.
+
+        Parts are written as the block runs; the snapshot is committed (``manifest.json``
+        replaced atomically) only when the block ends without an exception.
+        """
+        if self._txn is not None:  # nested: the outer block commits
+            yield self
+            return
+        from filelock import FileLock, Timeout
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.root / ".lock"), timeout=self.lock_timeout)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise DataError(
+                f"another ingest holds the lock on {self.root} (waited {self.lock_timeout:.0f}s): "
+                "wait for it to finish"
+            ) from None
+        try:
+            # holding the lock, any temp file is a dead writer's: never referenced, remove it
+            for stale in self.root.glob("*/.*.tmp"):
+                stale.unlink(missing_ok=True)
+            base = copy.deepcopy(self.manifest())
+            base.setdefault("tables", {})
+            self._txn = base
+            before = json.dumps(base["tables"], sort_keys=True)
+            yield self
+            if json.dumps(self._txn["tables"], sort_keys=True) != before:
+                self._commit(self._txn)
+        finally:
+            self._txn = None
+            lock.release()
+
+    def _commit(self, manifest: dict[str, Any]) -> None:
+        dirty = set(manifest.get("_dirty", []))
+        manifest = {k: v for k, v in manifest.items() if not k.startswith("_")}
+        for table, entry in manifest["tables"].items():
+            entry["hash"] = _table_hash(entry)
+            if table in dirty:
+                self._save_index(table, entry["hash"], self._build_index(table))
+        manifest["format"] = FORMAT
+        manifest["content_hash"] = _content_hash(manifest["tables"])
+        write_json(manifest, self.root / MANIFEST)
+        self._drop_stale_indexes(manifest)
+        log.info("committed snapshot %s", manifest["content_hash"])
+
+    def _save_index(self, table: str, table_hash: str, index: BarIndex) -> None:
+        directory = self.root / "_index" / f"{table}-{table_hash}"
+        if not directory.exists():
+            index.save(directory)
+
+    def _drop_stale_indexes(self, manifest: dict[str, Any]) -> None:
+        keep = {f"{t}-{e['hash']}" for t, e in manifest["tables"].items() if "hash" in e}
+        for path in (self.root / "_index").glob("*"):
+            if path.name not in keep and not path.name.startswith("."):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def record_ingest(self, info: dict[str, Any]) -> None:
+        """Attach ``info`` (source, symbols, range, counts) to the snapshot being written.
+
+        Recorded only when the transaction changes the data: a no-op ingest writes nothing.
+        """
+        if self._txn is None:
+            raise DataError("record_ingest is only valid inside Store.transaction()")
+        self._txn["last_ingest"] = info
+
+    def fingerprint(self) -> str:
+        """Short content hash of the committed snapshot (MLflow runs reference it)."""
+        manifest = self.manifest()
+        return str(manifest.get("content_hash") or _content_hash(manifest.get("tables", {})))[:12]
 
     # ----------------------------------------------------------------- writing
     def write_bars(
@@ -82,7 +249,8 @@ class Store:
 
         A (symbol, session) seen for the first time is stamped ``available_at`` = that
         session's close; a changed value for a known key is a restatement, stamped ``now``
-        (UTC). Identical rows add nothing, so ingesting twice is a no-op.
+        (UTC, default: the wall clock). Identical rows add nothing, so ingesting twice is a
+        no-op. Rows must already be valid (see :mod:`py_finance.data.validation`).
         """
         if table not in TABLES:
             raise DataError(f"unknown table {table!r}; tables: {TABLES}")
@@ -91,71 +259,162 @@ class Store:
             raise DataError(f"bars are missing columns {missing}")
         new = bars[[c for c in BAR_COLUMNS if c != "available_at"]].copy()
         new["session"] = pd.to_datetime(new["session"]).dt.normalize()
-        new["symbol"] = new["symbol"].astype(str)
         for col in VALUE_COLUMNS:
             new[col] = new[col].astype("float64")
-        if new.duplicated(["symbol", "session"]).any():
-            raise DataError("bars contain duplicate (symbol, session) rows")
         if (new["adj_close"] <= 0).any():
             raise DataError("bars contain non-positive adjusted closes")
+        new["available_at"] = session_closes(pd.DatetimeIndex(new["session"]), calendar)
+        return self._append(table, new, now=now)
 
-        known = self._latest_all(table, symbols=sorted(new["symbol"].unique()))
-        if known.empty:
-            added = new.assign(
-                available_at=session_closes(pd.DatetimeIndex(new["session"]), calendar)
-            )
-            unchanged = 0
-        else:
-            merged = new.merge(
-                known[["symbol", "session", *VALUE_COLUMNS]],
-                on=["symbol", "session"],
-                how="left",
-                suffixes=("", "_known"),
-                indicator=True,
-            )
-            is_new = merged["_merge"] == "left_only"
-            changed = np.zeros(len(merged), dtype=bool)
-            for col in VALUE_COLUMNS:
-                a, b = merged[col].to_numpy(), merged[f"{col}_known"].to_numpy()
-                changed |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
-            changed &= ~is_new.to_numpy()
-            stamp = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
-            first_seen = merged.loc[is_new, new.columns]
-            first_seen = first_seen.assign(
-                available_at=session_closes(pd.DatetimeIndex(first_seen["session"]), calendar)
-            )
-            restated = merged.loc[changed, new.columns].assign(available_at=stamp)
-            added = pd.concat([first_seen, restated], ignore_index=True)
-            unchanged = int(len(new) - len(added))
-            if len(restated):
-                log.info("%d restated rows in %s, stamped %s", len(restated), table, stamp)
-        if len(added):
-            self._write_part(table, added)
+    def write_actions(
+        self, actions: pd.DataFrame, now: pd.Timestamp | None = None
+    ) -> IngestSummary:
+        """Store corporate actions: ``symbol, ex_date, kind ('split'|'dividend'), value``.
+
+        ``value`` is the split ratio (new shares per old share, 4.0 for 4:1) or the cash
+        dividend per share. ``available_at`` defaults to the close of the session before
+        the ex-date (when the action is announced at the latest).
+        """
+        frame = actions.copy()
+        bad = sorted(set(frame["kind"]) - {"split", "dividend"})
+        if bad:
+            raise DataError(f"unknown corporate action kind(s) {bad}; use 'split' or 'dividend'")
+        if (pd.to_numeric(frame["value"]) <= 0).any():
+            raise DataError("corporate action values must be positive")
+        if "available_at" not in frame.columns:
+            ex = pd.DatetimeIndex(pd.to_datetime(frame["ex_date"]).dt.normalize())
+            frame["available_at"] = _previous_close(ex)
+        frame["value"] = frame["value"].astype("float64")
+        return self._append("actions", frame, now=now)
+
+    def write_fundamentals(
+        self, rows: pd.DataFrame, now: pd.Timestamp | None = None
+    ) -> IngestSummary:
+        """Store fundamentals: ``symbol, period_end, field, value[, period], available_at``.
+
+        ``available_at`` is the filing/publication time; a row with only a filing date gets
+        the close of the next session after it (see :func:`date_known_at`).
+        """
+        frame = rows.copy()
+        if "period" not in frame.columns:
+            frame["period"] = ""
+        frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+        return self._append("fundamentals", frame, now=now)
+
+    def write_news(self, rows: pd.DataFrame, now: pd.Timestamp | None = None) -> IngestSummary:
+        """Store news items: ``symbol, id, published_at, headline, source, url, summary``.
+
+        Known from ``published_at``.
+        """
+        frame = rows.copy()
+        frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+        frame["id"] = frame["id"].astype(str)
+        for col in ("headline", "source", "url", "summary"):
+            frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
+        frame["available_at"] = frame["published_at"]
+        return self._append("news", frame, now=now)
+
+    def write_universe(
+        self, membership: pd.DataFrame, now: pd.Timestamp | None = None
+    ) -> IngestSummary:
+        """Store membership spells ``symbol, start, end, available_at`` (``end`` NaT: open).
+
+        Use :func:`membership_versions` to turn a final membership list into the versions
+        known over time (a spell is open until its end is known).
+        """
+        frame = membership.copy()
+        frame["end"] = pd.to_datetime(frame["end"])
+        return self._append("universe", frame, now=now)
+
+    def write_quarantine(self, rows: pd.DataFrame) -> int:
+        """Append refused rows (``table, symbol, session, reason, source, row``); returns added."""
+        if rows.empty:
+            return 0
+        frame = rows[["table", "symbol", "session", "reason", "source", "row"]].copy()
+        frame = frame.astype(str)
+        known = self.quarantine()
+        if not known.empty:
+            seen = set(map(tuple, known[list(frame.columns)].astype(str).to_numpy()))
+            frame = frame[[tuple(r) not in seen for r in frame.to_numpy()]]
+        frame = frame.drop_duplicates()
+        if frame.empty:
+            return 0
+        with self.transaction():
+            self._write_part("quarantine", frame, kind="parts")
+        return len(frame)
+
+    def _append(self, table: str, rows: pd.DataFrame, now: pd.Timestamp | None) -> IngestSummary:
+        spec = SPECS[table]
+        cols = [*spec.key, *spec.values, "available_at"]
+        missing = [c for c in cols if c not in rows.columns]
+        if missing:
+            raise DataError(f"{table} rows are missing columns {missing}")
+        new = rows[cols].copy()
+        new["symbol"] = new["symbol"].astype(str).str.upper()
+        for col in spec.dates:
+            new[col] = pd.to_datetime(new[col]).dt.normalize().astype("datetime64[us]")
+        new["available_at"] = pd.to_datetime(new["available_at"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
+        if new["available_at"].isna().any():
+            raise DataError(f"{table} rows without available_at")
+        if new.duplicated(list(spec.key)).any():
+            raise DataError(f"{table} rows contain duplicate {spec.key} keys")
+        symbols = tuple(sorted(new["symbol"].unique()))
+        with self.transaction():
+            current = self._current(table, symbols)
+            added, superseded = _diff(new, current, spec, now)
+            if len(added):
+                self._write_part(table, added, kind="parts")
+            if len(superseded):
+                self._write_part(table, superseded, kind="superseded")
+                log.info("%d restated rows in %s", len(superseded), table)
+            if len(added) and table in TABLES:
+                assert self._txn is not None
+                self._txn.setdefault("_dirty", []).append(table)
         return IngestSummary(
             table=table,
             rows_in=len(new),
             rows_added=len(added),
-            rows_unchanged=unchanged,
-            symbols=tuple(sorted(new["symbol"].unique())),
+            rows_unchanged=len(new) - len(added),
+            symbols=symbols,
+            rows_restated=len(superseded),
         )
 
-    def _write_part(self, table: str, rows: pd.DataFrame) -> Path:
+    def _current(self, table: str, symbols: Sequence[str]) -> pd.DataFrame:
+        versions = self._versions(table)
+        if versions.empty:
+            return versions
+        latest = versions[versions["superseded_at"].isna()]
+        return latest[latest["symbol"].isin(list(symbols))]
+
+    def _write_part(self, table: str, rows: pd.DataFrame, *, kind: str) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = rows.sort_values(["symbol", "session", "available_at"]).reset_index(drop=True)
+        assert self._txn is not None, "writes happen inside a transaction"
+        sort = [c for c in ("symbol", *SPECS.get(table, TableSpec((), (), ())).key) if c in rows]
+        sort = list(dict.fromkeys([*sort, "available_at"] if "available_at" in rows else sort))
+        rows = rows.sort_values(sort).reset_index(drop=True) if sort else rows
         arrow = pa.Table.from_pandas(rows, preserve_index=False)
-        arrow = arrow.set_column(
-            arrow.schema.get_field_index("session"),
-            "session",
-            arrow.column("session").cast(pa.date32()),
-        )
+        for col in SPECS.get(table, TableSpec((), (), ())).dates:
+            if col in arrow.column_names:
+                i = arrow.schema.get_field_index(col)
+                arrow = arrow.set_column(i, col, arrow.column(col).cast(pa.date32()))
         digest = hashlib.sha256(
             pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes()
+            + ",".join(rows.columns).encode()
         ).hexdigest()[:16]
-        path = self.root / table / f"part-{digest}.parquet"
-        with atomic_path(path) as tmp:
-            pq.write_table(arrow, tmp)
+        prefix = "part" if kind == "parts" else "sup"
+        path = self.root / table / f"{prefix}-{digest}.parquet"
+        if not path.exists():  # same content already written by an interrupted ingest
+            with atomic_path(path) as tmp:
+                pq.write_table(arrow, tmp)
+        entry = self._txn["tables"].setdefault(table, {"parts": {}, "superseded": {}, "rows": 0})
+        entry.setdefault(kind, {})[path.name] = path.stat().st_size
+        entry.pop("hash", None)  # recomputed at commit; stale inside the transaction
+        if kind == "parts":
+            entry["rows"] = int(entry.get("rows") or 0) + len(rows)
         log.info("wrote %d rows to %s", len(rows), path)
         return path
 
@@ -172,12 +431,7 @@ class Store:
         """Store source facts and checks as ``meta.json``."""
         return write_json(meta, self.root / "meta.json")
 
-    # ----------------------------------------------------------------- reading
-    def fingerprint(self) -> str:
-        """Short hash of the stored parts (their names are content hashes)."""
-        names = sorted(str(p.relative_to(self.root)) for t in TABLES for p in self._parts(t))
-        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-
+    # ------------------------------------------------------------ raw access
     def meta(self) -> dict[str, Any]:
         """Contents of ``meta.json`` (empty when absent)."""
         path = self.root / "meta.json"
@@ -185,69 +439,179 @@ class Store:
             return {}
         return dict(json.loads(path.read_text(encoding="utf-8")))
 
+    def _files(self, table: str, kind: str = "parts") -> list[Path]:
+        entry = self.manifest().get("tables", {}).get(table) or {}
+        return [self.root / table / name for name in sorted(entry.get(kind) or {})]
+
     def _parts(self, table: str) -> list[Path]:
-        return sorted((self.root / table).glob("part-*.parquet"))
+        return self._files(table, "parts")
 
-    def _query(self, sql: str, params: Sequence[Any], table: str) -> pd.DataFrame:
-        import duckdb
+    def _table_hash(self, table: str) -> str:
+        entry = self.manifest().get("tables", {}).get(table)
+        if not entry:
+            return "empty"
+        return str(entry.get("hash") or _table_hash(entry))
 
+    def _versions(self, table: str) -> pd.DataFrame:
+        """Every stored version of ``table`` with its ``superseded_at`` (NaT: current)."""
+        key = (self._cache_root, table, self._table_hash(table))
+        cached = _VERSIONS.get(key)
+        if cached is not None:
+            return cached
+        spec = SPECS[table]
         parts = self._parts(table)
         if not parts:
-            raise DataError(
-                f"the store at {self.root} has no {table}: run the ingest stage first "
-                "(`dvc repro ingest` or `python scripts/ingest_bars.py`)"
+            return pd.DataFrame(columns=[*spec.key, *spec.values, "available_at", "superseded_at"])
+        frame = self._read_parquet(table, parts)
+        sups = self._files(table, "superseded")
+        for col in spec.dates:
+            frame[col] = pd.to_datetime(frame[col]).astype("datetime64[us]")
+        frame["available_at"] = pd.to_datetime(frame["available_at"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
+        if sups:
+            marks = self._read_parquet(table, sups)
+            for col in spec.dates:
+                if col in spec.key:
+                    marks[col] = pd.to_datetime(marks[col]).astype("datetime64[us]")
+            for col in ("available_at", "superseded_at"):
+                marks[col] = pd.to_datetime(marks[col], utc=True).astype("datetime64[ns, UTC]")
+            marks = marks.drop_duplicates([*spec.key, "available_at"])
+            frame = frame.merge(marks, on=[*spec.key, "available_at"], how="left")
+        else:
+            frame["superseded_at"] = pd.Series(
+                pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]"
             )
+        _remember(_VERSIONS, key, frame)
+        return frame
+
+    def _read_parquet(self, table: str, files: Sequence[Path]) -> pd.DataFrame:
+        import duckdb
+
+        self._check_files(table, files)
         try:
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
-                frame = con.execute(sql.format(files=_sql_list(parts)), list(params)).df()
+                return con.execute(
+                    f"SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)"
+                ).df()
         except duckdb.Error as exc:
-            bad = _find_corrupt(parts)
+            bad = _find_corrupt(files)
             where = f" ({bad})" if bad else ""
             raise DataError(
                 f"cannot read the {table} Parquet files{where}: {str(exc).splitlines()[0]}; "
                 "delete the store and re-run ingest"
             ) from exc
-        return frame
 
-    def _latest_all(self, table: str, symbols: Sequence[str]) -> pd.DataFrame:
+    def _check_files(self, table: str, files: Sequence[Path]) -> None:
+        entry = self.manifest().get("tables", {}).get(table) or {}
+        sizes = {**(entry.get("parts") or {}), **(entry.get("superseded") or {})}
+        for path in files:
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise DataError(
+                    f"{path} is listed in the snapshot but missing: "
+                    "delete the store and re-run ingest"
+                ) from None
+            if sizes.get(path.name) not in (None, size):
+                raise DataError(
+                    f"{path} changed since it was written (corrupt?): "
+                    "delete the store and re-run ingest"
+                )
+
+    def sql(self) -> Any:
+        """A DuckDB connection with one view per table, ``superseded_at`` included.
+
+        As of T: ``WHERE available_at <= T AND (superseded_at IS NULL OR superseded_at > T)``.
+        """
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for table, spec in SPECS.items():
+            parts = self._parts(table)
+            if not parts:
+                continue
+            rows = f"read_parquet({_sql_list(parts)}, union_by_name=true)"
+            sups = self._files(table, "superseded")
+            if sups:
+                keys = ", ".join([*spec.key, "available_at"])
+                marks = f"read_parquet({_sql_list(sups)}, union_by_name=true)"
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT r.*, m.superseded_at FROM {rows} r "
+                    f"LEFT JOIN (SELECT DISTINCT * FROM {marks}) m USING ({keys})"
+                )
+            else:
+                con.execute(
+                    f"CREATE VIEW {table} AS SELECT *, "
+                    f"CAST(NULL AS TIMESTAMPTZ) AS superseded_at FROM {rows}"
+                )
+        return con
+
+    # ----------------------------------------------------------- bar reads
+    def index(self, table: str = "bars") -> BarIndex:
+        """The read index of a bar table (memory-mapped when saved, else built and cached)."""
         if not self._parts(table):
-            return pd.DataFrame(columns=list(BAR_COLUMNS))
-        return self._read(table, symbols, None, None, None)
+            raise DataError(
+                f"the store at {self.root} has no {table}: run the ingest stage first "
+                "(`dvc repro ingest` or `python scripts/ingest_bars.py`)"
+            )
+        table_hash = self._table_hash(table)
+        key = (self._cache_root, table, table_hash)
+        index = _INDEXES.get(key)
+        if index is None:
+            self._check_files(table, [*self._parts(table), *self._files(table, "superseded")])
+            directory = self.root / "_index" / f"{table}-{table_hash}"
+            if directory.is_dir():
+                try:
+                    index = BarIndex.load(directory, VALUE_COLUMNS)
+                except (OSError, ValueError) as exc:
+                    log.warning("rebuilding unreadable index %s: %s", directory, exc)
+            if index is None:
+                index = self._build_index(table)
+            _remember(_INDEXES, key, index)
+        return index
 
-    def _read(
+    def _build_index(self, table: str) -> BarIndex:
+        versions = self._versions(table)
+        return BarIndex.from_frame(versions, VALUE_COLUMNS)
+
+    def symbols(self, *, table: str = "bars") -> list[str]:
+        """Every symbol ever stored in ``table``."""
+        if table in TABLES:
+            return [str(s) for s in self.index(table).symbols]
+        versions = self._versions(table)
+        return sorted(versions["symbol"].astype(str).unique().tolist())
+
+    def _select(
         self,
         table: str,
         symbols: Sequence[str] | None,
-        start: dt.date | None,
-        end: dt.date | None,
-        as_of: pd.Timestamp | None,
-    ) -> pd.DataFrame:
-        where: list[str] = []
-        params: list[Any] = []
+        start: dt.date | str | None,
+        end: dt.date | str | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+    ) -> tuple[BarIndex, np.ndarray]:
+        as_of_ns = min(int(to_utc(as_of).value), NEVER - 1)  # Timestamp.max: everything
+        start_d = _day(start)
+        end_d = _day(end)
+        if start_d is not None and end_d is not None and end_d < start_d:
+            raise DataError(
+                f"end date {_from_day(end_d)} is before start date {_from_day(start_d)}"
+            )
+        index = self.index(table)
+        codes = None
         if symbols is not None:
-            where.append("symbol IN (SELECT UNNEST(?))")
-            params.append(list(symbols))
-        if start is not None:
-            where.append("session >= ?")
-            params.append(start)
-        if end is not None:
-            where.append("session <= ?")
-            params.append(end)
-        if as_of is not None:
-            where.append("available_at <= ?")
-            params.append(as_of.floor("us").to_pydatetime())
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        sql = (
-            "SELECT * FROM read_parquet({files}, union_by_name=true) "
-            f"{clause} QUALIFY row_number() OVER "
-            "(PARTITION BY symbol, session ORDER BY available_at DESC) = 1 "
-            "ORDER BY session, symbol"
-        )
-        frame = self._query(sql, params, table)
-        frame["session"] = pd.to_datetime(frame["session"])
-        frame["available_at"] = pd.to_datetime(frame["available_at"], utc=True)
-        return frame[list(BAR_COLUMNS)].reset_index(drop=True)
+            wanted = [s.upper() for s in symbols]
+            codes = index.codes(wanted)
+            if len(codes) != len(set(wanted)):
+                known = set(index.symbols.tolist())
+                unknown = sorted(set(wanted) - known)
+                raise DataError(
+                    f"unknown symbol(s) {', '.join(unknown)} in the store at {self.root}; "
+                    f"known: {', '.join(index.symbols.tolist())}"
+                )
+        return index, index.select(codes, start_d, end_d, as_of_ns)
 
     def bars(
         self,
@@ -261,22 +625,51 @@ class Store:
         """Bars of ``symbols`` (None: all) with sessions in ``[start, end]`` as known at ``as_of``.
 
         ``as_of`` is required and tz-aware: research code never reads "the latest".
-        Unknown symbols raise :class:`DataError`.
+        Unknown symbols raise :class:`DataError`. Rows are ordered by session, then symbol.
         """
-        as_of_utc = to_utc(as_of)
-        start_d = pd.Timestamp(start).date() if start is not None else None
-        end_d = pd.Timestamp(end).date() if end is not None else None
-        if start_d and end_d and end_d < start_d:
-            raise DataError(f"end date {end_d} is before start date {start_d}")
-        if symbols is not None:
-            symbols = [s.upper() for s in symbols]
-            unknown = sorted(set(symbols) - set(self.symbols(table=table)))
-            if unknown:
-                raise DataError(
-                    f"unknown symbol(s) {', '.join(unknown)} in the store at {self.root}; "
-                    f"known: {', '.join(self.symbols(table=table))}"
-                )
-        return self._read(table, symbols, start_d, end_d, as_of_utc)
+        index, rows = self._select(table, symbols, start, end, as_of)
+        if len(rows) > 1:
+            rows = rows[np.lexsort((index.code[rows], index.session[rows]))]
+        out = {
+            "symbol": index.symbols[index.code[rows]],
+            "session": index.session[rows].astype("datetime64[D]").astype("datetime64[us]"),
+        }
+        for col in VALUE_COLUMNS:
+            out[col] = index.values[col][rows]
+        out["available_at"] = pd.DatetimeIndex(
+            index.available_at[rows].astype("datetime64[ns]")
+        ).tz_localize("UTC")
+        return pd.DataFrame(out)
+
+    def point(
+        self,
+        symbol: str,
+        session: dt.date | str,
+        as_of: dt.datetime | pd.Timestamp | str,
+        field: str = "adj_close",
+        *,
+        table: str = "bars",
+    ) -> float:
+        """One value of ``symbol`` at ``session`` as known at ``as_of`` (NaN when unknown)."""
+        index, rows = self._select(table, [symbol], session, session, as_of)
+        return float(index.values[field][rows[0]]) if len(rows) else float("nan")
+
+    def cross_section(
+        self,
+        session: dt.date | str,
+        as_of: dt.datetime | pd.Timestamp | str,
+        field: str = "adj_close",
+        symbols: Sequence[str] | None = None,
+        *,
+        table: str = "bars",
+    ) -> pd.Series:
+        """``field`` of every symbol (or ``symbols``) at one session, as known at ``as_of``."""
+        index, rows = self._select(table, symbols, session, session, as_of)
+        return pd.Series(
+            np.asarray(index.values[field][rows]),
+            index=pd.Index(index.symbols[index.code[rows]], name="symbol"),
+            name=field,
+        )
 
     def benchmark(
         self,
@@ -286,22 +679,6 @@ class Store:
     ) -> pd.DataFrame:
         """Benchmark bars as known at ``as_of``."""
         return self.bars(None, start, end, as_of, table="benchmark")
-
-    def symbols(self, *, table: str = "bars") -> list[str]:
-        """Every symbol ever stored in ``table``."""
-        frame = self._query(
-            "SELECT DISTINCT symbol FROM read_parquet({files}) ORDER BY symbol", [], table
-        )
-        return [str(s) for s in frame["symbol"]]
-
-    def sectors(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.Series:
-        """Sector per symbol as known at ``as_of``."""
-        path = self.root / "reference" / "sectors.parquet"
-        if not path.exists():
-            raise DataError(f"no sector map in the store at {self.root}: run ingest first")
-        frame = pd.read_parquet(path)
-        frame = frame[pd.to_datetime(frame["available_at"], utc=True) <= to_utc(as_of)]
-        return frame.set_index("symbol")["sector"].astype(str)
 
     def wide(
         self,
@@ -314,10 +691,300 @@ class Store:
         table: str = "bars",
     ) -> pd.DataFrame:
         """``session x symbol`` matrix of one bar field (e.g. ``adj_close``)."""
-        long = self.bars(symbols, start, end, as_of, table=table)
-        wide = long.pivot(index="session", columns="symbol", values=field).sort_index()
-        wide.columns.name = None
-        return wide.astype("float64")
+        return self.panel((field,), symbols, start, end, as_of, table=table)[field]
+
+    def panel(
+        self,
+        fields: Sequence[str],
+        symbols: Sequence[str] | None,
+        start: dt.date | str | None,
+        end: dt.date | str | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+        *,
+        table: str = "bars",
+    ) -> dict[str, pd.DataFrame]:
+        """``session x symbol`` matrices of several fields, as known at ``as_of``.
+
+        Sessions and symbols are those with at least one known row in the selection.
+        """
+        bad = [f for f in fields if f not in VALUE_COLUMNS]
+        if bad:
+            raise DataError(f"unknown bar field(s) {bad}; fields: {VALUE_COLUMNS}")
+        index, rows = self._select(table, symbols, start, end, as_of)
+        spos = index.session_pos[rows]
+        codes = index.code[rows]
+        has_sess = np.zeros(len(index.sessions), dtype=bool)
+        has_sess[spos] = True
+        has_sym = np.zeros(len(index.symbols), dtype=bool)
+        has_sym[codes] = True
+        n_rows, n_cols = int(has_sess.sum()), int(has_sym.sum())
+        # row/column of each selected version; identity maps skip a gather in the full load
+        r = spos if n_rows == len(has_sess) else (np.cumsum(has_sess) - 1)[spos]
+        c = codes if n_cols == len(has_sym) else (np.cumsum(has_sym) - 1)[codes]
+        flat = r.astype(np.int64) * n_cols + c
+        dates = pd.DatetimeIndex(
+            index.sessions[has_sess].astype("datetime64[D]").astype("datetime64[us]"),
+            name="session",
+        )
+        columns = pd.Index(index.symbols[has_sym].tolist())
+        out = {}
+        for field in fields:
+            mat = np.full(n_rows * n_cols, np.nan)
+            mat[flat] = index.values[field][rows]
+            out[field] = pd.DataFrame(
+                mat.reshape(n_rows, n_cols), index=dates, columns=columns, copy=False
+            )
+        return out
+
+    # -------------------------------------------------- other as-of reads
+    def _as_of(self, table: str, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
+        t = to_utc(as_of)
+        versions = self._versions(table)
+        if versions.empty:
+            return versions.drop(columns=["superseded_at"])
+        sup = versions["superseded_at"]
+        known = (versions["available_at"] <= t) & (sup.isna() | (sup > t))
+        return versions[known].drop(columns=["superseded_at"]).reset_index(drop=True)
+
+    def actions(
+        self, symbols: Sequence[str] | None, as_of: dt.datetime | pd.Timestamp | str
+    ) -> pd.DataFrame:
+        """Corporate actions known at ``as_of``."""
+        frame = self._as_of("actions", as_of)
+        if symbols is not None and not frame.empty:
+            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        return frame.sort_values(["symbol", "ex_date", "kind"]).reset_index(drop=True)
+
+    def adjusted_close(
+        self,
+        symbols: Sequence[str] | None,
+        start: dt.date | str | None,
+        end: dt.date | str | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+    ) -> pd.DataFrame:
+        """``session x symbol`` closes back-adjusted for the actions known at ``as_of``.
+
+        A split of ratio r on ex-date e divides closes before e by r; a dividend d
+        multiplies them by ``1 - d / close[e-1]``. Actions recorded after ``as_of`` are
+        ignored, so a late split never changes returns seen before it was known. Symbols
+        without raw closes (adjusted-only sources) keep the stored ``adj_close``.
+        """
+        mats = self.panel(("close", "adj_close"), symbols, None, end, as_of)
+        close, fallback = mats["close"], mats["adj_close"]
+        acts = self.actions(list(close.columns), as_of)
+        out = close.copy()
+        for sym in close.columns:
+            raw = close[sym]
+            if raw.isna().all():
+                out[sym] = fallback[sym]
+                continue
+            factor = pd.Series(1.0, index=raw.index)
+            mine = acts[acts["symbol"] == sym]
+            for ex_date, kind, value in zip(
+                mine["ex_date"], mine["kind"], mine["value"].astype(float), strict=True
+            ):
+                before = raw.index < pd.Timestamp(ex_date)
+                if not before.any():
+                    continue
+                if kind == "split":
+                    factor[before] /= value
+                else:
+                    prev = raw[before].dropna()
+                    if len(prev):
+                        factor[before] *= 1.0 - value / float(prev.iloc[-1])
+            out[sym] = raw * factor
+        if start is not None:
+            out = out.loc[pd.Timestamp(start) :]
+        return out
+
+    def fundamentals(
+        self,
+        symbols: Sequence[str] | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+        fields: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Latest value per (symbol, field) known at ``as_of`` (latest period, latest version)."""
+        frame = self._as_of("fundamentals", as_of)
+        if frame.empty:
+            return frame
+        if symbols is not None:
+            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        if fields is not None:
+            frame = frame[frame["field"].isin(list(fields))]
+        frame = frame.sort_values(["symbol", "field", "period_end", "available_at"])
+        return frame.drop_duplicates(["symbol", "field"], keep="last").reset_index(drop=True)
+
+    def fundamentals_history(
+        self, symbols: Sequence[str] | None, as_of: dt.datetime | pd.Timestamp | str
+    ) -> pd.DataFrame:
+        """Every (symbol, period, field) value as known at ``as_of``."""
+        frame = self._as_of("fundamentals", as_of)
+        if symbols is not None and not frame.empty:
+            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        return frame.sort_values(["symbol", "period_end", "field"]).reset_index(drop=True)
+
+    def news(
+        self,
+        symbols: Sequence[str] | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+        window: pd.Timedelta | str = "7D",
+    ) -> pd.DataFrame:
+        """News published in ``(as_of - window, as_of]``, newest first."""
+        t = to_utc(as_of)
+        frame = self._as_of("news", t)
+        if frame.empty:
+            return frame
+        if symbols is not None:
+            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        frame = frame[frame["published_at"] > t - pd.Timedelta(window)]
+        return frame.sort_values("published_at", ascending=False).reset_index(drop=True)
+
+    def membership(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
+        """Membership spells (``symbol, start, end``) as known at ``as_of``."""
+        return (
+            self._as_of("universe", as_of).sort_values(["symbol", "start"]).reset_index(drop=True)
+        )
+
+    def universe(
+        self, session: dt.date | str, as_of: dt.datetime | pd.Timestamp | str | None = None
+    ) -> list[str]:
+        """Symbols in the universe at ``session`` as known at ``as_of`` (default: its end).
+
+        A delisted symbol is a member through its last session and absent after it.
+        """
+        day = pd.Timestamp(session)
+        spells = self.membership(as_of if as_of is not None else end_of_day_utc(day.date()))
+        if spells.empty:
+            return []
+        inside = (spells["start"] <= day) & (spells["end"].isna() | (spells["end"] >= day))
+        return sorted(spells.loc[inside, "symbol"].astype(str).unique().tolist())
+
+    def quarantine(self) -> pd.DataFrame:
+        """Every row validation refused, with its reason."""
+        parts = self._parts("quarantine")
+        if not parts:
+            return pd.DataFrame(columns=["table", "symbol", "session", "reason", "source", "row"])
+        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+    def sectors(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.Series:
+        """Sector per symbol as known at ``as_of``."""
+        path = self.root / "reference" / "sectors.parquet"
+        if not path.exists():
+            raise DataError(f"no sector map in the store at {self.root}: run ingest first")
+        frame = pd.read_parquet(path)
+        frame = frame[pd.to_datetime(frame["available_at"], utc=True) <= to_utc(as_of)]
+        return frame.set_index("symbol")["sector"].astype(str)
+
+
+# ---------------------------------------------------------------- helpers
+def _remember(
+    cache: dict[tuple[str, str, str], Any], key: tuple[str, str, str], value: Any
+) -> None:
+    """Cache ``value`` as the one entry of its (root, table): older snapshots are dropped."""
+    for old in [k for k in cache if k[:2] == key[:2]]:
+        del cache[old]
+    cache[key] = value
+
+
+def date_known_at(day: dt.date | str | pd.Timestamp, calendar: str = "XNYS") -> pd.Timestamp:
+    """Conservative knowledge time of a fact dated ``day`` without a time: next session's close."""
+    from py_finance.data.calendar import get_calendar
+
+    cal = get_calendar(calendar)
+    nxt = cal.date_to_session(pd.Timestamp(day).normalize() + pd.Timedelta(days=1), "next")
+    return pd.Timestamp(cal.schedule.loc[nxt, "close"]).tz_convert("UTC")
+
+
+def _previous_close(days: pd.DatetimeIndex, calendar: str = "XNYS") -> pd.DatetimeIndex:
+    from py_finance.data.calendar import get_calendar
+
+    cal = get_calendar(calendar)
+    prev = [cal.date_to_session(d - pd.Timedelta(days=1), "previous") for d in days]
+    return pd.DatetimeIndex(cal.schedule.loc[prev, "close"]).tz_convert("UTC")
+
+
+def membership_versions(spells: pd.DataFrame, calendar: str = "XNYS") -> pd.DataFrame:
+    """Point-in-time versions of final membership spells ``symbol, start, end``.
+
+    A spell is known as open (``end`` NaT) from the close of its first session; its end
+    becomes known at the close of its last session.
+    """
+    frame = spells.copy()
+    frame["start"] = pd.to_datetime(frame["start"]).dt.normalize()
+    frame["end"] = pd.to_datetime(frame["end"]).dt.normalize()
+    opened = frame.assign(
+        end=pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]"),
+        available_at=session_closes(pd.DatetimeIndex(frame["start"]), calendar),
+    )
+    closed = frame[frame["end"].notna()]
+    closed = closed.assign(available_at=session_closes(pd.DatetimeIndex(closed["end"]), calendar))
+    return pd.concat([opened, closed], ignore_index=True)
+
+
+def _diff(
+    new: pd.DataFrame, current: pd.DataFrame, spec: TableSpec, now: pd.Timestamp | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows to append (first seen or changed) and supersession markers for replaced ones."""
+    key = list(spec.key)
+    if current.empty:
+        return new.reset_index(drop=True), pd.DataFrame()
+    merged = new.merge(
+        current[[*key, *spec.values, "available_at"]],
+        on=key,
+        how="left",
+        suffixes=("", "_known"),
+        indicator=True,
+    )
+    is_new = (merged["_merge"] == "left_only").to_numpy()
+    changed = np.zeros(len(merged), dtype=bool)
+    for col in spec.values:
+        a, b = merged[col], merged[f"{col}_known"]
+        same = (a == b).fillna(False).to_numpy(dtype=bool) | (a.isna() & b.isna()).to_numpy()
+        changed |= ~same
+    changed &= ~is_new
+    first = merged.loc[is_new, new.columns]
+    restated = merged.loc[changed].copy()
+    if len(restated):
+        stamp = to_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+        old = restated["available_at_known"]
+        given = restated["available_at"]
+        # The source's own knowledge time when it is after the replaced version's,
+        # otherwise the time we learnt of the change; always strictly after the old one.
+        floor = old + pd.Timedelta(microseconds=1)
+        chosen = given.where(given > old, pd.Series(stamp, index=restated.index))
+        restated["available_at"] = chosen.where(chosen >= floor, floor)
+        marks = restated[key].assign(
+            available_at=old.to_numpy(), superseded_at=restated["available_at"].to_numpy()
+        )
+    else:
+        marks = pd.DataFrame()
+    added = pd.concat([first, restated[new.columns]], ignore_index=True)
+    return added, marks
+
+
+def _table_hash(entry: dict[str, Any]) -> str:
+    names = sorted(entry.get("parts") or {}) + sorted(entry.get("superseded") or {})
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+def _content_hash(tables: dict[str, Any]) -> str:
+    names = sorted(
+        f"{t}/{n}"
+        for t, e in tables.items()
+        for kind in ("parts", "superseded")
+        for n in (e.get(kind) or {})
+    )
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def _day(value: dt.date | str | None) -> int | None:
+    if value is None:
+        return None
+    return int(pd.Timestamp(value).to_datetime64().astype("datetime64[D]").astype(np.int64))
+
+
+def _from_day(day: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=day)
 
 
 def _sql_list(parts: Sequence[Path]) -> str:

@@ -91,3 +91,18 @@ def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int =
 def target_column(cfg: LabelConfig) -> str:
     """Column models train on."""
     return cfg.column if cfg.target == "raw" else f"fwd_rank_{cfg.horizon}"
+
+
+def multi_horizon_labels(
+    prices: pd.DataFrame, horizons: tuple[int, ...] = (1, 5, 20), execution_lag: int = 1
+) -> pd.DataFrame:
+    """Raw and ranked labels at several horizons, each with its own ``label_end_{h}``.
+
+    Rows are ``(session, symbol)`` pairs with at least one complete label; a horizon whose
+    window is not complete yet is NaN (``label_end_{h}`` NaT) on that row.
+    """
+    parts = []
+    for h in horizons:
+        one = forward_returns(prices, LabelConfig(horizon=int(h), target="raw"), execution_lag)
+        parts.append(one.rename(columns={"label_end": f"label_end_{h}"}))
+    return pd.concat(parts, axis=1, join="outer").sort_index()

@@ -118,6 +118,13 @@ def run_live_day(
     regimes = detect_regimes(index.loc[: pd.Timestamp(session)], s.regimes)["regime"]
     regime = str(regimes.iloc[-1])
     sectors = store.sectors(as_of)
+    if s.regime_policy.needs_history:
+        raise PyFinanceError(
+            f"regime policy {s.regime_policy.name!r} is not available in the live loop yet "
+            "(it needs the strategy's return history); trade with regime_policy=fixed"
+        )
+    # The backtest's own construction and static overlays, on today's row; the returns
+    # history feeds inverse-vol weighting and vol targeting exactly as in the backtest.
     weights = target_weights(
         scores,
         portfolio=s.portfolio,
@@ -125,6 +132,8 @@ def run_live_day(
         sectors=sectors,
         regimes=regimes,
         policy=s.regime_policy,
+        returns=history.pct_change(fill_method=None),
+        periods_per_year=s.backtest.periods_per_year,
     ).iloc[0]
 
     every = s.portfolio.rebalance_every

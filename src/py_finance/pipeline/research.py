@@ -13,8 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from py_finance.data.calendar import check_sessions
-from py_finance.data.sources.bundled import get_source
 from py_finance.errors import DataError
 from py_finance.features.labels import forward_returns, target_column
 from py_finance.features.regimes import detect_regimes
@@ -27,44 +25,79 @@ log = logging.getLogger(__name__)
 
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """Load the configured source into the store; report the calendar check."""
+    """Load the configured source into the store; report validation and the calendar check.
+
+    Bars go through validation (refused rows to the store's quarantine, with the reason);
+    the store is written in committed batches under its lock, so an interrupted ingest
+    resumes and a repeated one adds nothing. ``meta.json`` records the source facts,
+    whether the universe is survivorship-biased, the calendar check and the ingest summary.
+    """
+    from py_finance.data.ingest import check_calendar, ingest_bars, read_universe
+    from py_finance.data.sources.registry import get_source
+
     cfg = ctx.settings.data
-    source = get_source(cfg.source)
-    symbols = list(cfg.symbols) if cfg.symbols else source.symbols()
-    bars = source.bars(symbols, cfg.start_date, cfg.end_date)
-    bench = source.benchmark(cfg.start_date, cfg.end_date)
-    check = check_sessions(
-        pd.DatetimeIndex(bars["session"].unique()), cfg.calendar, through=cfg.end_date
+    source = get_source(cfg.source, **(cfg.options or {}))
+    universe = read_universe(ctx.root / cfg.universe) if cfg.universe else None
+    if cfg.symbols:
+        symbols = list(cfg.symbols)
+    elif universe is not None:
+        symbols = sorted(universe["symbol"].unique())
+    elif hasattr(source, "symbols"):
+        symbols = source.symbols()
+    else:
+        raise DataError(f"data.symbols is required for the {cfg.source} source (or data.universe)")
+    store = ctx.store
+    local = cfg.source == "bundled"
+    report = ingest_bars(
+        store,
+        source,
+        symbols,
+        cfg.start_date,
+        cfg.end_date,
+        calendar=cfg.calendar,
+        benchmark=cfg.benchmark,
+        universe=universe,
+        batch_size=len(symbols) + 1 if local else cfg.batch_size,
+        progress=False,
     )
+    log.info("ingest: %s", report.summary().replace("\n", "; "))
+    check = check_calendar(store, symbols, cfg.end_date, cfg.calendar)
     if check.ok:
         log.info(check.summary())
     else:
         log.warning(check.summary())
-    store = ctx.store
-    bar_summary = store.write_bars(bars, calendar=cfg.calendar)
-    bench_summary = store.write_bars(bench, table="benchmark", calendar=cfg.calendar)
     first_known = store.bars(symbols[:1], None, None, pd.Timestamp.max.tz_localize("UTC"))[
         "available_at"
     ].min()
     store.write_sectors(source.sectors(symbols), available_at=first_known)
+    biased = bool(source.info.survivorship_biased or universe is None)
+    notes = [
+        *source.info.notes,
+        "sector map is today's GICS sectors applied to all history (not point in time)",
+    ]
+    if universe is None and not source.info.survivorship_biased:
+        notes.append("symbols picked today without a membership file: survivorship-biased")
     meta = {
         "source": source.info.name,
-        "survivorship_biased": source.info.survivorship_biased,
+        "survivorship_biased": biased,
         "adjusted_only": source.info.adjusted_only,
-        "notes": [
-            *source.info.notes,
-            "sector map is today's GICS sectors applied to all history (not point in time)",
-        ],
+        "notes": notes,
         "symbols": symbols,
         "start": cfg.start_date.isoformat(),
         "end": cfg.end_date.isoformat(),
+        "universe": cfg.universe or "derived from the ingested data",
         "calendar_check": {
             "ok": check.ok,
             "summary": check.summary(),
             "missing_sessions": [d.isoformat() for d in check.missing_sessions],
             "extra_dates": [d.isoformat() for d in check.extra_dates],
         },
-        "rows_added": {"bars": bar_summary.rows_added, "benchmark": bench_summary.rows_added},
+        "rows_added": {
+            "bars": report.rows_added.get("bars", 0),
+            "benchmark": report.rows_added.get("benchmark", 0),
+        },
+        "ingest": report.as_dict(),
+        "snapshot": store.fingerprint(),
     }
     store.write_meta(meta)
     return meta
@@ -83,8 +116,23 @@ def prices(ctx: Context, table: str = "bars") -> pd.DataFrame:
 
 
 def features(ctx: Context) -> pd.DataFrame:
-    """Build and write ``features.parquet``."""
-    frame = build_features(prices(ctx), ctx.settings.features)
+    """Build and write ``features.parquet``.
+
+    Reads every bar field the store has (open/high/low/volume on the adjusted basis; the
+    bundled source has adjusted closes only) and, for feature sets with regime features,
+    the benchmark index, all as of the end of the configured range.
+    """
+    from py_finance.features.registry import adjusted_panel
+
+    fcfg = ctx.settings.features
+    dcfg = ctx.settings.data
+    if fcfg.groups:
+        symbols = list(dcfg.symbols) if dcfg.symbols else None
+        bars = adjusted_panel(ctx.store, symbols, dcfg.start_date, dcfg.end_date, ctx.as_of)
+        market = prices(ctx, table="benchmark").iloc[:, 0] if fcfg.expanding else None
+        frame = build_features(bars, fcfg, market=market, calendar=dcfg.calendar)
+    else:  # momentum/volatility on closes only (the basic set)
+        frame = build_features(prices(ctx), fcfg)
     write_parquet(frame, ctx.path("features", "features.parquet"))
     log.info("features: %d rows x %d columns", *frame.shape)
     return frame

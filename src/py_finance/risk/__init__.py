@@ -1,6 +1,14 @@
 """Risk overlays and their settings."""
 
-from py_finance.risk.config import REGIMES, RegimePolicyConfig, RiskConfig
+from py_finance.risk.config import (
+    OVERLAYS,
+    REGIMES,
+    DataDrivenRegimePolicy,
+    RegimePolicy,
+    RegimePolicyConfig,
+    RiskConfig,
+    SectorTiltConfig,
+)
 from py_finance.risk.overlays import (
     ACTIVE,
     HALTED,
@@ -9,29 +17,39 @@ from py_finance.risk.overlays import (
     ThrottleState,
     apply_overlays,
     apply_regime_exposure,
+    apply_sector_tilt,
     apply_static_overlays,
+    apply_vol_target,
     cap_positions,
     cap_sectors,
     drawdown_from_peak,
     throttle_multiplier,
+    throttle_params,
     throttle_step,
 )
 
 __all__ = [
     "ACTIVE",
     "HALTED",
+    "OVERLAYS",
     "REDUCING",
     "REGIMES",
     "THROTTLE_STATES",
+    "DataDrivenRegimePolicy",
+    "RegimePolicy",
     "RegimePolicyConfig",
     "RiskConfig",
+    "SectorTiltConfig",
     "ThrottleState",
     "apply_overlays",
     "apply_regime_exposure",
+    "apply_sector_tilt",
     "apply_static_overlays",
+    "apply_vol_target",
     "cap_positions",
     "cap_sectors",
     "drawdown_from_peak",
     "throttle_multiplier",
+    "throttle_params",
     "throttle_step",
 ]

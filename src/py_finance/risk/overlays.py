@@ -10,13 +10,15 @@ cannot place elsewhere stays in cash, so no overlay ever increases a row's total
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from py_finance.errors import ConfigError
-from py_finance.risk.config import RegimePolicyConfig, RiskConfig
+from py_finance.risk.config import RegimePolicy, RegimePolicyConfig, RiskConfig, SectorTiltConfig
+from py_finance.risk.throttle import ACTIVE_CODE, throttle_update
 
 log = logging.getLogger(__name__)
 
@@ -309,41 +311,45 @@ def throttle_step(prev: ThrottleState | None, equity: float, cfg: RiskConfig) ->
     equity = float(equity)
     if not np.isfinite(equity) or equity < 0.0:
         raise ValueError(f"equity must be finite and >= 0, got {equity}")
-    if prev is None:
-        peak, prev_state, prev_n = equity, ACTIVE, 0
-    else:
-        peak, prev_state, prev_n = max(prev.peak, equity), prev.state, prev.sessions_in_state
-
-    if cfg.drawdown_throttle is None:
-        state = ACTIVE
-    else:
-        if (
-            prev_state != ACTIVE
-            and cfg.reset_after_sessions is not None
-            and prev_n >= cfg.reset_after_sessions
-        ):
-            log.info(
-                "throttle: %d sessions %s, high-water mark reset from %.2f to %.2f",
-                prev_n,
-                prev_state,
-                peak,
-                equity,
-            )
-            peak = equity
-        dd = drawdown_from_peak(equity, peak)
-        if cfg.halt_drawdown is not None and dd >= cfg.halt_drawdown:
-            state = HALTED
-        elif dd >= cfg.drawdown_throttle:
-            state = HALTED if prev_state == HALTED else REDUCING
-        elif prev_state != ACTIVE and dd >= cfg.recovery_drawdown:
-            state = prev_state
-        else:
-            state = ACTIVE
-        if state != prev_state:
-            log.info("throttle: %s -> %s (drawdown %.4f)", prev_state, state, dd)
-
-    n = prev_n + 1 if (prev is not None and state == prev_state) else 1
+    has_prev = prev is not None
+    prev_peak = prev.peak if prev is not None else equity
+    prev_code = THROTTLE_STATES.index(prev.state) if prev is not None else ACTIVE_CODE
+    prev_n = prev.sessions_in_state if prev is not None else 0
+    dd_thr, halt, recovery, reset = throttle_params(cfg)
+    peak, code, n = throttle_update(
+        has_prev, prev_peak, prev_code, prev_n, equity, dd_thr, halt, recovery, reset
+    )
+    state = THROTTLE_STATES[code]
+    if has_prev and peak < max(prev_peak, equity):
+        log.info(
+            "throttle: %d sessions %s, high-water mark reset from %.2f to %.2f",
+            prev_n,
+            THROTTLE_STATES[prev_code],
+            max(prev_peak, equity),
+            equity,
+        )
+    if code != prev_code:
+        log.info(
+            "throttle: %s -> %s (drawdown %.4f)",
+            THROTTLE_STATES[prev_code],
+            state,
+            drawdown_from_peak(equity, peak),
+        )
     return ThrottleState(peak=peak, state=state, sessions_in_state=n)
+
+
+def throttle_params(cfg: RiskConfig) -> tuple[float, float, float, int]:
+    """The throttle settings as scalars for :func:`py_finance.risk.throttle.throttle_update`.
+
+    Returns ``(drawdown_throttle, halt_drawdown, recovery_drawdown, reset_after_sessions)``
+    with NaN for a switched-off threshold and -1 for "never reset".
+    """
+    return (
+        math.nan if cfg.drawdown_throttle is None else float(cfg.drawdown_throttle),
+        math.nan if cfg.halt_drawdown is None else float(cfg.halt_drawdown),
+        float(cfg.recovery_drawdown),
+        -1 if cfg.reset_after_sessions is None else int(cfg.reset_after_sessions),
+    )
 
 
 def throttle_multiplier(state: ThrottleState | str | None, cfg: RiskConfig) -> float:
@@ -373,51 +379,145 @@ def _require_sectors(sectors: Sequence[str] | None, risk: RiskConfig) -> Sequenc
     return sectors
 
 
-def apply_overlays(
-    w_row: np.ndarray,
-    *,
-    sectors: Sequence[str] | None,
-    regime: str,
-    risk: RiskConfig,
-    policy: RegimePolicyConfig | None,
-    throttle: ThrottleState | None,
+def _row_caps_room(
+    arr: np.ndarray,
+    codes: np.ndarray | None,
+    n_sectors: int,
+    max_position: float | None,
+    max_sector: float | None,
 ) -> np.ndarray:
-    """Apply every overlay to one session's target weights (the live loop's entry point).
+    """Largest factor each row can be scaled by without a total above 1 or a cap broken."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(arr.sum(axis=1) > 0.0, 1.0 / arr.sum(axis=1), np.inf)
+        if max_position is not None:
+            top = arr.max(axis=1, initial=0.0)
+            room = np.minimum(room, np.where(top > 0.0, max_position / top, np.inf))
+        if max_sector is not None and codes is not None and arr.shape[1]:
+            onehot = np.zeros((arr.shape[1], n_sectors))
+            onehot[np.arange(arr.shape[1]), codes] = 1.0
+            top_sec = (arr @ onehot).max(axis=1, initial=0.0)
+            room = np.minimum(room, np.where(top_sec > 0.0, max_sector / top_sec, np.inf))
+    return room
 
-    Order: position cap, sector cap, regime exposure, throttle multiplier; each is skipped
-    when its setting is ``None`` (``risk.max_position``, ``risk.max_sector``, ``policy``,
-    ``throttle`` or ``risk.drawdown_throttle``).
+
+def apply_vol_target(
+    w: np.ndarray,
+    returns: np.ndarray,
+    target: float,
+    *,
+    lookback: int = 63,
+    max_leverage: float = 1.0,
+    periods_per_year: int = 252,
+    sectors: Sequence[str] | None = None,
+    max_position: float | None = None,
+    max_sector: float | None = None,
+) -> np.ndarray:
+    """Scale each row so its ex-ante volatility is ``target`` (annualised).
 
     Parameters
     ----------
-    w_row
-        Target weights decided at the close of session t (1-D, one per symbol).
-    sectors
-        Sector of each symbol; required when ``risk.max_sector`` is set.
-    regime
-        Market regime known at the close of t.
-    risk
-        Caps and throttle settings.
-    policy
-        Regime exposure policy, or ``None`` for no regime scaling.
-    throttle
-        Throttle state after the close of t (from :func:`throttle_step`), or ``None``.
+    w
+        Weights, one row per decision session (2-D) or one row (1-D).
+    returns
+        Simple returns of the names, same columns; for a 2-D ``w`` one row per row of ``w``
+        (row t holds the returns through the close of t), for a 1-D ``w`` the recent history
+        (its last ``lookback`` rows are used). NaN counts as 0.
+    target
+        Annualised volatility target (e.g. 0.15).
+    lookback
+        Sessions of returns behind the estimate: ``std(R[t-lookback+1 .. t] @ w_t)``.
+    max_leverage
+        Largest scale (1.0: only ever scale down).
+    periods_per_year
+        Annualisation.
+    sectors, max_position, max_sector
+        The scale never lifts a row above a total of 1, a name above ``max_position`` or a
+        sector above ``max_sector``.
 
     Returns
     -------
     np.ndarray
-        Weights to trade at t + execution_lag, same shape as ``w_row``.
+        Scaled weights, same shape. A row whose volatility cannot be estimated (fewer than
+        two returns, or zero volatility) is scaled by ``min(1, max_leverage)`` i.e. left
+        as it is.
     """
-    out, was_1d = _as_2d(w_row)
-    if risk.max_position is not None:
-        out = cap_positions(out, risk.max_position)
-    if risk.max_sector is not None:
-        out = cap_sectors(out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position)
-    if policy is not None:
-        out = apply_regime_exposure(out, regime, policy)
-    if throttle is not None and risk.drawdown_throttle is not None:
-        out = out * throttle_multiplier(throttle, risk)
-    return _back(out, was_1d)
+    arr, was_1d = _as_2d(w)
+    rets = np.nan_to_num(np.asarray(returns, dtype=np.float64), nan=0.0)
+    if rets.ndim != 2 or rets.shape[1] != arr.shape[1]:
+        raise ValueError("returns must be 2-D with one column per weight column")
+    if not was_1d and rets.shape[0] != arr.shape[0]:
+        raise ValueError(f"returns must have one row per weight row ({arr.shape[0]})")
+    ann = math.sqrt(periods_per_year)
+    scale = np.ones(arr.shape[0])
+    for t in range(arr.shape[0]):
+        row = arr[t]
+        if not row.any():
+            continue
+        end = rets.shape[0] if was_1d else t + 1
+        window = rets[max(end - lookback, 0) : end]
+        if window.shape[0] < 2:
+            continue
+        vol = float(np.std(window @ row, ddof=1)) * ann
+        if vol > 0.0:
+            scale[t] = min(max_leverage, target / vol)
+    if max_leverage > 1.0:
+        codes, n_sec = (None, 0) if sectors is None else _sector_index(sectors, arr.shape[1])
+        room = _row_caps_room(arr, codes, n_sec, max_position, max_sector)
+        scale = np.minimum(scale, np.maximum(room, 0.0))
+    return _back(arr * scale[:, None], was_1d)
+
+
+def apply_sector_tilt(
+    w: np.ndarray,
+    sectors: Sequence[str],
+    regimes: Sequence[str] | str,
+    tilts: SectorTiltConfig,
+    *,
+    max_position: float | None = None,
+    max_sector: float | None = None,
+) -> np.ndarray:
+    """Tilt each row toward the sector groups its regime favours.
+
+    Each name's weight is multiplied by its group's tilt in the row's regime and the row is
+    rescaled to its previous total (a tilt moves weight between sectors, it adds no
+    exposure); then the position and sector caps are applied again, so what a tilt would
+    push above a cap is redistributed or stays in cash.
+
+    Parameters
+    ----------
+    w
+        Weights, one row (1-D) or ``session x name`` (2-D).
+    sectors
+        GICS sector of each column.
+    regimes
+        Regime of each row (or one for all rows).
+    tilts
+        Group map and per-regime multipliers.
+    max_position, max_sector
+        Caps re-applied after tilting (``None``: not applied).
+
+    Returns
+    -------
+    np.ndarray
+        Tilted weights, same shape; a row's total never increases.
+    """
+    arr, was_1d = _as_2d(w)
+    regs = [regimes] * arr.shape[0] if isinstance(regimes, str) else [str(r) for r in regimes]
+    if len(regs) != arr.shape[0]:
+        raise ValueError(f"regimes must give one regime per row ({arr.shape[0]}), got {len(regs)}")
+    sector_list = list(sectors)
+    cache: dict[str, np.ndarray] = {}
+    mult = np.vstack([cache.setdefault(r, tilts.multipliers(sector_list, r)) for r in regs])
+    before = arr.sum(axis=1)
+    tilted = arr * mult
+    after = tilted.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tilted *= np.where(after > 0.0, before / after, 0.0)[:, None]
+    if max_position is not None:
+        tilted = cap_positions(tilted, max_position)
+    if max_sector is not None:
+        tilted = cap_sectors(tilted, sector_list, max_sector, max_position)
+    return _back(tilted, was_1d)
 
 
 def apply_static_overlays(
@@ -425,26 +525,38 @@ def apply_static_overlays(
     sectors: Sequence[str] | None,
     regimes: Sequence[str] | str | None,
     risk: RiskConfig,
-    policy: RegimePolicyConfig | None,
+    policy: RegimePolicy | None,
+    *,
+    returns: np.ndarray | None = None,
+    regime_multipliers: np.ndarray | None = None,
+    periods_per_year: int = 252,
 ) -> np.ndarray:
-    """Apply the path-independent overlays to a whole ``session x symbol`` weight matrix.
+    """Apply the path-independent overlays to target weights, in ``risk.order``.
 
-    Same as :func:`apply_overlays` row by row, without the drawdown throttle (which
-    depends on the equity path and is applied inside the backtest loop): position cap,
-    sector cap, regime exposure, each skipped when its setting is ``None``.
+    Position cap, sector cap, volatility targeting, regime exposure and regime sector tilts,
+    each skipped when switched off (``risk.max_position``, ``risk.max_sector``,
+    ``risk.vol_target``, ``policy``, ``risk.sector_tilts`` is ``None``). The drawdown
+    throttle depends on the equity path and runs in the engine or the live loop.
 
     Parameters
     ----------
     W
         Target weights, one row per decision session (2-D; a 1-D row also works).
     sectors
-        Sector of each column; required when ``risk.max_sector`` is set.
+        Sector of each column; required by the sector cap and the tilts.
     regimes
-        Regime of each row (known at that row's close); required when ``policy`` is given.
+        Regime of each row (known at that row's close); required by ``policy`` and tilts.
     risk
-        Caps.
+        Caps, vol target, tilts and their order.
     policy
         Regime exposure policy, or ``None``.
+    returns
+        Names' returns for vol targeting (see :func:`apply_vol_target`).
+    regime_multipliers
+        Precomputed exposure multiplier per row (e.g. from a data-driven policy); used
+        instead of ``policy.row_multipliers(regimes)``.
+    periods_per_year
+        Annualisation of the volatility target.
 
     Returns
     -------
@@ -452,15 +564,118 @@ def apply_static_overlays(
         Overlaid weights, same shape as ``W``.
     """
     out, was_1d = _as_2d(W)
-    if risk.max_position is not None:
-        out = cap_positions(out, risk.max_position)
-    if risk.max_sector is not None:
-        out = cap_sectors(out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position)
-    if policy is not None:
-        if regimes is None:
-            raise ConfigError(
-                f"regime policy {policy.name!r} needs a regime per session; pass regimes or "
-                "set the regime policy to null"
+    sector_capped = False
+    for step in risk.order:
+        if step == "position_cap" and risk.max_position is not None:
+            out = cap_positions(out, risk.max_position)
+            if sector_capped and risk.max_sector is not None:
+                # The position cap's redistribution knows nothing of sectors: cap them
+                # again (that pass never lifts a name above the position cap).
+                out = cap_sectors(
+                    out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position
+                )
+        elif step == "sector_cap" and risk.max_sector is not None:
+            out = cap_sectors(
+                out, _require_sectors(sectors, risk), risk.max_sector, risk.max_position
             )
-        out = apply_regime_exposure(out, regimes, policy)
+            sector_capped = True
+        elif step == "vol_target" and risk.vol_target is not None:
+            if returns is None:
+                raise ConfigError(
+                    "risk.vol_target needs the names' returns; pass returns or set "
+                    "risk.vol_target to null"
+                )
+            out = apply_vol_target(
+                out[0] if was_1d else out,
+                returns,
+                risk.vol_target,
+                lookback=risk.vol_lookback,
+                max_leverage=risk.max_leverage,
+                periods_per_year=periods_per_year,
+                sectors=sectors,
+                max_position=risk.max_position,
+                max_sector=risk.max_sector,
+            ).reshape(out.shape)
+        elif step == "regime_exposure" and (policy is not None or regime_multipliers is not None):
+            if regime_multipliers is None:
+                assert policy is not None
+                if regimes is None:
+                    raise ConfigError(
+                        f"regime policy {policy.name!r} needs a regime per session; pass "
+                        "regimes or set the regime policy to null"
+                    )
+                regs = [regimes] * out.shape[0] if isinstance(regimes, str) else regimes
+                regime_multipliers = policy.row_multipliers(regs)
+            out = out * np.asarray(regime_multipliers, dtype=np.float64).reshape(-1, 1)
+        elif step == "sector_tilt" and risk.sector_tilts is not None:
+            if sectors is None or regimes is None:
+                raise ConfigError(
+                    "risk.sector_tilts needs the sector of each symbol and a regime per "
+                    "session; pass them or set risk.sector_tilts to null"
+                )
+            out = apply_sector_tilt(
+                out,
+                sectors,
+                regimes,
+                risk.sector_tilts,
+                max_position=risk.max_position,
+                max_sector=risk.max_sector,
+            )
+    return _back(out, was_1d)
+
+
+def apply_overlays(
+    w_row: np.ndarray,
+    *,
+    sectors: Sequence[str] | None,
+    regime: str,
+    risk: RiskConfig,
+    policy: RegimePolicy | None,
+    throttle: ThrottleState | None,
+    returns: np.ndarray | None = None,
+    regime_multiplier: float | None = None,
+) -> np.ndarray:
+    """Apply every overlay to one session's target weights (the live loop's entry point).
+
+    The static overlays of :func:`apply_static_overlays` in ``risk.order``, then the
+    throttle multiplier (skipped when ``throttle`` or ``risk.drawdown_throttle`` is
+    ``None``).
+
+    Parameters
+    ----------
+    w_row
+        Target weights decided at the close of session t (1-D, one per symbol).
+    sectors
+        Sector of each symbol; required when ``risk.max_sector`` or tilts are set.
+    regime
+        Market regime known at the close of t.
+    risk
+        Caps, vol target, tilts, throttle settings.
+    policy
+        Regime exposure policy, or ``None`` for no regime scaling.
+    throttle
+        Throttle state after the close of t (from :func:`throttle_step`), or ``None``.
+    returns
+        Recent returns of the symbols (rows up to t), for vol targeting.
+    regime_multiplier
+        Exposure multiplier to use instead of ``policy``'s (e.g. a data-driven one).
+
+    Returns
+    -------
+    np.ndarray
+        Weights to trade at t + execution_lag, same shape as ``w_row``.
+    """
+    out, was_1d = _as_2d(w_row)
+    mult = None if regime_multiplier is None else np.array([regime_multiplier])
+    out = apply_static_overlays(
+        out if not was_1d else out[0],
+        sectors,
+        regime,
+        risk,
+        policy,
+        returns=returns,
+        regime_multipliers=mult,
+    ).reshape(out.shape)
+    if throttle is not None and risk.drawdown_throttle is not None:
+        out = out * throttle_multiplier(throttle, risk)
     return _back(out, was_1d)

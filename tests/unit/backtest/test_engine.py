@@ -243,3 +243,30 @@ def test_eight_thousand_sessions_twenty_names_is_fast() -> None:
         run_backtest(prices, weights, BacktestConfig(), risk=RiskConfig())
         best = min(best, time.perf_counter() - start)
     assert best < 1.0
+
+
+def test_drawdown_throttle_episode_reproduced_by_hand() -> None:
+    # One name, no costs, always 100% targeted. By hand (cash 1000, decisions fill next day):
+    # row 1 buys 10 shares @100; row 3 closes at 800 (20% down) -> REDUCING; row 4 trades to
+    # 0.5 x 800 = 5 shares; row 5 closes 5 x 100 + 400 = 900 (10% down: above the 7.5%
+    # recovery level, still REDUCING) and trades to 0.5 x 900 / 100 = 4.5 shares; row 6
+    # closes 4.5 x 120 + 450 = 990 (1% down) -> ACTIVE, but trades row 5's halved decision
+    # (4.125 shares); row 7 trades row 6's full decision: 990 / 120 = 8.25 shares.
+    prices, weights = _frames(
+        [[100.0], [100.0], [100.0], [80.0], [80.0], [100.0], [120.0], [120.0]],
+        [[1.0]] * 8,
+        cols="A",
+    )
+    risk = RiskConfig(drawdown_throttle=0.15, recovery_drawdown=0.075, reset_after_sessions=None)
+    res = run_backtest(
+        prices, weights, BacktestConfig(cost_bps=0.0, initial_cash=1000.0), risk=risk
+    )
+    assert list(res.states) == ["ACTIVE"] * 3 + ["REDUCING"] * 3 + ["ACTIVE"] * 2
+    np.testing.assert_allclose(
+        res.equity.to_numpy(), [1000, 1000, 1000, 800, 800, 900, 990, 990], rtol=1e-13
+    )
+    shares = res.weights["A"].to_numpy() * res.equity.to_numpy() / prices["A"].to_numpy()
+    np.testing.assert_allclose(shares, [0, 10, 10, 10, 5, 4.5, 4.125, 8.25], rtol=1e-13)
+    np.testing.assert_allclose(
+        res.exposure.to_numpy(), [0, 1, 1, 1, 0.5, 0.5, 0.5, 1], rtol=1e-13, atol=1e-15
+    )

@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from py_finance.backtest import METRIC_KEYS, compute_metrics, max_drawdown
+from py_finance.backtest import (
+    METRIC_KEYS,
+    compute_metrics,
+    deflated_sharpe_ratio,
+    max_drawdown,
+    probabilistic_sharpe_ratio,
+    score_ic,
+)
 
 
 def test_constant_daily_return() -> None:
@@ -74,3 +81,60 @@ def test_total_loss_gives_cagr_minus_one() -> None:
     m = compute_metrics(pd.Series([0.1, -1.0]))
     assert m["cagr"] == -1.0
     assert m["max_drawdown"] == -1.0
+
+
+def _returns(seed: int = 5, n: int = 1500) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2010-01-04", periods=n, freq="B", tz="UTC")
+    return pd.Series(rng.standard_t(4, n) * 0.01 + 0.0004, index=idx)
+
+
+def test_metrics_equal_empyrical_on_the_same_returns() -> None:
+    emp = pytest.importorskip("empyrical")
+    r = _returns()
+    bench = 0.6 * r + pd.Series(np.random.default_rng(9).normal(0, 0.008, len(r)), index=r.index)
+    m = compute_metrics(r, benchmark=bench)
+    assert m["cagr"] == pytest.approx(emp.annual_return(r), rel=1e-10)
+    assert m["volatility"] == pytest.approx(emp.annual_volatility(r), rel=1e-10)
+    assert m["sharpe"] == pytest.approx(emp.sharpe_ratio(r), rel=1e-10)
+    assert m["sortino"] == pytest.approx(emp.sortino_ratio(r), rel=1e-10)
+    assert m["max_drawdown"] == pytest.approx(emp.max_drawdown(r), rel=1e-10)
+    assert m["calmar"] == pytest.approx(emp.calmar_ratio(r), rel=1e-10)
+    assert m["beta"] == pytest.approx(emp.beta(r, bench), rel=1e-8)
+    assert m["total_return"] == pytest.approx(emp.cum_returns_final(r), rel=1e-10)
+
+
+def test_psr_and_dsr_follow_bailey_lopez_de_prado() -> None:
+    from scipy.stats import kurtosis, norm, skew
+
+    r = _returns(8, 750).to_numpy()
+    sr = r.mean() / r.std(ddof=1)
+    g3, g4 = skew(r), kurtosis(r, fisher=False)
+    denom = math.sqrt(1 - g3 * sr + (g4 - 1) / 4 * sr**2)
+    expected = norm.cdf(sr * math.sqrt(len(r) - 1) / denom)
+    assert probabilistic_sharpe_ratio(r) == pytest.approx(expected, rel=1e-12)
+    assert deflated_sharpe_ratio(r, 1) == pytest.approx(expected, rel=1e-12)
+    # More trials raise the bar: the deflated ratio falls.
+    d10, d100 = deflated_sharpe_ratio(r, 10), deflated_sharpe_ratio(r, 100)
+    assert d100 < d10 < expected
+    var = 0.02**2
+    g = 0.5772156649015329
+    star = math.sqrt(var) * ((1 - g) * norm.ppf(1 - 1 / 10) + g * norm.ppf(1 - 1 / (10 * math.e)))
+    assert deflated_sharpe_ratio(r, 10, var) == pytest.approx(
+        norm.cdf((sr - star) * math.sqrt(len(r) - 1) / denom), rel=1e-12
+    )
+
+
+def test_score_ic_of_perfect_and_reversed_scores() -> None:
+    rng = np.random.default_rng(2)
+    fwd = pd.DataFrame(rng.normal(size=(50, 8)))
+    assert score_ic(fwd, fwd)["rank_ic"] == pytest.approx(1.0)
+    assert score_ic(-fwd, fwd)["ic"] == pytest.approx(-1.0)
+    noisy = score_ic(fwd + rng.normal(size=fwd.shape), fwd)
+    assert 0.2 < noisy["rank_ic"] < 0.95
+    assert math.isnan(score_ic(fwd.iloc[:, :2], fwd.iloc[:, :2])["ic"])
+
+
+def test_exposure_is_the_mean_gross_exposure() -> None:
+    m = compute_metrics(pd.Series([0.0, 0.01]), exposure=pd.Series([0.0, 0.5, 1.0]))
+    assert m["exposure"] == pytest.approx(0.5)

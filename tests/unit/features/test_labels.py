@@ -62,3 +62,19 @@ def test_backtest_earns_exactly_the_label_when_holding_for_the_horizon():
     assert earned == pytest.approx(labels.loc[(SESSIONS[t], "A"), f"fwd_ret_{h}"], rel=1e-12)
     # Nothing is earned between the decision and the fill.
     assert result.equity.iloc[t + 1] == pytest.approx(1000.0)
+
+
+def test_multi_horizon_labels_carry_their_own_label_end():
+    from py_finance.features.labels import multi_horizon_labels
+
+    labels = multi_horizon_labels(PRICES, horizons=(1, 5))
+    t = SESSIONS[2]
+    assert labels.loc[(t, "A"), "label_end_1"] == SESSIONS[2 + 1 + 1]
+    assert labels.loc[(t, "A"), "label_end_5"] == SESSIONS[2 + 1 + 5]
+    assert labels.loc[(t, "A"), "fwd_ret_5"] == pytest.approx(
+        PRICES["A"].iloc[8] / PRICES["A"].iloc[3] - 1
+    )
+    late = SESSIONS[len(SESSIONS) - 3]  # h=1 known, h=5 not
+    assert not np.isnan(labels.loc[(late, "A"), "fwd_ret_1"])
+    assert np.isnan(labels.loc[(late, "A"), "fwd_ret_5"])
+    assert pd.isna(labels.loc[(late, "A"), "label_end_5"])

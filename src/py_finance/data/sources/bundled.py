@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from py_finance.data.config import DataConfig
 from py_finance.data.sources.base import BAR_COLUMNS, SourceInfo
-from py_finance.errors import ConfigError, DataError
+from py_finance.data.sources.vendor import Fetched
+from py_finance.errors import DataError
 
 BENCHMARK_SYMBOL = "SP500"
 
@@ -32,49 +34,6 @@ INFO = SourceInfo(
         "benchmark is the S&P 500 price index (no dividends), standing in for SPY",
     ),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DataConfig:
-    """Which data the pipeline ingests (``conf/data/``).
-
-    Parameters
-    ----------
-    source
-        Source name; ``bundled`` is the offline default.
-    symbols
-        Symbols to ingest; ``None`` means every symbol of the source.
-    start, end
-        Inclusive session range (ISO dates).
-    calendar
-        Exchange calendar the sessions are checked against.
-    """
-
-    source: str = "bundled"
-    symbols: tuple[str, ...] | None = None
-    start: str = "1990-01-02"
-    end: str = "2022-12-28"
-    calendar: str = "XNYS"
-
-    def __post_init__(self) -> None:
-        if self.symbols is not None:
-            object.__setattr__(self, "symbols", tuple(str(s).upper() for s in self.symbols))
-        try:
-            start, end = self.start_date, self.end_date
-        except ValueError as exc:
-            raise ConfigError(f"data.start/data.end must be ISO dates: {exc}") from exc
-        if end < start:
-            raise ConfigError(f"data.end ({end}) is before data.start ({start})")
-
-    @property
-    def start_date(self) -> dt.date:
-        """``start`` as a date."""
-        return dt.date.fromisoformat(str(self.start))
-
-    @property
-    def end_date(self) -> dt.date:
-        """``end`` as a date."""
-        return dt.date.fromisoformat(str(self.end))
 
 
 def _data_dir() -> Path:
@@ -108,6 +67,7 @@ class BundledSource:
     """Offline bars from the ``skfolio`` S&P 500 sample; see the module docstring."""
 
     info = INFO
+    benchmark_symbol = BENCHMARK_SYMBOL
 
     def symbols(self) -> list[str]:
         """The 20 bundled symbols."""
@@ -154,6 +114,12 @@ class BundledSource:
         wide = wide.set_axis([BENCHMARK_SYMBOL], axis=1)
         return _to_long(wide)
 
+    def fetch(self, symbol: str, start: dt.date, end: dt.date) -> Fetched:
+        """One symbol's bars (``SP500`` is the index); the bundled data has no actions."""
+        if symbol.upper() == BENCHMARK_SYMBOL:
+            return Fetched(bars=self.benchmark(start, end))
+        return Fetched(bars=self.bars([symbol], start, end))
+
     def sectors(self, symbols: list[str]) -> pd.DataFrame:
         """GICS sectors of the bundled names (kept in the repo)."""
         wanted = self.check_symbols(symbols)
@@ -163,8 +129,11 @@ class BundledSource:
         return table.set_index("symbol").loc[wanted].reset_index()
 
 
-def get_source(name: str) -> BundledSource:
-    """Source by name. Vendor sources (yahoo, tiingo, alpaca, finnhub) come later."""
-    if name == "bundled":
-        return BundledSource()
-    raise ConfigError(f"unknown data source {name!r}; available: bundled")
+def get_source(name: str, **options: object) -> Any:
+    """Source by name (``bundled``, ``yahoo``, ``tiingo``, ``alpaca``); see ``registry``."""
+    from py_finance.data.sources.registry import get_source as _get
+
+    return _get(name, **options)
+
+
+__all__ = ["BENCHMARK_SYMBOL", "INFO", "BundledSource", "DataConfig", "get_source"]
