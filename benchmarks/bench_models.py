@@ -96,7 +96,8 @@ def main() -> None:
         "# Model training cost (CPU)",
         "",
         f"Measured by `benchmarks/bench_models.py` on {cpu}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}. Tree models: one fit with the shipped hyper-parameters; sequence models: one epoch (lookback 20).",
+        f"Python {platform.python_version()}. Tree models: one fit with the shipped "
+        "hyper-parameters; sequence models: one epoch (lookback 20).",
         "",
         "| data | model | rows | seconds | rows/s |",
         "|---|---|---|---|---|",
