@@ -373,9 +373,7 @@ def _log_report(text: str) -> None:
 
 def results_table(metrics: dict[str, Any]) -> str:
     """Markdown table of CAGR, Sharpe and max drawdown: Baseline, Regime-Aware, benchmark."""
-    cols = ["baseline", "regime_aware", "benchmark"]
-    if "equal_weight" in metrics:
-        cols.append("equal_weight")
+    cols = [c for c in ("baseline", "regime_aware", "benchmark", "equal_weight") if c in metrics]
     rows = [
         ("CAGR", "cagr", "{:.1%}"),
         ("Sharpe", "sharpe", "{:.2f}"),
