@@ -14,6 +14,7 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,6 +112,15 @@ def make_folds(
     return folds
 
 
+def _progress(folds: list[Fold], show: bool) -> Any:
+    """A progress bar over the folds (plain iteration where tqdm is not installed)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # minimal GPU images carry only numpy, pandas, torch and lightning
+        return folds
+    return tqdm(folds, desc="walk-forward folds", disable=not show, leave=False)
+
+
 @dataclass(frozen=True, slots=True)
 class WalkForwardResult:
     """Out-of-sample scores and per-fold skill."""
@@ -161,8 +171,6 @@ def walk_forward(
     eval_column
         Raw label column used for IC (default ``target``).
     """
-    from tqdm.auto import tqdm
-
     eval_column = eval_column or target
     if features.empty:
         raise DataError("no feature rows to train on")
@@ -180,7 +188,7 @@ def walk_forward(
     end_values = joined["label_end"].to_numpy()
     feature_cols = list(features.columns)
     preds, rows = [], []
-    for fold in tqdm(folds, desc="walk-forward folds", disable=not progress, leave=False):
+    for fold in _progress(folds, progress):
         train_mask = (
             (session_level >= fold.train_start)
             & ~pd.isna(end_values)
