@@ -113,9 +113,9 @@ def market_features(index: pd.Series, cfg: RegimeConfig) -> pd.DataFrame:
     )
 
 
-def name_like(centers_z: np.ndarray, previous: RegimeFit, mean: np.ndarray, scale: np.ndarray) -> (
-    list[str]
-):
+def name_like(
+    centers_z: np.ndarray, previous: RegimeFit, mean: np.ndarray, scale: np.ndarray
+) -> list[str]:
     """Names of new centroids: those of the previous fit's nearest centroids, one-to-one.
 
     Both sets are compared in the new fit's standardised units.
@@ -221,7 +221,9 @@ def fit_regimes(
     values = np.ascontiguousarray(train.to_numpy(dtype="float64"))
     key = None
     if _FIT_CACHE is not None:
-        prev = b"" if previous is None else previous.centers_.tobytes() + str(previous.names_).encode()
+        prev = (
+            b"" if previous is None else previous.centers_.tobytes() + str(previous.names_).encode()
+        )
         key = (cfg, pd.Timestamp(fit_end), hashlib.sha1(values.tobytes() + prev).hexdigest())
         if key in _FIT_CACHE:
             return _FIT_CACHE[key]
@@ -239,8 +241,11 @@ def fit_regimes(
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """Single-threaded BLAS/OpenMP: a fit on a few thousand rows gains nothing from threads,
-    and OpenMP's busy-waiting makes it 10-100x slower when the cores are shared."""
+    """Single-threaded BLAS/OpenMP inside the block.
+
+    A fit on a few thousand rows gains nothing from threads, and OpenMP's busy-waiting
+    makes it 10-100x slower when the cores are shared.
+    """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):

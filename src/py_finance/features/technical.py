@@ -153,15 +153,14 @@ def build_features(
         One row per (session, symbol), rows dropped per ``cfg.dropna``; features at t use
         data up to the close of t.
     """
+    from py_finance.features.ops import scatter_column
     from py_finance.features.registry import FeatureInputs, cs_rank, cs_zscore
 
     inp = FeatureInputs.from_frames(prices, market=market, calendar=calendar)
     n_sym, n_ses = inp.shape
     legacy = _legacy_matrices(inp, cfg)
     groups = cfg.make_groups()
-    plan: list[tuple[Any, list[str], bool, bool]] = [
-        (g, g.names(inp), z, r) for g, z, r in groups
-    ]
+    plan: list[tuple[Any, list[str], bool, bool]] = [(g, g.names(inp), z, r) for g, z, r in groups]
     names = list(legacy)
     for _, cols, _, _ in plan:
         names += cols
@@ -179,7 +178,7 @@ def build_features(
 
     def put(name: str, mat: np.ndarray) -> None:
         # (symbol, session) matrix -> session-major rows, as the (session, symbol) index
-        out[:, position[name]] = np.asarray(mat).T.reshape(-1)
+        scatter_column(mat, out[:, position[name]])
 
     for name, mat in legacy.items():
         put(name, mat)
@@ -187,10 +186,9 @@ def build_features(
             put(f"z_{name}", cross_sectional_zscore(pd.DataFrame(mat.T)).to_numpy().T)
     for group, cols, z, r in plan:
         seen = set()
-        for name, mat in group.compute(inp):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mat = np.where(np.isfinite(mat), mat, np.nan)
-            put(name, mat)
+        for name, raw in group.compute(inp):
+            put(name, raw)  # inf -> NaN on the way
+            mat = raw if not (z or r) else np.where(np.isfinite(raw), raw, np.nan)
             seen.add(name)
             if z:
                 put(f"z_{name}", cs_zscore(mat))
@@ -202,10 +200,10 @@ def build_features(
     frame = pd.DataFrame(out, index=index, columns=names, copy=False)
     if cfg.dropna != "none" and len(names):
         missing = np.isnan(out)
-        drop = missing.any(axis=1) if cfg.dropna == "any" else missing.all(axis=1)
+        drop = np.asarray(missing.any(axis=1) if cfg.dropna == "any" else missing.all(axis=1))
         del missing
         if drop.any():
-            frame = frame.loc[~drop]
+            frame = frame.iloc[np.flatnonzero(~drop)]
     return frame
 
 

@@ -1,0 +1,432 @@
+"""Lookahead detector: ``python -m py_finance.leakcheck``.
+
+In the spirit of freqtrade's ``lookahead-analysis``: for N sampled sessions t it recomputes
+every component (each shipped feature set, label horizon and regime config, plus any
+registered with :func:`register_component`) twice,
+
+1. from data truncated at the close of t, and
+2. from data whose future (sessions after t) was randomly perturbed,
+
+and compares the rows known at t with the full-history computation. A column whose past
+changed is a leak; it is reported by name and the command exits with status 1.
+
+To stay fast, components with a finite lookback are recomputed on a window
+``[t - lookback - compare, t (+ future)]`` rather than the whole history; components with
+expanding state (regime fits) are recomputed on the whole prefix, with fits memoised by
+their training data (:func:`py_finance.features.regimes.fit_cache`).
+
+Values are compared with a relative tolerance of ``rtol`` (running sums restarted at a
+different session differ in the last bits); rows present on one side only are reported as
+the column ``<rows>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from py_finance.errors import PyFinanceError
+
+log = logging.getLogger(__name__)
+
+ROWS = "<rows>"
+SLACK = 5  # extra sessions of history in each recompute window
+
+
+@dataclass(frozen=True)
+class LeakData:
+    """What components are computed from: bar fields (``session x symbol``) and the market.
+
+    Parameters
+    ----------
+    fields
+        ``{field: session x symbol frame}`` with ``close`` (adjusted) at least.
+    market
+        Market index level per session (the benchmark).
+    """
+
+    fields: dict[str, pd.DataFrame]
+    market: pd.Series
+
+    @property
+    def sessions(self) -> pd.DatetimeIndex:
+        """Sessions of the data."""
+        return pd.DatetimeIndex(self.fields["close"].index)
+
+    def window(self, lo: int, hi: int) -> LeakData:
+        """Sessions ``lo..hi`` (positions, inclusive)."""
+        return LeakData(
+            {k: v.iloc[lo : hi + 1] for k, v in self.fields.items()},
+            self.market.iloc[lo : hi + 1],
+        )
+
+    def perturbed(self, after: int, rng: np.random.Generator, scale: float = 0.05) -> LeakData:
+        """A copy whose sessions after position ``after`` are randomly changed.
+
+        Prices get a random-walk factor per symbol (shared by open/high/low/close/vwap) and
+        small independent noise per field; volume an independent log-normal factor.
+        """
+        n = len(self.sessions) - after - 1
+        if n <= 0:
+            return self
+        out: dict[str, pd.DataFrame] = {}
+        k = self.fields["close"].shape[1]
+        path = np.exp(np.cumsum(rng.normal(0.0, scale, size=(n, k)), axis=0))
+        for name, frame in self.fields.items():
+            values = frame.to_numpy(dtype="float64", copy=True)
+            if name == "volume":
+                values[after + 1 :] *= rng.lognormal(0.0, 0.5, size=(n, k))
+            else:
+                values[after + 1 :] *= path * np.exp(rng.normal(0.0, scale / 5, size=(n, k)))
+            out[name] = pd.DataFrame(values, index=frame.index, columns=frame.columns)
+        market = self.market.to_numpy(dtype="float64", copy=True)
+        market[after + 1 :] *= np.exp(np.cumsum(rng.normal(0.0, scale, size=n)))
+        return LeakData(out, pd.Series(market, index=self.market.index, name=self.market.name))
+
+
+KnownAt = Callable[[pd.DataFrame, pd.Timestamp], np.ndarray]
+
+
+def _session_level(frame: pd.DataFrame) -> pd.DatetimeIndex:
+    index = frame.index
+    if isinstance(index, pd.MultiIndex):
+        return pd.DatetimeIndex(index.get_level_values(0))
+    return pd.DatetimeIndex(index)
+
+
+def known_by_session(frame: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
+    """Rows whose session is on or before t (features, regimes)."""
+    return np.asarray(_session_level(frame) <= t)
+
+
+def known_by_label_end(frame: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
+    """Rows whose label window has ended by t (labels)."""
+    return np.asarray(pd.DatetimeIndex(frame["label_end"]) <= t)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One thing to check: a pure function of :class:`LeakData`.
+
+    Parameters
+    ----------
+    name
+        How reports name it (``features=alpha158``).
+    compute
+        Returns a frame indexed by session or ``(session, symbol)``.
+    lookback
+        Sessions of history one row needs; ``None`` for expanding state (whole prefix).
+    delay
+        Sessions between a row's session and when it becomes known (labels: lag + h).
+    known_at
+        Which rows of a result are known at t.
+    """
+
+    name: str
+    compute: Callable[[LeakData], pd.DataFrame]
+    lookback: int | None
+    delay: int = 0
+    known_at: KnownAt = known_by_session
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A column of a component whose past changed."""
+
+    component: str
+    column: str
+    mode: str  # "truncated" or "perturbed"
+    n_sessions: int  # sampled sessions at which it changed
+    first_session: pd.Timestamp
+    example: str
+
+
+@dataclass(frozen=True)
+class LeakReport:
+    """What the detector found for one component."""
+
+    component: str
+    n_sessions: int
+    columns: tuple[str, ...]
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        """No leak found."""
+        return not self.findings
+
+    @property
+    def leaky_columns(self) -> list[str]:
+        """Names of the columns that leak."""
+        return sorted({f.column for f in self.findings})
+
+    def summary(self) -> str:
+        """One line (plus one per leaky column)."""
+        head = f"{self.component}: {len(self.columns)} columns x {self.n_sessions} sessions: " + (
+            "ok" if self.ok else f"LEAK in {', '.join(self.leaky_columns)}"
+        )
+        lines = [head]
+        for f in self.findings:
+            lines.append(
+                f"  {f.column} ({f.mode}) changed at {f.n_sessions} sampled sessions, "
+                f"first {f.first_session.date()}: {f.example}"
+            )
+        return "\n".join(lines)
+
+
+def _compare(expected: pd.DataFrame, got: pd.DataFrame, rtol: float, atol: float) -> dict[str, str]:
+    """Columns that differ -> an example; ``<rows>`` when the row sets differ."""
+    out: dict[str, str] = {}
+    if not expected.index.equals(got.index):
+        missing = expected.index.difference(got.index)
+        extra = got.index.difference(expected.index)
+        out[ROWS] = f"{len(missing)} rows missing, {len(extra)} extra"
+        common = expected.index.intersection(got.index)
+        expected, got = expected.loc[common], got.loc[common]
+    for col in expected.columns:
+        if col not in got.columns:
+            out[col] = "column missing"
+            continue
+        a, b = expected[col], got[col]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            x = a.to_numpy(dtype="float64")
+            y = b.to_numpy(dtype="float64")
+            same = np.isclose(x, y, rtol=rtol, atol=atol, equal_nan=True)
+        else:
+            same = ((a == b) | (a.isna() & b.isna())).to_numpy()
+        if not same.all():
+            i = int(np.flatnonzero(~same)[0])
+            out[col] = f"row {expected.index[i]}: full {a.iloc[i]!r} vs {b.iloc[i]!r}"
+    for col in got.columns:
+        if col not in expected.columns:
+            out[col] = "extra column"
+    return out
+
+
+def check(
+    component: Component,
+    data: LeakData,
+    *,
+    n_sessions: int = 100,
+    seed: int = 0,
+    compare: int = 5,
+    future: int = 63,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    progress: bool = False,
+) -> LeakReport:
+    """Recompute ``component`` at ``n_sessions`` sampled sessions; see the module docstring.
+
+    Parameters
+    ----------
+    compare
+        Sessions up to t whose rows are compared at each sampled t.
+    future
+        Sessions after t kept (and perturbed) in the perturbed recompute.
+    """
+    from py_finance.features.regimes import fit_cache
+
+    rng = np.random.default_rng(seed)
+    sessions = data.sessions
+    n = len(sessions)
+    lookback = component.lookback
+    history = (lookback or 0) + component.delay + compare + SLACK
+    first = history if lookback is not None else component.delay + compare
+    if n - 1 - first < 1:
+        raise PyFinanceError(f"{component.name}: {n} sessions are too few to check")
+    positions = np.sort(
+        rng.choice(np.arange(first, n - 1), size=min(n_sessions, n - 1 - first), replace=False)
+    )
+    findings: dict[tuple[str, str], list[Any]] = {}
+    with fit_cache():
+        full = component.compute(data)
+        iterator: Any = positions
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(positions, desc=component.name, leave=False)
+        for p in iterator:
+            t = sessions[p]
+            lo = 0 if lookback is None else max(0, p - history)
+            region_start = sessions[max(lo + (lookback or 0), p - compare - component.delay + 1)]
+
+            def region(
+                frame: pd.DataFrame, t: pd.Timestamp = t, start: Any = region_start
+            ) -> pd.DataFrame:
+                s = _session_level(frame)
+                keep = np.asarray(s >= start) & component.known_at(frame, t)
+                return frame.loc[keep]
+
+            expected = region(full)
+            truncated = component.compute(data.window(lo, p))
+            hi = min(n - 1, p + future)
+            perturbed = component.compute(data.window(lo, hi).perturbed(p - lo, rng))
+            for mode, got in (("truncated", truncated), ("perturbed", perturbed)):
+                for col, example in _compare(expected, region(got), rtol, atol).items():
+                    findings.setdefault((col, mode), []).append((t, example))
+    result = tuple(
+        Finding(component.name, col, mode, len(hits), hits[0][0], hits[0][1])
+        for (col, mode), hits in sorted(findings.items())
+    )
+    return LeakReport(component.name, len(positions), tuple(map(str, full.columns)), result)
+
+
+# ------------------------------------------------------------------ shipped components
+ComponentFactory = Callable[[Any], list[Component]]
+_FACTORIES: list[ComponentFactory] = []
+
+
+def register_component(factory: ComponentFactory) -> ComponentFactory:
+    """Add components built from a composed config (e.g. regime policies)."""
+    _FACTORIES.append(factory)
+    return factory
+
+
+def options(group: str) -> list[str]:
+    """Shipped options of a config group (``conf/<group>/*.yaml``)."""
+    from py_finance.config import conf_dir
+
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def feature_component(name: str, cfg: Any, calendar: str = "XNYS") -> Component:
+    """A feature set as a component."""
+    from py_finance.features.technical import build_features
+
+    def compute(d: LeakData) -> pd.DataFrame:
+        return build_features(d.fields, cfg, market=d.market, calendar=calendar)
+
+    return Component(f"features={name}", compute, None if cfg.expanding else cfg.lookback + 1)
+
+
+def label_component(name: str, cfg: Any, execution_lag: int = 1) -> Component:
+    """A label config as a component: rows known once their window has ended."""
+    from py_finance.features.labels import forward_returns
+
+    def compute(d: LeakData) -> pd.DataFrame:
+        return forward_returns(d.fields["close"], cfg, execution_lag)
+
+    return Component(
+        f"labels={name}", compute, 0, delay=cfg.horizon + execution_lag, known_at=known_by_label_end
+    )
+
+
+def regime_component(name: str, cfg: Any) -> Component:
+    """A regime config as a component (expanding refits)."""
+    from py_finance.features.regimes import detect_regimes
+
+    def compute(d: LeakData) -> pd.DataFrame:
+        return detect_regimes(d.market, cfg)
+
+    return Component(f"regimes={name}", compute, None)
+
+
+def shipped_components(
+    features: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    regimes: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+) -> list[Component]:
+    """Every shipped feature set, label horizon and regime config (or the named ones)."""
+    from py_finance.config import build, compose, instantiate
+
+    base = compose(list(overrides))
+    lag = int(base.backtest.execution_lag)
+    calendar = str(base.data.get("calendar", "XNYS"))
+    out: list[Component] = []
+    for name in features if features is not None else options("features"):
+        cfg = instantiate(compose([*overrides, f"features={name}"]).features)
+        out.append(feature_component(name, cfg, calendar))
+    for name in labels if labels is not None else options("labels"):
+        cfg = instantiate(compose([*overrides, f"labels={name}"]).labels)
+        out.append(label_component(name, cfg, lag))
+    for name in regimes if regimes is not None else options("regimes"):
+        cfg = instantiate(compose([*overrides, f"regimes={name}"]).regimes)
+        out.append(regime_component(name, cfg))
+    if _FACTORIES:
+        settings = build(base)
+        for factory in _FACTORIES:
+            out.extend(factory(settings))
+    return out
+
+
+def bundled_data(
+    symbols: Sequence[str] | None = None, start: str | None = None, end: str | None = None
+) -> LeakData:
+    """The bundled source's bars and benchmark (no store needed)."""
+    from py_finance.data.sources.bundled import BundledSource
+
+    src = BundledSource()
+    first, last = src.coverage()
+    s = pd.Timestamp(start).date() if start else first
+    e = pd.Timestamp(end).date() if end else last
+    long = src.bars(list(symbols) if symbols else src.symbols(), s, e)
+    close = long.pivot(index="session", columns="symbol", values="adj_close").sort_index()
+    close.columns.name = None
+    bench = src.benchmark(s, e)
+    market = bench.pivot(index="session", columns="symbol", values="adj_close").iloc[:, 0]
+    return LeakData({"close": close.astype("float64")}, market.reindex(close.index))
+
+
+def run(components: Sequence[Component], data: LeakData, **kwargs: Any) -> list[LeakReport]:
+    """Check every component; logs one summary per component."""
+    reports = []
+    for comp in components:
+        report = check(comp, data, **kwargs)
+        (log.info if report.ok else log.error)(report.summary())
+        reports.append(report)
+    return reports
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 clean, 1 leak, 2 usage/data error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m py_finance.leakcheck",
+        description="Recompute features, labels and regimes on truncated and future-perturbed "
+        "data at sampled sessions; exit 1 if any past value changed.",
+    )
+    parser.add_argument("--features", nargs="*", help="feature sets (default: all shipped)")
+    parser.add_argument("--labels", nargs="*", help="label configs (default: all shipped)")
+    parser.add_argument("--regimes", nargs="*", help="regime configs (default: all shipped)")
+    parser.add_argument("--sessions", type=int, default=100, help="sampled sessions (100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", type=int, default=5, help="sessions compared per sample")
+    parser.add_argument("--future", type=int, default=63, help="perturbed sessions after t")
+    parser.add_argument("--symbols", nargs="*", help="bundled symbols (default: all)")
+    parser.add_argument("--start", help="first session (default: the data's first)")
+    parser.add_argument("--end", help="last session (default: the data's last)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. regimes.refit=monthly")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        comps = shipped_components(args.features, args.labels, args.regimes, args.overrides)
+        data = bundled_data(args.symbols, args.start, args.end)
+        reports = run(
+            comps,
+            data,
+            n_sessions=args.sessions,
+            seed=args.seed,
+            compare=args.compare,
+            future=args.future,
+            progress=sys.stderr.isatty(),
+        )
+    except PyFinanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    leaks = [r for r in reports if not r.ok]
+    print(
+        f"leakcheck: {len(reports)} components, "
+        + ("no leak" if not leaks else f"LEAKS in {', '.join(r.component for r in leaks)}")
+    )
+    return 1 if leaks else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
