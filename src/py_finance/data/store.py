@@ -186,7 +186,10 @@ class Store:
         try:
             # holding the lock, any temp file is a dead writer's: never referenced, remove it
             for stale in self.root.glob("*/.*.tmp"):
-                stale.unlink(missing_ok=True)
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
             base = copy.deepcopy(self.manifest())
             base.setdefault("tables", {})
             self._txn = base
@@ -565,7 +568,7 @@ class Store:
             directory = self.root / "_index" / f"{table}-{table_hash}"
             if directory.is_dir():
                 try:
-                    index = BarIndex.load(directory, VALUE_COLUMNS)
+                    index = BarIndex.load(directory)
                 except (OSError, ValueError) as exc:
                     log.warning("rebuilding unreadable index %s: %s", directory, exc)
             if index is None:
@@ -584,14 +587,14 @@ class Store:
         versions = self._versions(table)
         return sorted(versions["symbol"].astype(str).unique().tolist())
 
-    def _select(
+    def _resolve(
         self,
         table: str,
         symbols: Sequence[str] | None,
         start: dt.date | str | None,
         end: dt.date | str | None,
         as_of: dt.datetime | pd.Timestamp | str,
-    ) -> tuple[BarIndex, np.ndarray]:
+    ) -> tuple[BarIndex, np.ndarray | None, int | None, int | None, int]:
         as_of_ns = min(int(to_utc(as_of).value), NEVER - 1)  # Timestamp.max: everything
         start_d = _day(start)
         end_d = _day(end)
@@ -611,6 +614,17 @@ class Store:
                     f"unknown symbol(s) {', '.join(unknown)} in the store at {self.root}; "
                     f"known: {', '.join(index.symbols.tolist())}"
                 )
+        return index, codes, start_d, end_d, as_of_ns
+
+    def _select(
+        self,
+        table: str,
+        symbols: Sequence[str] | None,
+        start: dt.date | str | None,
+        end: dt.date | str | None,
+        as_of: dt.datetime | pd.Timestamp | str,
+    ) -> tuple[BarIndex, np.ndarray]:
+        index, codes, start_d, end_d, as_of_ns = self._resolve(table, symbols, start, end, as_of)
         return index, index.select(codes, start_d, end_d, as_of_ns)
 
     def bars(
@@ -631,7 +645,7 @@ class Store:
         if len(rows) > 1:
             rows = rows[np.lexsort((index.code[rows], index.session[rows]))]
         out = {
-            "symbol": index.symbols[index.code[rows]],
+            "symbol": index.symbol_array().take(index.code[rows]),
             "session": index.session[rows].astype("datetime64[D]").astype("datetime64[us]"),
         }
         for col in VALUE_COLUMNS:
@@ -664,10 +678,14 @@ class Store:
         table: str = "bars",
     ) -> pd.Series:
         """``field`` of every symbol (or ``symbols``) at one session, as known at ``as_of``."""
-        index, rows = self._select(table, symbols, session, session, as_of)
+        if field not in VALUE_COLUMNS:
+            raise DataError(f"unknown bar field {field!r}; fields: {VALUE_COLUMNS}")
+        index, codes, day, _, as_of_ns = self._resolve(table, symbols, session, session, as_of)
+        assert day is not None
+        picked, values = index.row(day, field, codes, as_of_ns)
         return pd.Series(
-            np.asarray(index.values[field][rows]),
-            index=pd.Index(index.symbols[index.code[rows]], name="symbol"),
+            values,
+            index=pd.Index(index.symbol_array().take(picked), name="symbol"),
             name=field,
         )
 
@@ -710,31 +728,16 @@ class Store:
         bad = [f for f in fields if f not in VALUE_COLUMNS]
         if bad:
             raise DataError(f"unknown bar field(s) {bad}; fields: {VALUE_COLUMNS}")
-        index, rows = self._select(table, symbols, start, end, as_of)
-        spos = index.session_pos[rows]
-        codes = index.code[rows]
-        has_sess = np.zeros(len(index.sessions), dtype=bool)
-        has_sess[spos] = True
-        has_sym = np.zeros(len(index.symbols), dtype=bool)
-        has_sym[codes] = True
-        n_rows, n_cols = int(has_sess.sum()), int(has_sym.sum())
-        # row/column of each selected version; identity maps skip a gather in the full load
-        r = spos if n_rows == len(has_sess) else (np.cumsum(has_sess) - 1)[spos]
-        c = codes if n_cols == len(has_sym) else (np.cumsum(has_sym) - 1)[codes]
-        flat = r.astype(np.int64) * n_cols + c
+        index, codes, start_d, end_d, as_of_ns = self._resolve(table, symbols, start, end, as_of)
+        rows, cols, mats = index.matrices(fields, codes, start_d, end_d, as_of_ns)
         dates = pd.DatetimeIndex(
-            index.sessions[has_sess].astype("datetime64[D]").astype("datetime64[us]"),
+            index.sessions[rows].astype("datetime64[D]").astype("datetime64[us]"),
             name="session",
         )
-        columns = pd.Index(index.symbols[has_sym].tolist())
-        out = {}
-        for field in fields:
-            mat = np.full(n_rows * n_cols, np.nan)
-            mat[flat] = index.values[field][rows]
-            out[field] = pd.DataFrame(
-                mat.reshape(n_rows, n_cols), index=dates, columns=columns, copy=False
-            )
-        return out
+        columns = pd.Index(index.symbol_array().take(cols))
+        return {
+            f: pd.DataFrame(m, index=dates, columns=columns, copy=False) for f, m in mats.items()
+        }
 
     # -------------------------------------------------- other as-of reads
     def _as_of(self, table: str, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:

@@ -19,7 +19,6 @@ import pandas as pd
 from py_finance import tracking
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.features.regimes import detect_regimes
-from py_finance.features.technical import build_features
 from py_finance.live.brokers.paper import PaperBroker
 from py_finance.live.daily_log import (
     daily_log_path,
@@ -30,6 +29,7 @@ from py_finance.live.daily_log import (
 from py_finance.live.journal import mark_submitted, record_intents
 from py_finance.live.orders import plan_orders
 from py_finance.pipeline.context import Context
+from py_finance.pipeline.research import feature_frame
 from py_finance.risk.overlays import ThrottleState, throttle_multiplier, throttle_step
 from py_finance.risk.targets import target_weights
 
@@ -107,12 +107,16 @@ def run_live_day(
     tracking.setup(s.tracking, ctx.root)
     model = tracking.load_model(s.tracking.model_name(ctx.horizon), tracking.CHAMPION)
 
+    # Enough history for the features and for sequence models' windows; feature sets with
+    # expanding state (regime features) read all of it.
     lookback = s.features.lookback + _HISTORY_SLACK
-    feats = build_features(history.iloc[-lookback:], s.features)
-    today = feats.loc[feats.index.get_level_values("session") == pd.Timestamp(session)]
-    if today.empty:
+    start = history.index[-lookback] if lookback < len(history) else None
+    feats = feature_frame(ctx, start, session, as_of)
+    is_today = feats.index.get_level_values("session") == pd.Timestamp(session)
+    if not is_today.any():
         raise DataError(f"no complete feature rows for {session}: not enough history")
-    scores = model.predict(today).unstack("symbol").reindex(columns=history.columns)
+    # Score the recent history too: a sequence model reads the windows ending today.
+    scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
 
     index = store.wide("adj_close", None, None, None, as_of, table="benchmark").iloc[:, 0]
     regimes = detect_regimes(index.loc[: pd.Timestamp(session)], s.regimes)["regime"]

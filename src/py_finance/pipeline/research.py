@@ -115,6 +115,27 @@ def prices(ctx: Context, table: str = "bars") -> pd.DataFrame:
     return wide
 
 
+def feature_frame(ctx: Context, start: Any, end: Any, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The configured feature set from the store's bars in ``[start, end]`` known at ``as_of``.
+
+    The one feature path of the research stages and the live loop.
+    """
+    from py_finance.features.registry import adjusted_panel
+
+    fcfg = ctx.settings.features
+    dcfg = ctx.settings.data
+    symbols = list(dcfg.symbols) if dcfg.symbols else None
+    if fcfg.groups:
+        bars = adjusted_panel(ctx.store, symbols, start, end, as_of)
+        market = None
+        if fcfg.expanding:
+            bench = ctx.store.wide("adj_close", None, start, end, as_of, table="benchmark")
+            market = bench.iloc[:, 0]
+        return build_features(bars, fcfg, market=market, calendar=dcfg.calendar)
+    # momentum/volatility on closes only (the basic set)
+    return build_features(ctx.store.wide("adj_close", symbols, start, end, as_of), fcfg)
+
+
 def features(ctx: Context) -> pd.DataFrame:
     """Build and write ``features.parquet``.
 
@@ -122,17 +143,8 @@ def features(ctx: Context) -> pd.DataFrame:
     bundled source has adjusted closes only) and, for feature sets with regime features,
     the benchmark index, all as of the end of the configured range.
     """
-    from py_finance.features.registry import adjusted_panel
-
-    fcfg = ctx.settings.features
     dcfg = ctx.settings.data
-    if fcfg.groups:
-        symbols = list(dcfg.symbols) if dcfg.symbols else None
-        bars = adjusted_panel(ctx.store, symbols, dcfg.start_date, dcfg.end_date, ctx.as_of)
-        market = prices(ctx, table="benchmark").iloc[:, 0] if fcfg.expanding else None
-        frame = build_features(bars, fcfg, market=market, calendar=dcfg.calendar)
-    else:  # momentum/volatility on closes only (the basic set)
-        frame = build_features(prices(ctx), fcfg)
+    frame = feature_frame(ctx, dcfg.start_date, dcfg.end_date, ctx.as_of)
     write_parquet(frame, ctx.path("features", "features.parquet"))
     log.info("features: %d rows x %d columns", *frame.shape)
     return frame

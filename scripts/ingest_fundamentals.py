@@ -1,0 +1,61 @@
+"""Ingest fundamentals (Tiingo statements) into the bitemporal store.
+
+Each value is known from its filing time; Tiingo gives only the statement date, so values
+are taken as known a filing lag later, at the next session's close (see docs/data.md).
+Idempotent and resumable, like ingest_bars.py. Needs TIINGO_API_KEY (environment or .env).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from py_finance.errors import PyFinanceError, cli_errors
+
+
+def date_arg(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--start-date", type=date_arg, required=True)
+    p.add_argument("--end-date", type=date_arg, required=True)
+    p.add_argument("--symbols", nargs="+", required=True)
+    p.add_argument("--source", default="tiingo", choices=["tiingo"])
+    p.add_argument("--filing-lag-days", type=int, default=45)
+    p.add_argument("--store", default="data/store")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+@cli_errors
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    from py_finance.data.ingest import ingest_table
+    from py_finance.data.sources.tiingo import TiingoSource
+    from py_finance.data.store import Store
+
+    if args.end_date < args.start_date:
+        raise PyFinanceError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+    source = TiingoSource(filing_lag_days=args.filing_lag_days)
+    report = ingest_table(
+        Store(Path(args.store)),
+        "fundamentals",
+        source.fundamentals,
+        "tiingo",
+        args.symbols,
+        args.start_date,
+        args.end_date,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
