@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: install run test test-fast test-all lint ui params clean bench
+.PHONY: install run test test-fast test-all lint ui params clean bench services services-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -27,7 +27,12 @@ params: $(STAMP)
 run: $(STAMP)
 	@test -d .git || (git init -q && echo "initialised a git repository for DVC")
 	$(BIN)/dvc repro
-	$(BIN)/python scripts/run_live_loop.py --broker paper --dry-run
+	@# The gate may promote nothing (data/promotion/h5.json says why): then there is no model to
+	@# trade, and the live dry run is skipped with a message instead of failing the target.
+	@rc=0; $(BIN)/python scripts/promote.py --has-champion || rc=$$?; \
+	if [ $$rc -eq 0 ]; then $(BIN)/python scripts/run_live_loop.py --broker paper --dry-run; \
+	elif [ $$rc -eq 1 ]; then echo "skipping the live dry run: no @champion to trade"; \
+	else exit $$rc; fi
 	@$(BIN)/python scripts/show_results.py
 
 # Default loop: fast tests. With CI=true (as .ci/run sets) the slow ones run too.
@@ -44,6 +49,15 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --workers 1 --port 5000
+
+# PostgreSQL on 127.0.0.1 (databases mlflow and optuna; installed with apt-get when missing) for
+# an MLflow tracking server and shared Optuna studies; `scripts/services.sh mlflow` also starts
+# the MLflow server. See docs/platform.md.
+services: $(STAMP)
+	scripts/services.sh start
+
+services-stop:
+	scripts/services.sh stop
 
 # Performance benchmarks against the peers (vectorbt, Qlib), side by side in one run each.
 # Results go to benchmarks/results/*.md.

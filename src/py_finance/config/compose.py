@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from py_finance.config.schema import validate
 from py_finance.errors import ConfigError
 
 GROUPS = (
@@ -28,6 +29,7 @@ GROUPS = (
     "backtest",
     "tracking",
     "live",
+    "promotion",
 )
 
 
@@ -65,6 +67,7 @@ def compose(overrides: Sequence[str] = (), config_dir: Path | None = None) -> An
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"cannot compose config from {directory}: {exc}") from exc
     OmegaConf.resolve(cfg)
+    validate(cfg, Path(directory))
     return cfg
 
 
@@ -127,6 +130,7 @@ class Settings:
     paths: dict[str, str]
     seed: int
     raw: Any  # the DictConfig, for logging
+    promotion: Any = None
 
 
 def build(cfg: Any) -> Settings:
@@ -136,6 +140,7 @@ def build(cfg: Any) -> Settings:
     missing = [g for g in (*GROUPS, "walk_forward", "paths") if g not in cfg]
     if missing:
         raise ConfigError(f"config lacks groups {missing}")
+    validate(cfg)
     model_node = cfg.model
 
     def model_factory() -> Any:
@@ -159,6 +164,7 @@ def build(cfg: Any) -> Settings:
         paths={str(k): str(v) for k, v in OmegaConf.to_container(cfg.paths).items()},  # type: ignore[union-attr]
         seed=int(cfg.seed),
         raw=cfg,
+        promotion=instantiate(cfg.promotion),
     )
 
 

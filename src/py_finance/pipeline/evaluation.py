@@ -290,6 +290,13 @@ def _track(
                     k: v for k, v in params.items() if not k.startswith(("risk.", "regime_policy."))
                 }
             tracking.log_params({**params, "variant": variant})
+            # The store as a dataset input, versioned by its DVC hash when DVC tracks it.
+            store_path = s.paths["store"]
+            tracking.log_dataset(
+                "store",
+                digest=tracking.dvc_hash(ctx.root, store_path) or tags["data_hash"],
+                source=str(ctx.path("store")),
+            )
             tracking.log_metrics(
                 {
                     **metrics[variant],
@@ -346,7 +353,11 @@ def _track(
                 with (ctx.model_dir() / "model.pkl").open("rb") as fh:
                     model = pickle.load(fh)
                 feats = pd.read_parquet(ctx.path("features", "features.parquet"))
-                example = feats.tail(5).reset_index(drop=True)
+                # The last sessions with their (session, symbol) index: sequence models
+                # score a row from the window of sessions that ends at it.
+                context = int(getattr(model, "context_sessions", 0))
+                sessions = feats.index.get_level_values("session").unique().sort_values()
+                example = feats[feats.index.get_level_values("session") >= sessions[-(context + 1)]]
                 logged = tracking.log_model(
                     model,
                     feature_names=list(skill["feature_names"]),
@@ -427,16 +438,51 @@ def report(ctx: Context) -> str:
     return text
 
 
-def promote(ctx: Context) -> dict[str, Any]:
-    """Run the promotion gate on the version the backtest registered."""
+def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
+    """The candidate's registry reference, the gate's evidence and its settings.
+
+    Reads ``model_ref.json``, ``metrics.json`` and ``equity.parquet`` of the backtest stage;
+    counts the trials recorded in the configured MLflow experiment (unless the promotion
+    config fixes ``n_trials``).
+    """
     s = ctx.settings
-    ref = json.loads((ctx.backtest_dir() / "model_ref.json").read_text())
-    metrics = json.loads((ctx.backtest_dir() / "metrics.json").read_text())
+    cfg = s.promotion if s.promotion is not None else tracking.PromotionConfig()
+    out = ctx.backtest_dir()
+    for name in ("model_ref.json", "metrics.json", "equity.parquet"):
+        if not (out / name).exists():
+            raise DataError(f"{out / name} not found: run the backtest stage first")
+    ref = json.loads((out / "model_ref.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    equity = pd.read_parquet(out / "equity.parquet")
+    curve = equity[cfg.candidate].dropna()  # growth of 1 from the initial cash
+    returns = curve.pct_change()
+    returns.iloc[0] = curve.iloc[0] - 1.0  # the first session's return (its trading costs)
     tracking.setup(s.tracking, ctx.root)
-    decision = tracking.promote(
-        ref["name"], ref["version"], metrics["regime_aware"], metrics["benchmark"]
+    record = tracking.count_trials(s.tracking.experiment)
+    n_trials = int(cfg.n_trials) if cfg.n_trials is not None else record.n_trials
+    evidence = tracking.gate_evidence(
+        returns,
+        metrics["benchmark"]["sharpe"],
+        n_trials=n_trials,
+        trial_sharpes=record.sharpes,
+        sr_variance=cfg.sr_variance,
+        periods_per_year=s.backtest.periods_per_year,
     )
-    champion = tracking.get_alias_version(ref["name"], tracking.CHAMPION)
+    return ref, evidence, cfg
+
+
+def promote(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
+    """Run the promotion gate on the version the backtest registered.
+
+    Writes ``promotion/h{h}.json`` (decision, reasons, figures) unless ``dry_run``, which
+    decides and explains without touching the registry or the file.
+    """
+    ref, evidence, cfg = gate_inputs(ctx)
+    decision = tracking.promote(ref["name"], ref["version"], evidence, config=cfg, dry_run=dry_run)
+    if dry_run:  # what @champion would be after the decision
+        champion = str(ref["version"]) if decision.promote else decision.previous_champion
+    else:
+        champion = tracking.get_alias_version(ref["name"], tracking.CHAMPION)
     out = {
         "model": ref["name"],
         "candidate_version": ref["version"],
@@ -444,6 +490,8 @@ def promote(ctx: Context) -> dict[str, Any]:
         "reasons": list(decision.reasons),
         "previous_champion": decision.previous_champion,
         "champion": champion,
+        "evidence": evidence.as_dict(),
+        "dry_run": dry_run,
     }
     verdict = "promoted to @champion" if decision.promote else "not promoted"
     log.info("%s v%s %s: %s", ref["name"], ref["version"], verdict, "; ".join(decision.reasons))
@@ -452,5 +500,6 @@ def promote(ctx: Context) -> dict[str, Any]:
             "keeping the previous champion (%s)",
             champion if champion else "none: live trading has no model",
         )
-    write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
+    if not dry_run:
+        write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
     return out

@@ -10,7 +10,16 @@ Importing it loads no mlflow; each function imports mlflow when first called.
 """
 
 from py_finance.tracking.config import TrackingConfig
-from py_finance.tracking.promotion import GateDecision, evaluate_gate, promote
+from py_finance.tracking.promotion import (
+    GateDecision,
+    GateEvidence,
+    PromotionConfig,
+    TrialRecord,
+    count_trials,
+    evaluate_gate,
+    gate_evidence,
+    promote,
+)
 from py_finance.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -41,17 +50,33 @@ from py_finance.tracking.runs import (
     standard_tags,
     start_run,
 )
+from py_finance.tracking.sweeps import (
+    child_runs,
+    create_parent_run,
+    dvc_hash,
+    finish_run,
+    log_dataset,
+)
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "GateDecision",
+    "GateEvidence",
     "LoadedModel",
     "ModelRef",
+    "PromotionConfig",
     "TrackingConfig",
+    "TrialRecord",
+    "child_runs",
+    "count_trials",
+    "create_parent_run",
     "default_requirements",
+    "dvc_hash",
     "evaluate_gate",
+    "finish_run",
     "flatten_params",
+    "gate_evidence",
     "get_alias_version",
     "get_version_metrics",
     "get_version_tags",
@@ -59,6 +84,7 @@ __all__ = [
     "latest_version",
     "load_model",
     "log_artifact",
+    "log_dataset",
     "log_dict",
     "log_figure",
     "log_frame",

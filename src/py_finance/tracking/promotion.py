@@ -1,16 +1,32 @@
 """The promotion gate: which candidate becomes ``@champion``.
 
-:func:`evaluate_gate` is a pure function of the metrics; :func:`promote` applies it to the
-registry. The skeleton's gate: out-of-sample Sharpe above a floor and above the benchmark's.
+A candidate always becomes ``@challenger``. It becomes ``@champion`` only when every check of
+:class:`PromotionConfig` passes on its out-of-sample backtest:
+
+- its Sharpe ratio is above a floor and above the benchmark's over the same sessions;
+- its Deflated Sharpe Ratio (Bailey and López de Prado, 2014) is at least ``dsr_confidence``:
+  the probability that its true Sharpe exceeds the best Sharpe that ``n_trials`` tries of
+  skill-less strategies would show by chance, ``n_trials`` being the number of distinct
+  strategy configurations recorded in the MLflow experiment (so a big sweep raises the bar);
+- its maximum drawdown is within ``max_drawdown``;
+- the out-of-sample period has at least ``min_oos_sessions`` sessions.
+
+:func:`evaluate_gate` is a pure function of the figures; :func:`promote` applies it to the
+registry and writes the decision and its figures as tags on the model version;
+:func:`count_trials` reads the trials recorded in an experiment.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from py_finance.errors import ConfigError
 from py_finance.tracking.registry import (
     CHALLENGER,
     CHAMPION,
@@ -22,6 +38,117 @@ from py_finance.tracking.registry import (
 log = logging.getLogger(__name__)
 
 SHARPE = "sharpe"
+_EULER_GAMMA = 0.5772156649015329
+SR_VARIANCE_CHOICES = ("max", "trials", "sampling")
+# Params that say where a run wrote, not what strategy it was: not part of a trial's identity.
+_NOT_STRATEGY = ("tracking.", "paths.", "live.", "promotion.", "hydra.", "experiment.")
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionConfig:
+    """Settings of the promotion gate (``conf/promotion/``).
+
+    Parameters
+    ----------
+    min_sharpe
+        The candidate's annualised out-of-sample Sharpe must be strictly above this.
+    beat_benchmark
+        The candidate's Sharpe must be strictly above the benchmark's (same sessions).
+    dsr_confidence
+        Minimum Deflated Sharpe Ratio, a probability in (0, 1); 0.95 by default.
+    max_drawdown
+        Largest tolerated fall from a peak, as a positive fraction (0.40 = -40%); null: off.
+    min_oos_sessions
+        Minimum number of out-of-sample sessions (756 = about three years).
+    n_trials
+        Number of trials for the DSR; null counts the distinct strategy configurations
+        recorded in the MLflow experiment (never fewer than 1).
+    sr_variance
+        Variance of the Sharpe ratios across trials used by the DSR: ``trials`` (measured
+        across the recorded trials), ``sampling`` (the sampling variance of the candidate's
+        Sharpe estimate, what independent skill-less trials would show), or ``max`` of the
+        two (the default, the stricter one).
+    candidate
+        Which backtest variant is the candidate (``regime_aware`` or ``baseline``).
+    """
+
+    min_sharpe: float = 0.0
+    beat_benchmark: bool = True
+    dsr_confidence: float = 0.95
+    max_drawdown: float | None = 0.40
+    min_oos_sessions: int = 756
+    n_trials: int | None = None
+    sr_variance: str = "max"
+    candidate: str = "regime_aware"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.dsr_confidence) < 1.0:
+            raise ConfigError(
+                f"promotion.dsr_confidence must be in (0, 1), got {self.dsr_confidence}"
+            )
+        if self.max_drawdown is not None and not 0.0 < float(self.max_drawdown) <= 1.0:
+            raise ConfigError(
+                f"promotion.max_drawdown must be in (0, 1] (a positive fraction), "
+                f"got {self.max_drawdown}"
+            )
+        if int(self.min_oos_sessions) < 3:
+            raise ConfigError(
+                f"promotion.min_oos_sessions must be >= 3, got {self.min_oos_sessions}"
+            )
+        if self.n_trials is not None and int(self.n_trials) < 1:
+            raise ConfigError(f"promotion.n_trials must be >= 1 or null, got {self.n_trials}")
+        if self.sr_variance not in SR_VARIANCE_CHOICES:
+            raise ConfigError(
+                f"promotion.sr_variance must be one of {SR_VARIANCE_CHOICES}, "
+                f"got {self.sr_variance!r}"
+            )
+        if self.candidate not in ("regime_aware", "baseline"):
+            raise ConfigError(
+                f"promotion.candidate must be regime_aware or baseline, got {self.candidate!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvidence:
+    """The figures the gate judges, all out of sample.
+
+    Attributes
+    ----------
+    sharpe, benchmark_sharpe
+        Annualised Sharpe ratios of the candidate and the benchmark over the same sessions.
+    dsr
+        Deflated Sharpe Ratio of the candidate given ``n_trials`` (a probability).
+    psr
+        Probabilistic Sharpe Ratio against 0 (the DSR of a single trial).
+    n_trials
+        Trials the DSR deflates for.
+    expected_max_sharpe
+        Annualised Sharpe that the best of ``n_trials`` skill-less trials is expected to show:
+        the bar the DSR measures the candidate against.
+    sr_variance
+        Per-session variance of the Sharpe ratio across trials used for that bar.
+    max_drawdown
+        Maximum drawdown (negative fraction, e.g. -0.34).
+    n_sessions
+        Out-of-sample sessions.
+    best_trial_sharpe
+        Highest annualised Sharpe among the recorded trials (NaN when none were read).
+    """
+
+    sharpe: float
+    benchmark_sharpe: float
+    dsr: float
+    psr: float
+    n_trials: int
+    expected_max_sharpe: float
+    sr_variance: float
+    max_drawdown: float
+    n_sessions: int
+    best_trial_sharpe: float = math.nan
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Plain dict of the figures (for JSON and tags)."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,68 +158,225 @@ class GateDecision:
     Attributes
     ----------
     promote
-        True when the candidate passed every check and is now ``@champion``.
+        True when the candidate passed every check (and, unless a dry run, is ``@champion``).
     reasons
         One line per check with its numbers, e.g. ``"sharpe 0.71 > benchmark 0.45: pass"``.
     candidate_version
-        The version that was judged (always ``@challenger`` afterwards).
+        The version that was judged (always ``@challenger`` afterwards, unless a dry run).
     previous_champion
         The ``@champion`` version before the decision; None when there was none.
+    evidence
+        The figures judged; None for the legacy Sharpe-only call.
     """
 
     promote: bool
     reasons: list[str]
     candidate_version: str
     previous_champion: str | None
+    evidence: GateEvidence | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRecord:
+    """Trials recorded in an MLflow experiment.
+
+    Attributes
+    ----------
+    n_trials
+        Distinct strategy configurations among finished backtest runs (at least 1).
+    sharpes
+        Annualised Sharpe of each distinct configuration (its latest run).
+    n_runs
+        Finished backtest runs read (repeats of one configuration count once).
+    """
+
+    n_trials: int
+    sharpes: tuple[float, ...]
+    n_runs: int
+
+
+def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
+    """Per-session Sharpe that the best of ``n_trials`` skill-less trials is expected to show.
+
+    ``sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))`` (Bailey and López
+    de Prado, 2014); 0 for a single trial.
+    """
+    from scipy.stats import norm
+
+    if n_trials <= 1:
+        return 0.0
+    return math.sqrt(max(sr_variance, 0.0)) * (
+        (1.0 - _EULER_GAMMA) * float(norm.ppf(1.0 - 1.0 / n_trials))
+        + _EULER_GAMMA * float(norm.ppf(1.0 - 1.0 / (n_trials * math.e)))
+    )
+
+
+def sharpe_sampling_variance(returns: Sequence[float] | Any) -> float:
+    """Sampling variance of a per-session Sharpe estimate (Mertens / Lo, non-normal returns)."""
+    import numpy as np
+    import pandas as pd
+
+    r = np.asarray(pd.Series(returns, dtype="float64").dropna())
+    if r.size < 3 or float(np.ptp(r)) == 0.0:
+        return math.nan
+    sr = float(r.mean() / r.std(ddof=1))
+    z = (r - r.mean()) / r.std(ddof=0)
+    g3, g4 = float(np.mean(z**3)), float(np.mean(z**4))
+    return (1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2) / (r.size - 1)
+
+
+def gate_evidence(
+    returns: Any,
+    benchmark_sharpe: float,
+    *,
+    n_trials: int,
+    trial_sharpes: Sequence[float] = (),
+    sr_variance: str = "max",
+    periods_per_year: int = 252,
+) -> GateEvidence:
+    """Compute the gate's figures from the candidate's out-of-sample returns.
+
+    Parameters
+    ----------
+    returns
+        Simple per-session returns of the candidate strategy, out of sample.
+    benchmark_sharpe
+        The benchmark's annualised Sharpe over the same sessions.
+    n_trials
+        Number of trials to deflate for (>= 1).
+    trial_sharpes
+        Annualised Sharpe ratios of the recorded trials, for their variance.
+    sr_variance
+        ``max``, ``trials`` or ``sampling`` (see :class:`PromotionConfig`).
+    periods_per_year
+        Sessions per year of the annualisation.
+
+    Returns
+    -------
+    GateEvidence
+        Sharpe, DSR, PSR, the expected best Sharpe of ``n_trials`` skill-less trials, max
+        drawdown and the number of sessions.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from py_finance.backtest.metrics import (
+        deflated_sharpe_ratio,
+        max_drawdown,
+        probabilistic_sharpe_ratio,
+    )
+
+    r = pd.Series(returns, dtype="float64").dropna()
+    n_trials = max(int(n_trials), 1)
+    ann = math.sqrt(periods_per_year)
+    sampling = sharpe_sampling_variance(r)
+    finite = [s / ann for s in trial_sharpes if math.isfinite(s)]
+    across = float(np.var(finite, ddof=1)) if len(finite) >= 2 else math.nan
+    if sr_variance == "trials":
+        var = across if math.isfinite(across) else sampling
+    elif sr_variance == "sampling":
+        var = sampling
+    else:
+        known = [v for v in (across, sampling) if math.isfinite(v)]
+        var = max(known) if known else math.nan
+    std = float(r.std(ddof=1)) if len(r) >= 2 else math.nan
+    sharpe = float(r.mean()) / std * ann if std and math.isfinite(std) else math.nan
+    if n_trials == 1:
+        dsr = probabilistic_sharpe_ratio(r.to_numpy(), 0.0)
+    else:
+        dsr = deflated_sharpe_ratio(r.to_numpy(), n_trials, sr_variance=var)
+    curve = np.concatenate(([1.0], np.cumprod(1.0 + r.to_numpy())))
+    return GateEvidence(
+        sharpe=sharpe,
+        benchmark_sharpe=float(benchmark_sharpe),
+        dsr=float(dsr),
+        psr=float(probabilistic_sharpe_ratio(r.to_numpy(), 0.0)),
+        n_trials=n_trials,
+        expected_max_sharpe=expected_max_sharpe(n_trials, var) * ann,
+        sr_variance=float(var),
+        max_drawdown=float(max_drawdown(curve)) if len(r) else math.nan,
+        n_sessions=len(r),
+        best_trial_sharpe=max(trial_sharpes, default=math.nan, key=_nan_low),
+    )
 
 
 def evaluate_gate(
-    candidate: Mapping[str, float],
-    benchmark: Mapping[str, float],
+    candidate: Mapping[str, float] | GateEvidence,
+    benchmark: Mapping[str, float] | None = None,
     *,
-    min_sharpe: float = 0.0,
+    min_sharpe: float | None = None,
+    config: PromotionConfig | None = None,
 ) -> tuple[bool, list[str]]:
-    """Judge a candidate's out-of-sample metrics against a floor and a benchmark.
+    """Judge a candidate's out-of-sample figures.
 
     Parameters
     ----------
     candidate
-        Out-of-sample backtest metrics of the candidate; uses ``sharpe`` (annualised).
+        :class:`GateEvidence`, or a mapping of out-of-sample metrics of the candidate
+        (``sharpe``; with a ``config``, also ``dsr``, ``max_drawdown``, ``n_sessions``).
     benchmark
-        The benchmark's metrics over the same sessions; uses ``sharpe``.
+        The benchmark's metrics over the same sessions (``sharpe``); not needed with evidence.
     min_sharpe
-        The candidate's Sharpe must be strictly above this.
+        Floor for the candidate's Sharpe; overrides ``config.min_sharpe``.
+    config
+        The gate's settings. Without one (the skeleton's call) only the Sharpe floor and
+        the benchmark are checked.
 
     Returns
     -------
     tuple[bool, list[str]]
-        Whether every check passed, and one reason per check. A missing or NaN Sharpe fails
-        its checks, so does an infinite one; equality fails (both comparisons are strict).
+        Whether every check passed, and one reason per check with its numbers. A missing,
+        NaN or infinite figure fails its check; comparisons with the floor and the benchmark
+        are strict.
     """
-    sharpe = _metric(candidate, SHARPE)
-    bench = _metric(benchmark, SHARPE)
-    checks = [
-        (f"{SHARPE} {{a}} > {{b}}", sharpe, min_sharpe),
-        (f"{SHARPE} {{a}} > benchmark {{b}}", sharpe, bench),
-    ]
-    reasons = []
-    passed = True
-    for template, a, b in checks:
-        # The candidate's Sharpe must be a real number; the bar may be -inf (no floor).
+    if isinstance(candidate, GateEvidence):
+        figures: dict[str, float] = {k: float(v) for k, v in candidate.as_dict().items()}
+        bench = figures["benchmark_sharpe"]
+    else:
+        figures = {k: _metric(candidate, k) for k in candidate}
+        bench = _metric(benchmark or {}, SHARPE)
+    sharpe = figures.get(SHARPE, math.nan)
+    floor = float(min_sharpe if min_sharpe is not None else (config.min_sharpe if config else 0))
+    checks: list[tuple[str, bool]] = []
+
+    def strictly_above(template: str, a: float, b: float) -> None:
         ok = math.isfinite(a) and not math.isnan(b) and a > b
-        passed = passed and ok
         text_a, text_b = _format_pair(a, b)
-        reasons.append(template.format(a=text_a, b=text_b) + (": pass" if ok else ": fail"))
-    return passed, reasons
+        checks.append((template.format(a=text_a, b=text_b), ok))
+
+    strictly_above(f"{SHARPE} {{a}} > {{b}}", sharpe, floor)
+    if config is None or config.beat_benchmark:
+        strictly_above(f"{SHARPE} {{a}} > benchmark {{b}}", sharpe, bench)
+    if config is not None:
+        dsr = figures.get("dsr", math.nan)
+        n = int(figures.get("n_trials", config.n_trials or 1))
+        bar = figures.get("expected_max_sharpe", math.nan)
+        ok = math.isfinite(dsr) and dsr >= config.dsr_confidence
+        detail = f"n_trials {n}" + (
+            f", expected best skill-less sharpe {bar:.3g}" if math.isfinite(bar) else ""
+        )
+        checks.append((f"dsr {dsr:.3g} >= {config.dsr_confidence:g} ({detail})", ok))
+        if config.max_drawdown is not None:
+            mdd = figures.get("max_drawdown", math.nan)
+            ok = math.isfinite(mdd) and -mdd <= config.max_drawdown
+            checks.append((f"max drawdown {mdd:.1%} within -{config.max_drawdown:.0%}", ok))
+        sessions = figures.get("n_sessions", math.nan)
+        ok = math.isfinite(sessions) and sessions >= config.min_oos_sessions
+        shown = int(sessions) if math.isfinite(sessions) else sessions
+        checks.append((f"oos sessions {shown} >= {config.min_oos_sessions}", ok))
+    reasons = [text + (": pass" if ok else ": fail") for text, ok in checks]
+    return all(ok for _, ok in checks), reasons
 
 
 def promote(
     name: str,
     version: str | int,
-    candidate_metrics: Mapping[str, float],
-    benchmark_metrics: Mapping[str, float],
+    candidate_metrics: Mapping[str, float] | GateEvidence,
+    benchmark_metrics: Mapping[str, float] | None = None,
     *,
-    min_sharpe: float = 0.0,
+    min_sharpe: float | None = None,
+    config: PromotionConfig | None = None,
+    dry_run: bool = False,
 ) -> GateDecision:
     """Run the gate for a registered version and move the aliases accordingly.
 
@@ -103,54 +387,141 @@ def promote(
     version
         The candidate version.
     candidate_metrics, benchmark_metrics
-        Out-of-sample metrics (see :func:`evaluate_gate`).
+        Out-of-sample figures (see :func:`evaluate_gate`).
     min_sharpe
-        Floor for the candidate's Sharpe.
+        Floor for the candidate's Sharpe (overrides the config's).
+    config
+        Gate settings; None runs the skeleton's Sharpe-only gate.
+    dry_run
+        Decide and explain, but change nothing in the registry.
 
     Returns
     -------
     GateDecision
         The decision. The candidate always becomes ``@challenger``; it becomes ``@champion``
         only when the gate passes, otherwise the previous champion stays. The decision is
-        written to the version's tags ``gate.decision`` (promoted/rejected), ``gate.reasons``,
-        ``gate.sharpe``, ``gate.benchmark_sharpe``, ``gate.min_sharpe``.
+        written to the version's tags: ``gate.decision`` (promoted/rejected),
+        ``gate.reasons``, ``gate.sharpe``, ``gate.benchmark_sharpe``, ``gate.min_sharpe``,
+        ``gate.previous_champion`` and, with evidence, ``gate.dsr``, ``gate.psr``,
+        ``gate.n_trials``, ``gate.expected_max_sharpe``, ``gate.max_drawdown``,
+        ``gate.n_sessions`` and the thresholds ``gate.config.*``.
     """
     version = str(version)
     previous = get_alias_version(name, CHAMPION)
-    passed, reasons = evaluate_gate(candidate_metrics, benchmark_metrics, min_sharpe=min_sharpe)
-    # Tags first: if moving an alias fails, the version still says what the gate decided.
-    set_version_tags(
-        name,
-        version,
-        {
-            "gate.decision": "promoted" if passed else "rejected",
-            "gate.reasons": "; ".join(reasons),
-            "gate.sharpe": repr(_metric(candidate_metrics, SHARPE)),
-            "gate.benchmark_sharpe": repr(_metric(benchmark_metrics, SHARPE)),
-            "gate.min_sharpe": repr(float(min_sharpe)),
-            "gate.previous_champion": previous or "",
-        },
+    passed, reasons = evaluate_gate(
+        candidate_metrics, benchmark_metrics, min_sharpe=min_sharpe, config=config
     )
-    set_alias(name, CHALLENGER, version)
-    if passed:
-        set_alias(name, CHAMPION, version)
-    log.info(
-        "%s version %s %s (champion was %s): %s",
-        name,
-        version,
-        "promoted to @champion" if passed else "rejected",
-        previous,
-        "; ".join(reasons),
-    )
+    evidence = candidate_metrics if isinstance(candidate_metrics, GateEvidence) else None
+    floor = min_sharpe if min_sharpe is not None else (config.min_sharpe if config else 0.0)
+    if evidence is not None:
+        sharpe, bench = evidence.sharpe, evidence.benchmark_sharpe
+    else:
+        sharpe = _metric(candidate_metrics, SHARPE)  # type: ignore[arg-type]
+        bench = _metric(benchmark_metrics or {}, SHARPE)
+    tags: dict[str, str] = {
+        "gate.decision": "promoted" if passed else "rejected",
+        "gate.reasons": "; ".join(reasons),
+        "gate.sharpe": repr(sharpe),
+        "gate.benchmark_sharpe": repr(bench),
+        "gate.min_sharpe": repr(float(floor)),
+        "gate.previous_champion": previous or "",
+    }
+    if evidence is not None:
+        for key, value in evidence.as_dict().items():
+            if key not in ("sharpe", "benchmark_sharpe"):
+                tags[f"gate.{key}"] = repr(value)
+    if config is not None:
+        for key, value in asdict(config).items():
+            tags[f"gate.config.{key}"] = repr(value)
+    if dry_run:
+        log.info("dry run: %s v%s would be %s", name, version, tags["gate.decision"])
+    else:
+        # Tags first: if moving an alias fails, the version still says what the gate decided.
+        set_version_tags(name, version, tags)
+        set_alias(name, CHALLENGER, version)
+        if passed:
+            set_alias(name, CHAMPION, version)
+        log.info(
+            "%s version %s %s (champion was %s): %s",
+            name,
+            version,
+            "promoted to @champion" if passed else "rejected",
+            previous,
+            "; ".join(reasons),
+        )
     return GateDecision(
         promote=passed,
         reasons=reasons,
         candidate_version=version,
         previous_champion=previous,
+        evidence=evidence,
     )
 
 
-def _metric(metrics: Mapping[str, float], key: str) -> float:
+def trial_key(params: Mapping[str, str], variant: str = "") -> str:
+    """Identity of a strategy configuration: a hash of its params, output locations left out."""
+    kept = {
+        k: str(v) for k, v in params.items() if not k.startswith(_NOT_STRATEGY) and k != "variant"
+    }
+    text = json.dumps([variant, sorted(kept.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def count_trials(experiment: str, *, metric: str = SHARPE) -> TrialRecord:
+    """Count the strategy configurations backtested in an MLflow experiment.
+
+    Parameters
+    ----------
+    experiment
+        Experiment name, in the tracking store :func:`py_finance.tracking.setup` pointed at.
+    metric
+        The metric each trial reports (annualised Sharpe).
+
+    Returns
+    -------
+    TrialRecord
+        Finished runs that carry a ``variant`` tag (one per backtested strategy; sweep parent
+        and job runs do not) and the metric, grouped by :func:`trial_key` of their params, so
+        re-running one configuration does not count as a new trial. At least one trial.
+    """
+    from py_finance.tracking._mlflow import import_mlflow
+
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return TrialRecord(n_trials=1, sharpes=(), n_runs=0)
+    latest: dict[str, tuple[int, float]] = {}
+    n_runs = 0
+    token = None
+    while True:
+        page = client.search_runs(
+            [exp.experiment_id],
+            filter_string="attributes.status = 'FINISHED' and tags.variant != ''",
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            value = run.data.metrics.get(metric)
+            if value is None:
+                continue
+            n_runs += 1
+            key = trial_key(run.data.params, run.data.tags.get("variant", ""))
+            started = int(run.info.start_time or 0)
+            if key not in latest or started >= latest[key][0]:
+                latest[key] = (started, float(value))
+        token = page.token
+        if not token:
+            break
+    sharpes = tuple(v for _, v in latest.values())
+    return TrialRecord(n_trials=max(len(sharpes), 1), sharpes=sharpes, n_runs=n_runs)
+
+
+def _nan_low(x: float) -> float:
+    return x if math.isfinite(x) else -math.inf
+
+
+def _metric(metrics: Mapping[str, Any], key: str) -> float:
     try:
         return float(metrics[key])
     except (KeyError, TypeError, ValueError):

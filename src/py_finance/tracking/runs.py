@@ -137,7 +137,11 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
 
 @contextmanager
 def start_run(
-    name: str, *, tags: Mapping[str, str] | None = None, nested: bool = False
+    name: str,
+    *,
+    tags: Mapping[str, str] | None = None,
+    nested: bool | None = None,
+    parent_run_id: str | None = None,
 ) -> Iterator[str]:
     """Open an MLflow run in the active experiment and yield its id.
 
@@ -148,7 +152,12 @@ def start_run(
     tags
         Run tags, e.g. from :func:`standard_tags`.
     nested
-        Open the run as a child of the active run (one per horizon or fold).
+        Open the run as a child of the active run (one per horizon or fold). None (the
+        default) nests it when a run is active, so a stage run inside a sweep job's run
+        becomes its child.
+    parent_run_id
+        Make the run a child of this run (which need not be active in this process: a
+        Hydra sweep's parent run, opened by the launching process).
 
     Yields
     ------
@@ -156,7 +165,12 @@ def start_run(
         The run id. The run ends as FINISHED, or FAILED when the block raises.
     """
     mlflow = import_mlflow()
-    with mlflow.start_run(run_name=name, tags=dict(tags or {}), nested=nested) as run:
+    all_tags = dict(tags or {})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    if nested is None:
+        nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name=name, tags=all_tags, nested=nested) as run:
         yield run.info.run_id
 
 

@@ -7,6 +7,13 @@ import time
 
 import pandas as pd
 import pytest
+
+from py_finance.data.sources.alpaca import AlpacaSource
+from py_finance.data.sources.finnhub import FinnhubSource
+from py_finance.data.sources.http import RateLimiter, RetryPolicy, api_key
+from py_finance.data.sources.tiingo import TiingoSource
+from py_finance.data.sources.yahoo import YahooSource
+from py_finance.errors import DataError
 from tests.fakes.vendor_http import (
     FakeVendor,
     Reply,
@@ -18,13 +25,6 @@ from tests.fakes.vendor_http import (
     yahoo_chart,
     yahoo_error,
 )
-
-from py_finance.data.sources.alpaca import AlpacaSource
-from py_finance.data.sources.finnhub import FinnhubSource
-from py_finance.data.sources.http import RateLimiter, RetryPolicy, api_key
-from py_finance.data.sources.tiingo import TiingoSource
-from py_finance.data.sources.yahoo import YahooSource
-from py_finance.errors import DataError
 
 FAST = RetryPolicy(attempts=3, base_s=0.01, max_s=0.02)
 QUICK = RateLimiter(per_second=1000.0)

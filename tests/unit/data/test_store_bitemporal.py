@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.data.test_store import UTC_LATE, _bars
 
 from py_finance.data.store import Store, date_known_at, membership_versions
 from py_finance.errors import DataError
+from tests.unit.data.test_store import UTC_LATE, _bars
 
 
 def _ohlc(symbol: str, closes: list[float], start: str = "2020-01-02") -> pd.DataFrame:

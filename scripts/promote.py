@@ -1,0 +1,89 @@
+"""Run the promotion gate on the last backtest; `--dry-run` explains the decision, changes nothing.
+
+.venv/bin/python scripts/promote.py --dry-run
+.venv/bin/python scripts/promote.py            # apply: @challenger, and @champion if it passes
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+from py_finance.config import build, load_params
+from py_finance.errors import cli_errors
+from py_finance.pipeline.cli import setup_logging
+
+
+def explain(out: dict, cfg) -> str:
+    ev = out["evidence"]
+    verdict = "PROMOTE to @champion" if out["promoted"] else "REJECT (champion unchanged)"
+    lines = [
+        f"candidate {out['model']} v{out['candidate_version']} ({cfg.candidate} backtest): "
+        f"{verdict}",
+        "",
+        "checks:",
+        *[f"  {r}" for r in out["reasons"]],
+        "",
+        "figures (out of sample):",
+        f"  sessions {ev['n_sessions']}, sharpe {ev['sharpe']:.3f} "
+        f"(benchmark {ev['benchmark_sharpe']:.3f}), max drawdown {ev['max_drawdown']:.1%}",
+        f"  PSR {ev['psr']:.4f}: probability that the true Sharpe is above 0 (one trial)",
+        f"  DSR {ev['dsr']:.4f}: the same, against the best Sharpe that {ev['n_trials']} "
+        f"skill-less trials would show by chance ({ev['expected_max_sharpe']:.3f} annualised)",
+    ]
+    best = ev.get("best_trial_sharpe", math.nan)
+    if best is not None and math.isfinite(best):
+        lines.append(f"  best raw sharpe among the recorded trials {best:.3f}")
+    lines += [
+        "",
+        f"@champion before: {out['previous_champion'] or 'none'}; "
+        f"after: {out['champion'] or 'none (live trading has no model)'}",
+    ]
+    if out.get("dry_run"):
+        lines.append("dry run: nothing was changed in the registry")
+    return "\n".join(lines)
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> None:
+    from pathlib import Path
+
+    from py_finance.pipeline.context import Context
+    from py_finance.pipeline.evaluation import promote
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="composed config (params.yaml)")
+    parser.add_argument("--root", default=".", help="project root the paths are relative to")
+    parser.add_argument("--dry-run", action="store_true", help="decide and explain only")
+    parser.add_argument(
+        "--has-champion",
+        action="store_true",
+        help="only report whether @champion exists for the configured horizon (exit 0 or 1)",
+    )
+    args = parser.parse_args(argv)
+    setup_logging(logging.WARNING)
+    root = Path(args.root).resolve()
+    params = Path(args.params)
+    ctx = Context(build(load_params(params if params.is_absolute() else root / params)), root)
+    if args.has_champion:
+        from py_finance import tracking
+
+        tracking.setup(ctx.settings.tracking, root)
+        name = ctx.settings.tracking.model_name(ctx.horizon)
+        version = tracking.get_alias_version(name, tracking.CHAMPION)
+        if version is None:
+            print(
+                f"no champion: {name} has no @champion (the promotion gate promoted nothing; "
+                f"see {ctx.path('promotion', f'h{ctx.horizon}.json')} or "
+                "`scripts/promote.py --dry-run`)"
+            )
+            raise SystemExit(1)
+        print(f"{name}@champion is version {version}")
+        return
+    out = promote(ctx, dry_run=args.dry_run)
+    print(explain(out, ctx.settings.promotion))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Sweep runs (a parent run per Hydra multirun, a child run per job) and dataset inputs.
+
+The parent run is created by the process that launches the sweep and stays RUNNING until
+the sweep ends; jobs (in that process or in launcher workers) open their run as its child by
+id, so the MLflow UI shows one sweep with one child per configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from py_finance.tracking._mlflow import import_mlflow
+
+log = logging.getLogger(__name__)
+
+SWEEP_TAG = "sweep"
+
+
+def create_parent_run(name: str, tags: Mapping[str, str] | None = None) -> str:
+    """Create a RUNNING run in the active experiment without making it active; return its id.
+
+    Parameters
+    ----------
+    name
+        Run name, e.g. ``sweep-2024-01-02_10-00-00``.
+    tags
+        Run tags (sweep overrides, git sha, ...).
+    """
+    mlflow = import_mlflow()
+    from mlflow.tracking import fluent
+
+    client = mlflow.MlflowClient()
+    experiment_id = fluent._get_experiment_id()
+    run = client.create_run(
+        experiment_id, run_name=name, tags={**dict(tags or {}), SWEEP_TAG: "parent"}
+    )
+    return str(run.info.run_id)
+
+
+def finish_run(
+    run_id: str, status: str = "FINISHED", metrics: Mapping[str, float] | None = None
+) -> None:
+    """Log final metrics (finite ones) to a run that is not active and end it with ``status``."""
+    import math
+
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    for key, value in (metrics or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            client.log_metric(run_id, key, number)
+    client.set_terminated(run_id, status)
+
+
+def child_runs(parent_run_id: str) -> list[Any]:
+    """The runs whose parent is ``parent_run_id`` (mlflow ``Run`` objects), oldest first."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        max_results=10_000,
+        order_by=["attributes.start_time ASC"],
+    )
+    return list(runs)
+
+
+def dvc_hash(root: Path, path: str) -> str | None:
+    """The md5 that ``dvc.lock`` records for the output ``path`` (e.g. ``data/store``).
+
+    Returns None when there is no lock file or no stage lists the output.
+    """
+    import yaml
+
+    lock = Path(root) / "dvc.lock"
+    if not lock.exists():
+        return None
+    try:
+        data = yaml.safe_load(lock.read_text()) or {}
+    except yaml.YAMLError:
+        return None
+    target = str(path).rstrip("/")
+    for stage in (data.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if str(out.get("path", "")).rstrip("/") == target and out.get("md5"):
+                return str(out["md5"])
+    return None
+
+
+def log_dataset(
+    name: str,
+    *,
+    digest: str,
+    source: str,
+    context: str = "training",
+    frame: Any | None = None,
+) -> None:
+    """Record a dataset input of the active run (the MLflow UI's *Datasets* column).
+
+    Parameters
+    ----------
+    name
+        Dataset name, e.g. ``store`` or ``features``.
+    digest
+        Its version: the DVC hash when DVC tracks it, else the content hash of the snapshot.
+    source
+        Where it lives (path or URI).
+    context
+        ``training`` or ``evaluation``.
+    frame
+        A small pandas frame to take the schema from (e.g. the head of the features); an
+        empty frame is used when None.
+    """
+    mlflow = import_mlflow()
+    import pandas as pd
+
+    df = frame if frame is not None else pd.DataFrame()
+    uri = source if "://" in source else Path(source).resolve().as_uri()
+    dataset = mlflow.data.from_pandas(df, source=uri, name=name, digest=digest[:36])
+    mlflow.log_input(dataset, context=context)
+    mlflow.set_tag(f"dataset.{name}", digest)

@@ -1,0 +1,139 @@
+"""Scale-out: PostgreSQL on 127.0.0.1, an Optuna study shared by two worker processes, and
+their MLflow runs in a PostgreSQL-backed MLflow tracking server.
+
+`scripts/services.sh` installs PostgreSQL with apt-get when it is missing. In CI (CI=true) a
+failure to install or start the services fails this test; only outside CI is it skipped, with
+the script's message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SLICE
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "services.sh"
+EXPERIMENT_APP = ROOT / "pipelines" / "experiment.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def services(tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "PY_FINANCE_PG_PORT": str(free_port()),
+        "PY_FINANCE_MLFLOW_PORT": str(free_port()),
+        # Outside pytest's private tmp dirs: the server runs as the `postgres` user under root.
+        "PY_FINANCE_PGDATA": f"/var/tmp/py-finance-pg-test-{tag}",
+        "PY_FINANCE_SERVICES_DIR": str(tmp_path / "services"),
+        "PY_FINANCE_VENV_BIN": str(Path(sys.executable).parent),
+    }
+    started = subprocess.run(
+        ["bash", str(SCRIPT), "mlflow"], env=env, capture_output=True, text=True, timeout=900
+    )
+    try:
+        if started.returncode != 0:
+            message = f"scripts/services.sh mlflow failed:\n{started.stdout}\n{started.stderr}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        urls = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in started.stdout.splitlines()
+            if line.startswith("export ")
+        )
+        yield env, urls
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(env["PY_FINANCE_PGDATA"], ignore_errors=True)
+        Path(env["PY_FINANCE_PGDATA"] + ".initdb.log").unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_on_postgres_and_log_to_the_mlflow_server(services, tmp_path):
+    import optuna
+    import psycopg2
+
+    env, urls = services
+    storage = urls["PY_FINANCE_OPTUNA_STORAGE"]
+    server = urls["MLFLOW_TRACKING_URI"]
+    study = f"scaleout-{uuid.uuid4().hex[:8]}"
+    experiment = f"scaleout-{uuid.uuid4().hex[:8]}"
+    per_worker = 2
+    # Create the study once, then start the workers (Optuna's distributed recipe).
+    optuna.create_study(study_name=study, storage=storage, direction="maximize")
+    common = [
+        *SLICE,
+        "model.n_estimators=20",
+        "model.learning_rate=0.05",
+        "-m",
+        "hydra/sweeper=tpe",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.n_trials={per_worker}",
+        f"tracking.tracking_uri={server}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"tracking.experiment={experiment}",
+    ]
+    run_env = {
+        **env,
+        "PYTHONWARNINGS": "ignore",
+        "GIT_PYTHON_REFRESH": "quiet",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    }
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(EXPERIMENT_APP), *common, f"hydra.sweep.dir={tmp_path / f'w{i}'}"],
+            cwd=ROOT,
+            env=run_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=1500)[0] for w in workers]
+    for worker, out in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out[-4000:]
+
+    # Every trial exactly once: 2 x n_trials numbered 0..N-1, each completed with a value.
+    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(2 * per_worker))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+    # Their MLflow runs are in the tracking server, whose store is PostgreSQL.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=server)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    jobs = [r for r in runs if r.data.tags.get("sweep") == "job"]
+    parents = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    assert len(parents) == 2 and len(jobs) == 2 * per_worker
+    assert {j.data.tags["mlflow.parentRunId"] for j in jobs} == {p.info.run_id for p in parents}
+    study_values = sorted(t.value for t in trials)
+    job_values = sorted(j.data.metrics["sharpe"] for j in jobs)
+    assert all(math.isfinite(v) for v in study_values)
+    assert job_values == pytest.approx(study_values)
+
+    dsn = urls["PY_FINANCE_MLFLOW_DB_URL"].replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM runs WHERE experiment_id = %s", (int(exp.experiment_id),))
+        assert cur.fetchone()[0] == len(runs)
