@@ -43,6 +43,7 @@ class IngestReport:
     rows_unchanged: int = 0
     rows_quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    suspect: list[str] = field(default_factory=list)
     gaps: dict[str, tuple[str, ...]] = field(default_factory=dict)
     empty: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
@@ -69,6 +70,11 @@ class IngestReport:
                 else ""
             ),
         ]
+        if self.suspect:
+            lines.append(
+                f"kept but suspect (split-like jumps in adjusted data): {len(self.suspect)} "
+                f"({', '.join(self.suspect[:5])}{', ...' if len(self.suspect) > 5 else ''})"
+            )
         if self.empty:
             lines.append(f"no data returned for: {', '.join(self.empty)}")
         if self.resumed:
@@ -86,6 +92,7 @@ class IngestReport:
             "rows_restated": self.rows_restated,
             "rows_quarantined": self.rows_quarantined,
             "quarantine_reasons": self.reasons,
+            "suspect_kept": self.suspect,
             "gaps": {k: list(v) for k, v in self.gaps.items()},
             "empty": self.empty,
         }
@@ -165,7 +172,17 @@ def ingest_bars(
                 bar.update(1)
             with store.transaction():
                 for table, sym, got in fetched:
-                    _write_one(store, report, table, sym, got, calendar, now, spans)
+                    _write_one(
+                        store,
+                        report,
+                        table,
+                        sym,
+                        got,
+                        calendar,
+                        now,
+                        spans,
+                        adjusted_only=source.info.adjusted_only,
+                    )
                 store.record_ingest(report.as_dict())
             journal.commit([f"{t}:{s}" for t, s, _ in fetched])
         with store.transaction():
@@ -187,18 +204,29 @@ def _write_one(
     calendar: str,
     now: pd.Timestamp | None,
     spans: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
+    *,
+    adjusted_only: bool = False,
 ) -> None:
     if got.bars.empty:
         report.empty.append(symbol)
         log.warning("%s returned no bars for %s", report.source, symbol)
         return
     known = store.actions([symbol], pd.Timestamp.max.tz_localize("UTC"))
-    splits = pd.concat(
+    split_list = pd.concat(
         [got.actions[got.actions["kind"] == "split"], known[known["kind"] == "split"]]
     )[["symbol", "ex_date"]]
     checked = validate_bars(
-        got.bars, calendar=calendar, splits=splits, table=table, source=report.source
+        got.bars,
+        calendar=calendar,
+        splits=split_list,
+        table=table,
+        source=report.source,
+        split_jumps="report" if adjusted_only else "quarantine",
     )
+    if checked.suspect is not None and len(checked.suspect):
+        found = [f"{r.symbol} {r.session}" for r in checked.suspect.itertuples()]
+        report.suspect.extend(found)
+        log.warning("%s: kept %d split-like jumps of adjusted data: %s", symbol, len(found), found)
     if len(checked.quarantine):
         added = store.write_quarantine(checked.quarantine)
         report.rows_quarantined += len(checked.quarantine)

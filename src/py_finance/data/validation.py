@@ -40,6 +40,7 @@ class Validated:
     clean: pd.DataFrame
     quarantine: pd.DataFrame
     gaps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    suspect: pd.DataFrame | None = None  # kept rows a rule flagged (``split_jumps="report"``)
 
     @property
     def n_gaps(self) -> int:
@@ -54,11 +55,17 @@ def validate_bars(
     splits: pd.DataFrame | None = None,
     table: str = "bars",
     source: str = "",
+    split_jumps: str = "quarantine",
 ) -> Validated:
     """Split ``bars`` into clean rows and quarantined rows; see the module docstring.
 
     ``splits`` (``symbol, ex_date``) lists recorded splits that explain a jump.
+    ``split_jumps="report"`` keeps rows that only the split-jump rule flags and lists them in
+    ``suspect``: for a source whose prices are already split-adjusted a jump of a split-like
+    ratio is a real move (AMD +52% on 2016-04-22), and dropping it would delete a real price.
     """
+    if split_jumps not in ("quarantine", "report"):
+        raise ValueError(f"split_jumps must be 'quarantine' or 'report', got {split_jumps!r}")
     missing = [c for c in BAR_COLUMNS if c != "available_at" and c not in bars.columns]
     if missing:
         raise DataError(
@@ -104,13 +111,19 @@ def validate_bars(
             f"calendar: not a {calendar} session",
         )
 
+    before = reasons.copy()
     _flag_split_jumps(frame, reasons, splits)
+    suspect = None
+    if split_jumps == "report":
+        jumps = (before == "") & (reasons != "")
+        suspect = _quarantine_rows(raw[jumps], reasons[jumps], table=table, source=source)
+        reasons[jumps] = ""
 
     bad = reasons != ""
     clean = frame[~bad].reset_index(drop=True)
     quarantined = _quarantine_rows(raw[bad], reasons[bad], table=table, source=source)
     gaps = _gaps(clean, calendar)
-    return Validated(clean=clean, quarantine=quarantined, gaps=gaps)
+    return Validated(clean=clean, quarantine=quarantined, gaps=gaps, suspect=suspect)
 
 
 def _flag_split_jumps(frame: pd.DataFrame, reasons: pd.Series, splits: pd.DataFrame | None) -> None:

@@ -278,7 +278,12 @@ def _track(
         cwd=ctx.root,
     )
     tags["survivorship_biased"] = str(metrics["survivorship_biased"]).lower()
-    bench = {f"benchmark_{k}": v for k, v in metrics["benchmark"].items() if k != "turnover"}
+    # turnover, exposure and beta are undefined for an index: log what the index has
+    bench = {
+        f"benchmark_{k}": v
+        for k, v in metrics["benchmark"].items()
+        if isinstance(v, int | float) and np.isfinite(v)
+    }
     ref: dict[str, Any] = {}
     for variant in VARIANTS:
         with tracking.start_run(

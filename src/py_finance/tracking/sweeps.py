@@ -119,10 +119,15 @@ def log_dataset(
         empty frame is used when None.
     """
     mlflow = import_mlflow()
+    import warnings
+
     import pandas as pd
 
     df = frame if frame is not None else pd.DataFrame()
     uri = source if "://" in source else Path(source).resolve().as_uri()
-    dataset = mlflow.data.from_pandas(df, source=uri, name=name, digest=digest[:36])
+    with warnings.catch_warnings():
+        # a file:// source matches two equivalent mlflow source types; either is right
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = mlflow.data.from_pandas(df, source=uri, name=name, digest=digest[:36])
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(f"dataset.{name}", digest)

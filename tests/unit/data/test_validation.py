@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
@@ -105,3 +106,34 @@ def test_nothing_is_dropped_silently():
     frame = pd.concat([frame, frame.iloc[[7]]], ignore_index=True)
     out = validate_bars(frame)
     assert len(out.clean) + len(out.quarantine) == len(frame)
+
+
+def test_split_like_jumps_of_adjusted_data_are_kept_and_reported():
+    # Regression: AMD rose 52% on 2016-04-22; in split-adjusted data that is a real move, and
+    # quarantining it deleted a real price from the bundled store.
+    from py_finance.data.sources.bundled import BundledSource
+    from py_finance.data.validation import validate_bars
+
+    bars = BundledSource().bars(["AMD"], dt.date(2016, 4, 1), dt.date(2016, 5, 2))
+    strict = validate_bars(bars, source="bundled")
+    assert "2016-04-22" in set(strict.quarantine["session"].astype(str))
+    kept = validate_bars(bars, source="bundled", split_jumps="report")
+    assert len(kept.quarantine) == 0
+    assert pd.Timestamp("2016-04-22") in set(kept.clean["session"])
+    assert list(kept.suspect["session"].astype(str)) == ["2016-04-22"]
+    assert kept.suspect["reason"].str.startswith("split-jump").all()
+
+
+def test_bundled_ingest_keeps_every_real_price(tmp_path):
+    from py_finance.data.ingest import ingest_bars
+    from py_finance.data.sources.bundled import BundledSource
+    from py_finance.data.store import Store
+
+    store = Store(tmp_path)
+    report = ingest_bars(
+        store, BundledSource(), ["AMD"], dt.date(2016, 4, 1), dt.date(2016, 5, 2), progress=False
+    )
+    assert report.rows_quarantined == 0
+    assert report.suspect == ["AMD 2016-04-22"]
+    got = store.bars(["AMD"], "2016-04-22", "2016-04-22", pd.Timestamp("2030-01-01", tz="UTC"))
+    assert got["adj_close"].item() == pytest.approx(3.99)
