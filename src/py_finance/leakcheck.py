@@ -328,13 +328,34 @@ def regime_component(name: str, cfg: Any) -> Component:
     return Component(f"regimes={name}", compute, None)
 
 
+def policy_component(name: str, policy: Any, regimes_cfg: Any) -> Component:
+    """A regime exposure policy as a component: its multiplier per session.
+
+    The policy sees the regimes of ``regimes_cfg`` and, for policies estimated from the
+    strategy's past (``data_driven``), the equal-weight universe's daily return as the
+    strategy's return: any use of a later return changes an earlier multiplier.
+    """
+    from py_finance.features.regimes import detect_regimes
+
+    def compute(d: LeakData) -> pd.DataFrame:
+        regimes = detect_regimes(d.market, regimes_cfg)["regime"].reindex(d.sessions)
+        returns = d.fields["close"].pct_change(fill_method=None).mean(axis=1)
+        mult = policy.row_multipliers(
+            [str(r) for r in regimes.fillna("unknown")], returns.to_numpy(dtype="float64")
+        )
+        return pd.DataFrame({"multiplier": mult}, index=d.sessions)
+
+    return Component(f"regime_policy={name}", compute, None)
+
+
 def shipped_components(
     features: Sequence[str] | None = None,
     labels: Sequence[str] | None = None,
     regimes: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
+    policies: Sequence[str] | None = None,
 ) -> list[Component]:
-    """Every shipped feature set, label horizon and regime config (or the named ones)."""
+    """Every shipped feature set, label horizon, regime config and regime policy."""
     from py_finance.config import build, compose, instantiate
 
     base = compose(list(overrides))
@@ -350,6 +371,10 @@ def shipped_components(
     for name in regimes if regimes is not None else options("regimes"):
         cfg = instantiate(compose([*overrides, f"regimes={name}"]).regimes)
         out.append(regime_component(name, cfg))
+    regimes_cfg = instantiate(base.regimes)
+    for name in policies if policies is not None else options("regime_policy"):
+        policy = instantiate(compose([*overrides, f"regime_policy={name}"]).regime_policy)
+        out.append(policy_component(name, policy, regimes_cfg))
     if _FACTORIES:
         settings = build(base)
         for factory in _FACTORIES:
@@ -395,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--features", nargs="*", help="feature sets (default: all shipped)")
     parser.add_argument("--labels", nargs="*", help="label configs (default: all shipped)")
     parser.add_argument("--regimes", nargs="*", help="regime configs (default: all shipped)")
+    parser.add_argument("--policies", nargs="*", help="regime policies (default: all shipped)")
     parser.add_argument("--sessions", type=int, default=100, help="sampled sessions (100)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", type=int, default=5, help="sessions compared per sample")
@@ -406,7 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        comps = shipped_components(args.features, args.labels, args.regimes, args.overrides)
+        comps = shipped_components(
+            args.features, args.labels, args.regimes, args.overrides, args.policies
+        )
         data = bundled_data(args.symbols, args.start, args.end)
         reports = run(
             comps,

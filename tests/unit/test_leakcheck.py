@@ -152,3 +152,27 @@ def test_cli_exits_non_zero_on_a_leak(leaky_groups, monkeypatch, capsys):
     code = lc.main(["--sessions", "5", "--start", "2000-01-03", "--end", "2001-12-31"])
     assert code == 1
     assert "LEAKS in features=planted" in capsys.readouterr().out
+
+
+def test_shipped_regime_policies_pass_and_a_policy_that_peeks_is_caught():
+    from py_finance.features.regimes import RegimeConfig
+    from py_finance.risk.config import DataDrivenRegimePolicy
+
+    data = _data(n=700)
+    regimes = RegimeConfig(min_train_sessions=252)
+    honest = lc.policy_component(
+        "data_driven", DataDrivenRegimePolicy(min_sessions=20, prior_sessions=50), regimes
+    )
+    assert lc.check(honest, data, n_sessions=10).ok
+
+    class PeekingPolicy:
+        """Scales every session by the Sharpe of the whole sample (future included)."""
+
+        def row_multipliers(self, regimes, strategy_returns):
+            r = np.nan_to_num(strategy_returns)
+            level = float(np.clip(0.5 + 20 * r.mean() / (r.std() + 1e-12), 0.0, 1.0))
+            return np.full(len(regimes), level)
+
+    report = lc.check(lc.policy_component("peeking", PeekingPolicy(), regimes), data, n_sessions=10)
+    assert not report.ok
+    assert any("regime_policy=peeking" in str(f) for f in report.findings)
