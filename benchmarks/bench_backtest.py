@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "backtest.md"
@@ -147,14 +148,7 @@ def child(what: str, prices_path: str, weights_path: str, cache_dir: str | None)
 
 def machine() -> dict[str, str]:
     """CPU, cores, OS and library versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import numba
 
     versions = {"numpy": np.__version__, "pandas": pd.__version__, "numba": numba.__version__}

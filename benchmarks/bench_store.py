@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _machine import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS_MS = {
@@ -336,14 +337,7 @@ def machine() -> dict[str, str]:
     """CPU, cores and library versions of this machine."""
     import duckdb
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return {
         "cpu": cpu,
         "cores": str(os.cpu_count()),

@@ -9,26 +9,17 @@ Vendor sources read their keys from the environment or .env (see docs/data.md).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import sys
 from pathlib import Path
 
+from py_finance.data.cli import add_range_args, check_range
 from py_finance.errors import PyFinanceError, cli_errors
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--start-date", type=_date, required=True)
-    p.add_argument("--end-date", type=_date, required=True)
-    p.add_argument("--symbols", nargs="+", default=None, help="default: the universe or source")
+    add_range_args(p, symbols_required=False)
     p.add_argument("--source", default="bundled", help="bundled (default), yahoo, tiingo or alpaca")
     p.add_argument(
         "--universe",
@@ -37,8 +28,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--benchmark", default=None, help="benchmark (default: SPY; bundled: SP500)")
     p.add_argument("--batch-size", type=int, default=10, help="symbols per committed snapshot")
-    p.add_argument("--store", default="data/store", help="store directory (default: data/store)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
@@ -50,8 +39,7 @@ def main(argv: list[str]) -> None:
     from py_finance.data.sources.registry import get_source
     from py_finance.data.store import Store
 
-    if args.end_date < args.start_date:
-        raise PyFinanceError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+    check_range(args)
     source = get_source(args.source)
     universe = read_universe(args.universe) if args.universe else None
     if args.symbols:

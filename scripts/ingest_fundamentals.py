@@ -8,29 +8,18 @@ Idempotent and resumable, like ingest_bars.py. Needs TIINGO_API_KEY (environment
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
-from py_finance.errors import PyFinanceError, cli_errors
-
-
-def date_arg(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
+from py_finance.data.cli import add_range_args, check_range
+from py_finance.errors import cli_errors
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--start-date", type=date_arg, required=True)
-    p.add_argument("--end-date", type=date_arg, required=True)
-    p.add_argument("--symbols", nargs="+", required=True)
+    add_range_args(p, symbols_required=True)
     p.add_argument("--source", default="tiingo", choices=["tiingo"])
     p.add_argument("--filing-lag-days", type=int, default=45)
-    p.add_argument("--store", default="data/store")
-    p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
 
@@ -41,8 +30,7 @@ def main(argv: list[str]) -> None:
     from py_finance.data.sources.tiingo import TiingoSource
     from py_finance.data.store import Store
 
-    if args.end_date < args.start_date:
-        raise PyFinanceError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+    check_range(args)
     source = TiingoSource(filing_lag_days=args.filing_lag_days)
     report = ingest_table(
         Store(Path(args.store)),

@@ -7,22 +7,17 @@ Outputs go to outputs/backtests/<tag>/, runs to MLflow (`make ui`).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 
+from py_finance.data.cli import date_arg
 from py_finance.errors import cli_errors
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
-
-
 def add_backtest_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--start-date", type=_date, default=None, help="first session (default: data's)")
-    p.add_argument("--end-date", type=_date, default=None, help="last session (default: data's)")
+    p.add_argument(
+        "--start-date", type=date_arg, default=None, help="first session (default: data's)"
+    )
+    p.add_argument("--end-date", type=date_arg, default=None, help="last session (default: data's)")
     p.add_argument("--top-k", type=int, default=None, help="names held (default: config, 10)")
     p.add_argument("--regime-aware", action="store_true", help="regime exposure multipliers")
     p.add_argument("--vol-scaling", action="store_true", help="volatility targeting")
