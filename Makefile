@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: install run test test-fast test-all lint ui params clean bench services services-stop
+.PHONY: leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -58,6 +58,11 @@ services: $(STAMP)
 
 services-stop:
 	scripts/services.sh stop
+
+# Lookahead detector over 100 sampled sessions of every shipped feature set, label, regime
+# config and regime policy.
+leakcheck: $(STAMP)
+	$(BIN)/python -m py_finance.leakcheck --sessions 100
 
 # Performance benchmarks against the peers (vectorbt, Qlib), side by side in one run each.
 # Results go to benchmarks/results/*.md.

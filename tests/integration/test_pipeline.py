@@ -117,3 +117,20 @@ def test_paper_days_fill_hold_between_rebalances_and_skip_logged_days(tmp_path):
 
     with pytest.raises(PyFinanceError, match="replayed with --dry-run"):
         run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-27T23:00Z"))
+
+
+def test_live_loop_feeds_held_names_to_the_hold_buffer(tmp_path):
+    # With a buffer as wide as the universe, a held name is kept while it ranks anywhere:
+    # the second day's targets are exactly the first day's holdings.
+    ctx = _ctx(tmp_path, "portfolio.hold_buffer=8", "portfolio.rebalance_every=1")
+    for stage in STAGES:
+        stage(ctx)
+    first = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-27T23:00Z"))
+    held = set(first.payload["positions"])
+    assert held
+    second = run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"))
+    assert set(second.payload["target_weights"]) == held
+    # The same champion and account without the buffer: the ranking did move that day.
+    unbuffered = _ctx(tmp_path, "portfolio.rebalance_every=1")
+    plain = run_live_day(unbuffered, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"))
+    assert set(plain.payload["target_weights"]) != held, "pick a day where the ranking moved"

@@ -127,19 +127,6 @@ def run_live_day(
             f"regime policy {s.regime_policy.name!r} is not available in the live loop yet "
             "(it needs the strategy's return history); trade with regime_policy=fixed"
         )
-    # The backtest's own construction and static overlays, on today's row; the returns
-    # history feeds inverse-vol weighting and vol targeting exactly as in the backtest.
-    weights = target_weights(
-        scores,
-        portfolio=s.portfolio,
-        risk=s.risk,
-        sectors=sectors,
-        regimes=regimes,
-        policy=s.regime_policy,
-        returns=history.pct_change(fill_method=None),
-        periods_per_year=s.backtest.periods_per_year,
-    ).iloc[0]
-
     every = s.portfolio.rebalance_every
     last = last_rebalance(log_dir, session)
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
@@ -162,9 +149,23 @@ def run_live_day(
             )
         throttle = _throttle_state(marks, ctx)
         multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
-        weights = weights * multiplier
         account = paper.account()
         positions = paper.positions()
+        # The backtest's own construction and static overlays, on today's row; the returns
+        # history feeds inverse-vol weighting and vol targeting exactly as in the backtest,
+        # and the names held now feed the hold buffer / n-drop as the backtest's holdings do.
+        weights = target_weights(
+            scores,
+            portfolio=s.portfolio,
+            risk=s.risk,
+            sectors=sectors,
+            regimes=regimes,
+            policy=s.regime_policy,
+            returns=history.pct_change(fill_method=None),
+            previous=sorted(sym for sym, qty in positions.items() if qty > 0),
+            periods_per_year=s.backtest.periods_per_year,
+        ).iloc[0]
+        weights = weights * multiplier
         equity = account.cash + sum(
             q * float(prices.get(sym, np.nan)) for sym, q in positions.items()
         )
