@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
+.PHONY: install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -70,6 +70,9 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	@touch $(BENCH_STAMP)
+
+# The benchmark peers, so the tests that compare with them (vectorbt) run instead of skipping.
+install-bench: $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
