@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from py_finance.data.cli import add_range_args, check_range
+from py_finance.data.cli import add_range_args, run_table_ingest
 from py_finance.errors import cli_errors
 
 
@@ -26,23 +25,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @cli_errors
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    from py_finance.data.ingest import ingest_table
     from py_finance.data.sources.tiingo import TiingoSource
-    from py_finance.data.store import Store
 
-    check_range(args)
-    source = TiingoSource(filing_lag_days=args.filing_lag_days)
-    report = ingest_table(
-        Store(Path(args.store)),
+    run_table_ingest(
+        args,
         "fundamentals",
-        source.fundamentals,
+        lambda: TiingoSource(filing_lag_days=args.filing_lag_days).fundamentals,
         "tiingo",
-        args.symbols,
-        args.start_date,
-        args.end_date,
-        progress=not args.no_progress,
     )
-    print(report.summary())
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from py_finance.data.cli import add_range_args, check_range
+from py_finance.data.cli import add_range_args, run_table_ingest
 from py_finance.errors import cli_errors
 
 
@@ -23,23 +22,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 @cli_errors
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    from py_finance.data.ingest import ingest_table
     from py_finance.data.sources.finnhub import FinnhubSource
-    from py_finance.data.store import Store
 
-    check_range(args)
-    source = FinnhubSource()
-    report = ingest_table(
-        Store(Path(args.store)),
-        "news",
-        source.news,
-        "finnhub",
-        args.symbols,
-        args.start_date,
-        args.end_date,
-        progress=not args.no_progress,
-    )
-    print(report.summary())
+    run_table_ingest(args, "news", lambda: FinnhubSource().news, "finnhub")
 
 
 if __name__ == "__main__":

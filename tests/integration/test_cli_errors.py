@@ -51,7 +51,7 @@ def test_ingest_refuses_bad_input_and_writes_nothing(tmp_path, args, message):
     assert not (tmp_path / "data").exists()
 
 
-def test_live_loop_without_a_champion_fails_clearly(tmp_path):
+def _ingest_a_year(tmp_path: Path) -> None:
     ok = _ingest(
         tmp_path,
         "--start-date",
@@ -63,6 +63,10 @@ def test_live_loop_without_a_champion_fails_clearly(tmp_path):
         "KO",
     )
     assert ok.returncode == 0, ok.stderr
+
+
+def test_live_loop_without_a_champion_fails_clearly(tmp_path):
+    _ingest_a_year(tmp_path)
     proc = _run(
         str(ROOT / "scripts/run_live_loop.py"),
         "--dry-run",
@@ -77,17 +81,7 @@ def test_live_loop_without_a_champion_fails_clearly(tmp_path):
 
 
 def test_a_stage_on_a_corrupt_parquet_file_fails_clearly(tmp_path):
-    ok = _ingest(
-        tmp_path,
-        "--start-date",
-        "2000-01-03",
-        "--end-date",
-        "2000-12-29",
-        "--symbols",
-        "AAPL",
-        "KO",
-    )
-    assert ok.returncode == 0, ok.stderr
+    _ingest_a_year(tmp_path)
     part = next((tmp_path / "data/store/bars").glob("*.parquet"))
     part.write_bytes(part.read_bytes()[:200])
     proc = _run(

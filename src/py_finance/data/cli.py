@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 from py_finance.errors import PyFinanceError
 
@@ -35,3 +37,30 @@ def check_range(args: argparse.Namespace) -> None:
     """Refuse an end date before the start date."""
     if args.end_date < args.start_date:
         raise PyFinanceError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+
+
+def run_table_ingest(
+    args: argparse.Namespace, kind: str, make_fetch: Callable[[], Any], source_name: str
+) -> None:
+    """Ingest ``fundamentals`` or ``news`` for the parsed range and print the summary.
+
+    ``make_fetch`` builds the source's fetch function after the range is checked (a source
+    with a missing key fails only for a valid request).
+    """
+    from pathlib import Path
+
+    from py_finance.data.ingest import ingest_table
+    from py_finance.data.store import Store
+
+    check_range(args)
+    report = ingest_table(
+        Store(Path(args.store)),
+        kind,
+        make_fetch(),
+        source_name,
+        args.symbols,
+        args.start_date,
+        args.end_date,
+        progress=not args.no_progress,
+    )
+    print(report.summary())

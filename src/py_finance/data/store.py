@@ -740,7 +740,18 @@ class Store:
         }
 
     # -------------------------------------------------- other as-of reads
-    def _as_of(self, table: str, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
+    def _as_of(
+        self,
+        table: str,
+        as_of: dt.datetime | pd.Timestamp | str,
+        symbols: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        frame = self._as_of_all(table, as_of)
+        if symbols is not None and not frame.empty:
+            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        return frame
+
+    def _as_of_all(self, table: str, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
         t = to_utc(as_of)
         versions = self._versions(table)
         if versions.empty:
@@ -753,9 +764,7 @@ class Store:
         self, symbols: Sequence[str] | None, as_of: dt.datetime | pd.Timestamp | str
     ) -> pd.DataFrame:
         """Corporate actions known at ``as_of``."""
-        frame = self._as_of("actions", as_of)
-        if symbols is not None and not frame.empty:
-            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        frame = self._as_of("actions", as_of, symbols)
         return frame.sort_values(["symbol", "ex_date", "kind"]).reset_index(drop=True)
 
     def adjusted_close(
@@ -807,11 +816,9 @@ class Store:
         fields: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Latest value per (symbol, field) known at ``as_of`` (latest period, latest version)."""
-        frame = self._as_of("fundamentals", as_of)
+        frame = self._as_of("fundamentals", as_of, symbols)
         if frame.empty:
             return frame
-        if symbols is not None:
-            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
         if fields is not None:
             frame = frame[frame["field"].isin(list(fields))]
         frame = frame.sort_values(["symbol", "field", "period_end", "available_at"])
@@ -821,9 +828,7 @@ class Store:
         self, symbols: Sequence[str] | None, as_of: dt.datetime | pd.Timestamp | str
     ) -> pd.DataFrame:
         """Every (symbol, period, field) value as known at ``as_of``."""
-        frame = self._as_of("fundamentals", as_of)
-        if symbols is not None and not frame.empty:
-            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
+        frame = self._as_of("fundamentals", as_of, symbols)
         return frame.sort_values(["symbol", "period_end", "field"]).reset_index(drop=True)
 
     def news(
@@ -834,11 +839,9 @@ class Store:
     ) -> pd.DataFrame:
         """News published in ``(as_of - window, as_of]``, newest first."""
         t = to_utc(as_of)
-        frame = self._as_of("news", t)
+        frame = self._as_of("news", t, symbols)
         if frame.empty:
             return frame
-        if symbols is not None:
-            frame = frame[frame["symbol"].isin([s.upper() for s in symbols])]
         frame = frame[frame["published_at"] > t - pd.Timedelta(window)]
         return frame.sort_values("published_at", ascending=False).reset_index(drop=True)
 
