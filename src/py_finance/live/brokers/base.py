@@ -16,7 +16,11 @@ import pandas as pd
 from py_finance.errors import PyFinanceError
 from py_finance.live.orders import OrderIntent
 
-FILL_STATUSES = ("filled", "partially_filled", "rejected")
+# An order's state as the broker reports it. ``pending``: accepted, nothing filled yet (an
+# order sent after the close waits for the next open); ``partially_filled`` may still fill
+# more while the order is open. The others are final.
+FILL_STATUSES = ("pending", "filled", "partially_filled", "rejected", "canceled", "expired")
+FINAL_STATUSES = frozenset({"filled", "rejected", "canceled", "expired"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +59,16 @@ class Fill:
     commission
         Commission paid from cash, account currency.
     status
-        ``"filled"``, ``"partially_filled"`` or ``"rejected"``.
+        One of ``FILL_STATUSES``.
     filled_at
-        When the broker resolved the order (tz-aware UTC).
+        When the broker resolved the order, or for an open order when its state was read
+        (tz-aware UTC).
     reason
         Why an order was rejected or only partly filled; empty otherwise.
+    broker_order_id
+        The broker's own id of the order (empty for the paper broker).
+    open
+        Whether the broker may still fill (more of) it.
     """
 
     client_order_id: str
@@ -71,17 +80,48 @@ class Fill:
     status: str
     filled_at: dt.datetime
     reason: str = ""
+    broker_order_id: str = ""
+    open: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in FILL_STATUSES:
             raise PyFinanceError(f"fill status must be one of {FILL_STATUSES}, got {self.status!r}")
+        if self.open and self.status in FINAL_STATUSES:
+            raise PyFinanceError(f"fill {self.client_order_id}: a {self.status} order is not open")
+        if self.status == "pending" and not self.open:
+            raise PyFinanceError(f"fill {self.client_order_id}: a pending order is open")
         if self.filled_at.tzinfo is None or self.filled_at.utcoffset() is None:
             raise PyFinanceError(f"fill {self.client_order_id}: filled_at must be tz-aware")
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing more can happen to the order."""
+        return not self.open
 
     @property
     def notional(self) -> float:
         """Filled value before commission, ``qty_filled * price``."""
         return self.qty_filled * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    """The broker's view of the market now.
+
+    Parameters
+    ----------
+    timestamp
+        The broker's time (tz-aware).
+    is_open
+        Whether the market is open now.
+    next_open, next_close
+        The next open and close (tz-aware).
+    """
+
+    timestamp: dt.datetime
+    is_open: bool
+    next_open: dt.datetime
+    next_close: dt.datetime
 
 
 @runtime_checkable
@@ -106,6 +146,26 @@ class Broker(Protocol):
 
     def get_order(self, client_order_id: str) -> Fill | None:
         """Return the fill of a known order, or None if the broker never saw it."""
+        ...
+
+    def open_orders(self) -> list[Fill]:
+        """Return the orders the broker may still fill (status pending or partly filled)."""
+        ...
+
+    def wait_for_fills(self, client_order_ids: list[str], timeout_s: float) -> list[Fill]:
+        """Poll until every order is final or ``timeout_s`` passes; return their states."""
+        ...
+
+    def cancel_open_orders(self) -> int:
+        """Cancel every open order; return how many were canceled."""
+        ...
+
+    def clock(self) -> MarketClock | None:
+        """Return the broker's market clock, or None when the broker has none (paper)."""
+        ...
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        """Return per symbol whether fractional shares can be traded."""
         ...
 
     def mark_to_market(self, prices: Mapping[str, float], session: dt.date) -> float:

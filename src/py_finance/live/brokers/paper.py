@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from py_finance.errors import PyFinanceError
-from py_finance.live.brokers.base import Account, Fill
+from py_finance.live.brokers.base import Account, Fill, MarketClock
 from py_finance.live.orders import QTY_EPS, OrderIntent
 from py_finance.live.state_db import connect, transaction
 
@@ -178,6 +178,27 @@ class PaperBroker:
         return pd.Series(
             [float(r["equity"]) for r in rows], index=index, name="equity", dtype="float64"
         )
+
+    def open_orders(self) -> list[Fill]:
+        """Return open orders: none, the simulator resolves every order when it is sent."""
+        return []
+
+    def wait_for_fills(self, client_order_ids: list[str], timeout_s: float) -> list[Fill]:
+        """Return the stored fills of ``client_order_ids`` (already final; no waiting)."""
+        found = (self.get_order(coid) for coid in client_order_ids)
+        return [f for f in found if f is not None]
+
+    def cancel_open_orders(self) -> int:
+        """Cancel nothing: the simulator has no open orders."""
+        return 0
+
+    def clock(self) -> MarketClock | None:
+        """Return None: the loop takes sessions from the exchange calendar."""
+        return None
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        """Return True for every symbol: the simulator trades fractional shares."""
+        return dict.fromkeys(symbols, True)
 
     # -- writes ----------------------------------------------------------------------------
 
