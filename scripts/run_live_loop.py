@@ -1,4 +1,14 @@
-"""Daily live loop: trade the `@champion` model for the latest session (run after the close)."""
+"""Daily live loop: trade the `@champion` model for the latest closed session.
+
+Run after the close (cron: see docs/live.md). Trailing `key=value` arguments are Hydra
+overrides. The overlay flags build the Regime-Aware strategy exactly as the backtest script
+does (position and sector caps always; each flag adds one overlay); without any of them the
+composed config (params.yaml) is traded as it is.
+
+Exit status: 0 traded, skipped or halted; 1 an error (logged, alerted); 2 refused.
+`--halt` stops all trading in one command: it cancels open orders at the broker and makes
+every later run send nothing until `--resume`.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +23,11 @@ from py_finance.errors import PyFinanceError, cli_errors
 from py_finance.pipeline.cli import setup_logging
 from py_finance.pipeline.context import Context
 
+OVERLAY_FLAGS = ("regime_aware", "vol_scaling", "drawdown_throttle", "sector_tilts")
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--broker",
         choices=["paper", "alpaca_paper", "alpaca_live"],
@@ -26,12 +38,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--skip-if-logged",
         action="store_true",
-        help="do nothing if this session already has a (non dry-run) daily log",
+        help="do nothing if this session already has a good (non dry-run) daily log",
+    )
+    p.add_argument("--regime-aware", action="store_true", help="regime exposure multipliers")
+    p.add_argument("--vol-scaling", action="store_true", help="volatility targeting")
+    p.add_argument("--drawdown-throttle", action="store_true", help="15%% drawdown throttle")
+    p.add_argument("--sector-tilts", action="store_true", help="regime sector tilts")
+    p.add_argument(
+        "--enable-alerts",
+        action="store_true",
+        help="email/Slack alerts (settings and secrets from the environment or .env)",
     )
     p.add_argument(
         "--as-of",
         default=None,
-        help="knowledge time, tz-aware ISO (default: now); replays a past session",
+        help="knowledge time, tz-aware ISO (default: now); replays a past session. "
+        "'last-session': the close of the store's last session",
     )
     p.add_argument(
         "--horizon",
@@ -40,10 +62,53 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="label horizon of the champion to trade (default: the config's)",
     )
+    p.add_argument(
+        "--confirm-live",
+        action="store_true",
+        help="confirm the live account for --broker alpaca_live (or PY_FINANCE_CONFIRM_LIVE=yes)",
+    )
+    stop = p.add_mutually_exclusive_group()
+    stop.add_argument(
+        "--halt",
+        metavar="REASON",
+        default=None,
+        help="stop trading: cancel open orders, refuse to trade until --resume",
+    )
+    stop.add_argument("--resume", action="store_true", help="lift a --halt")
     p.add_argument("--params", default="params.yaml", help="composed config (params.yaml)")
     p.add_argument("--root", default=".", help="project root")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. portfolio.top_k=5")
     return p.parse_args(argv)
+
+
+def overlay_overrides(args: argparse.Namespace) -> list[str]:
+    """Hydra overrides of the seed's overlay flags (none when no flag is given)."""
+    if not any(getattr(args, flag) for flag in OVERLAY_FLAGS):
+        return []
+    out = ["risk=full", f"regime_policy={'fixed' if args.regime_aware else 'none'}"]
+    if not args.vol_scaling:
+        out.append("risk.vol_target=null")
+    if not args.drawdown_throttle:
+        out.append("risk.drawdown_throttle=null")
+    if not args.sector_tilts:
+        out.append("risk.sector_tilts=null")
+    return out
+
+
+def _as_of(text: str | None, ctx: Context) -> pd.Timestamp | None:
+    if text is None:
+        return None
+    if text == "last-session":
+        from py_finance.data.calendar import session_closes
+
+        bars = ctx.store.wide("adj_close", None, None, None, pd.Timestamp.now(tz="UTC"))
+        if bars.empty:
+            raise PyFinanceError("the store is empty: run ingest first (make run)")
+        return pd.Timestamp(session_closes(bars.index[-1:], ctx.settings.data.calendar)[0])
+    try:
+        return pd.Timestamp(text)
+    except ValueError as exc:
+        raise PyFinanceError(f"--as-of {text!r} is not a date/time") from exc
 
 
 @cli_errors
@@ -51,36 +116,55 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     setup_logging()
     root = Path(args.root).resolve()
-    overrides = list(args.overrides)
+    from dotenv import load_dotenv
+
+    load_dotenv(root / ".env", override=False)
+    overrides = [*overlay_overrides(args), *args.overrides]
     if args.horizon is not None:
         overrides.append(f"labels=h{args.horizon}")
     cfg = compose(overrides) if overrides else load_params(root / args.params)
-    as_of = None
-    if args.as_of:
-        try:
-            as_of = pd.Timestamp(args.as_of)
-        except ValueError as exc:
-            raise PyFinanceError(f"--as-of {args.as_of!r} is not a date/time") from exc
-    from py_finance.live.loop import run_live_day
+    ctx = Context(build(cfg), root)
+    from py_finance.live import control
+    from py_finance.live.loop import LiveRefusal, run_live_day
 
-    result = run_live_day(
-        Context(build(cfg), root),
-        dry_run=args.dry_run,
-        as_of=as_of,
-        skip_if_logged=args.skip_if_logged,
-        broker=args.broker,
-    )
+    broker = args.broker or ctx.settings.live.broker
+    if args.halt is not None:
+        canceled = control.halt(ctx, broker, args.halt)
+        print(f"trading halted ({control.halt_path(ctx)}); {canceled} open order(s) canceled")
+        return
+    if args.resume:
+        print("trading resumed" if control.resume(ctx) else "trading was not halted")
+        return
+    try:
+        result = run_live_day(
+            ctx,
+            dry_run=args.dry_run,
+            as_of=_as_of(args.as_of, ctx),
+            skip_if_logged=args.skip_if_logged,
+            broker=broker,
+            enable_alerts=args.enable_alerts,
+            confirm_live=args.confirm_live,
+        )
+    except LiveRefusal as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if result.status == "halted":
+        print(f"{result.session}: trading is halted ({control.halt_path(ctx)}); nothing sent")
+        return
     if result.skipped:
-        print(f"{result.session}: already logged at {result.log_path}; skipped")
+        why = "market closed today; " if result.status == "closed" else ""
+        print(f"{why}{result.session}: already logged at {result.log_path}; skipped")
         return
     p = result.payload
     weights = ", ".join(f"{k} {v:.1%}" for k, v in sorted(p["target_weights"].items()))
     print(
         f"{p['session']} ({'dry run' if p['dry_run'] else p['broker']}): "
         f"{p['model_name']} v{p['model_version']}, regime {p['regime']}, "
-        f"risk {p['risk_state']}, {len(p['orders'])} orders\n"
+        f"risk {p['risk_state']}, {len(p['orders'])} orders, equity {p['equity']:,.2f}\n"
         f"  weights: {weights}\n  log: {result.log_path}"
     )
+    if p.get("data", {}).get("survivorship_biased"):
+        print("  note: the bundled universe is 20 of today's large caps (survivorship bias)")
 
 
 if __name__ == "__main__":

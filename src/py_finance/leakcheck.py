@@ -15,6 +15,14 @@ To stay fast, components with a finite lookback are recomputed on a window
 expanding state (regime fits) are recomputed on the whole prefix, with fits memoised by
 their training data (:func:`py_finance.features.regimes.fit_cache`).
 
+Fundamentals and news tables travel with the bars: truncating at t keeps only the rows
+whose knowledge time ``available_at`` is at or before the close of t (what a store read as
+of that close returns), and the perturbed future changes the values of rows known after it
+and drops or delays articles known after it. The bundled source has no such tables, so
+:func:`bundled_data` adds synthetic ones (:func:`synthetic_tables`: late filings,
+restatements, after-close and weekend articles) for the ``fundamentals`` and ``news``
+groups to be checked.
+
 Values are compared with a relative tolerance of ``rtol`` (running sums restarted at a
 different session differ in the last bits); rows present on one side only are reported as
 the column ``<rows>``.
@@ -50,21 +58,40 @@ class LeakData:
         ``{field: session x symbol frame}`` with ``close`` (adjusted) at least.
     market
         Market index level per session (the benchmark).
+    fundamentals, news
+        Point-in-time tables (layouts in :mod:`py_finance.features.tables`), or ``None``.
+    calendar
+        Exchange calendar whose session closes cut the tables.
     """
 
     fields: dict[str, pd.DataFrame]
     market: pd.Series
+    fundamentals: pd.DataFrame | None = None
+    news: pd.DataFrame | None = None
+    calendar: str = "XNYS"
 
     @property
     def sessions(self) -> pd.DatetimeIndex:
         """Sessions of the data."""
         return pd.DatetimeIndex(self.fields["close"].index)
 
+    def cutoff(self, position: int) -> int:
+        """Close of the session at ``position`` (int64 UTC ns): the tables' knowledge cut."""
+        from py_finance.features.tables import session_cutoffs
+
+        return int(session_cutoffs(self.sessions[position : position + 1], self.calendar)[0])
+
     def window(self, lo: int, hi: int) -> LeakData:
-        """Sessions ``lo..hi`` (positions, inclusive)."""
+        """Sessions ``lo..hi`` (positions, inclusive); tables as known at the close of ``hi``."""
+        from py_finance.features.tables import known_by
+
+        cut = self.cutoff(hi) if self.fundamentals is not None or self.news is not None else 0
         return LeakData(
             {k: v.iloc[lo : hi + 1] for k, v in self.fields.items()},
             self.market.iloc[lo : hi + 1],
+            known_by(self.fundamentals, cut),
+            known_by(self.news, cut),
+            self.calendar,
         )
 
     def perturbed(self, after: int, rng: np.random.Generator, scale: float = 0.05) -> LeakData:
@@ -88,7 +115,44 @@ class LeakData:
             out[name] = pd.DataFrame(values, index=frame.index, columns=frame.columns)
         market = self.market.to_numpy(dtype="float64", copy=True)
         market[after + 1 :] *= np.exp(np.cumsum(rng.normal(0.0, scale, size=n)))
-        return LeakData(out, pd.Series(market, index=self.market.index, name=self.market.name))
+        fundamentals, news = self.fundamentals, self.news
+        if fundamentals is not None or news is not None:
+            fundamentals, news = _perturb_tables(fundamentals, news, self.cutoff(after), rng)
+        return LeakData(
+            out,
+            pd.Series(market, index=self.market.index, name=self.market.name),
+            fundamentals,
+            news,
+            self.calendar,
+        )
+
+
+def _perturb_tables(
+    fundamentals: pd.DataFrame | None,
+    news: pd.DataFrame | None,
+    cut: int,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Change what is known after ``cut`` (UTC ns): values scaled, articles dropped or delayed."""
+    stamp = pd.Timestamp(cut, tz="UTC")
+    if fundamentals is not None:
+        fundamentals = fundamentals.copy()
+        later = np.asarray(pd.to_datetime(fundamentals["available_at"], utc=True) > stamp)
+        values = fundamentals["value"].to_numpy(dtype="float64", copy=True)
+        values[later] *= rng.lognormal(0.0, 0.5, size=int(later.sum()))
+        fundamentals["value"] = values
+    if news is not None:
+        known = pd.to_datetime(news["available_at"], utc=True)
+        later = np.asarray(known > stamp)
+        keep = ~later | (rng.random(len(news)) < 0.5)
+        news = news.copy()
+        delay = pd.to_timedelta(rng.uniform(0.0, 2.0, size=len(news)) * later, unit="D")
+        news["available_at"] = known + delay
+        if "sentiment" in news.columns:
+            noise = rng.normal(0.0, 0.5, size=len(news)) * later
+            news["sentiment"] = news["sentiment"].to_numpy(dtype="float64") + noise
+        news = news.loc[keep].reset_index(drop=True)
+    return fundamentals, news
 
 
 KnownAt = Callable[[pd.DataFrame, pd.Timestamp], np.ndarray]
@@ -301,7 +365,14 @@ def feature_component(name: str, cfg: Any, calendar: str = "XNYS") -> Component:
     from py_finance.features.technical import build_features
 
     def compute(d: LeakData) -> pd.DataFrame:
-        return build_features(d.fields, cfg, market=d.market, calendar=calendar)
+        return build_features(
+            d.fields,
+            cfg,
+            market=d.market,
+            calendar=calendar,
+            fundamentals=d.fundamentals,
+            news=d.news,
+        )
 
     return Component(f"features={name}", compute, None if cfg.expanding else cfg.lookback + 1)
 
@@ -382,10 +453,101 @@ def shipped_components(
     return out
 
 
+def synthetic_tables(
+    close: pd.DataFrame, seed: int = 0, calendar: str = "XNYS"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random fundamentals and news for the symbols and sessions of ``close``.
+
+    Fundamentals (``eps``, ``bvps``, ``revenue``, ``roe``) of every calendar quarter, filed
+    20 to 100 days after the quarter ends (before the open, at the close or after it); one
+    value in sixteen is restated 20 to 120 days later, and a late filing may arrive after the
+    next quarter's. News: about 0.4 articles per symbol and calendar day at any time of day
+    (weekends and after the close included) with a ``sentiment`` in [-1, 1]; one in twenty
+    also has a later version. Only for checking time rules: the numbers mean nothing.
+    """
+    from py_finance.features.tables import session_cutoffs
+
+    rng = np.random.default_rng(seed)
+    sessions = pd.DatetimeIndex(close.index)
+    first, last = sessions[0], sessions[-1]
+    quarters = pd.date_range(first - pd.Timedelta(days=200), last, freq="QE")
+    closes = session_cutoffs(sessions, calendar)
+    day_ns = 86_400 * 10**9
+    hour_ns = 3_600 * 10**9
+    parts = []
+    for sym in map(str, close.columns):
+        n = len(quarters)
+        lag = pd.to_timedelta(rng.integers(20, 101, n), unit="D")
+        filed = sessions.searchsorted(quarters + lag)
+        ok = filed < len(sessions)
+        # before the open, at the close, after the close of the filing session
+        hours = rng.choice([-7.0, 0.0, 1.5], n)
+        known = closes[np.minimum(filed, len(sessions) - 1)] + (hours * hour_ns).astype("int64")
+        values = {
+            "eps": 1.0 + np.cumsum(rng.normal(0.0, 0.3, n)),
+            "bvps": 20.0 * np.exp(np.cumsum(rng.normal(0.01, 0.05, n))),
+            "revenue": 1e9 * np.exp(np.cumsum(rng.normal(0.01, 0.08, n))),
+            "roe": rng.normal(0.1, 0.05, n),
+        }
+        for name, value in values.items():
+            parts.append(_table_rows(sym, quarters[ok], name, value[ok], known[ok]))
+            restated = ok & (rng.random(n) < 0.06)
+            later = known + (rng.uniform(20, 120, n) * day_ns).astype("int64")
+            parts.append(
+                _table_rows(
+                    sym, quarters[restated], name, value[restated] * 1.1 + 0.01, later[restated]
+                )
+            )
+    fundamentals = pd.concat(parts, ignore_index=True)
+    start_ns = pd.Timestamp(first, tz="UTC").value
+    span = pd.Timestamp(last, tz="UTC").value + day_ns - start_ns
+    parts = []
+    for sym in map(str, close.columns):
+        n = int(rng.poisson(0.4 * span / day_ns))
+        times = np.sort(start_ns + (rng.random(n) * span).astype("int64"))
+        part = pd.DataFrame(
+            {
+                "symbol": sym,
+                "id": [f"{sym}-{i}" for i in range(n)],
+                "available_at": pd.to_datetime(times, utc=True),
+                "sentiment": rng.uniform(-1.0, 1.0, n),
+            }
+        )
+        again = part.loc[rng.random(n) < 0.05].copy()
+        again["available_at"] += pd.to_timedelta(rng.uniform(0.1, 3.0, len(again)), unit="D")
+        again["sentiment"] = rng.uniform(-1.0, 1.0, len(again))
+        parts += [part, again]
+    news = pd.concat(parts, ignore_index=True)
+    return fundamentals, news
+
+
+def _table_rows(
+    symbol: str, periods: pd.DatetimeIndex, name: str, values: np.ndarray, known: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "period_end": periods,
+            "field": name,
+            "value": values,
+            "available_at": pd.to_datetime(known, utc=True),
+        }
+    )
+
+
 def bundled_data(
-    symbols: Sequence[str] | None = None, start: str | None = None, end: str | None = None
+    symbols: Sequence[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    *,
+    tables: bool = True,
 ) -> LeakData:
-    """The bundled source's bars and benchmark (no store needed)."""
+    """The bundled source's bars and benchmark (no store needed).
+
+    With ``tables`` (default), synthetic fundamentals and news (:func:`synthetic_tables`)
+    and an as-traded close equal to the adjusted one, so the ``fundamentals`` and ``news``
+    groups are checked too (the bundled source has neither).
+    """
     from py_finance.data.sources.bundled import BundledSource
 
     src = BundledSource()
@@ -397,7 +559,16 @@ def bundled_data(
     close.columns.name = None
     bench = src.benchmark(s, e)
     market = bench.pivot(index="session", columns="symbol", values="adj_close").iloc[:, 0]
-    return LeakData({"close": close.astype("float64")}, market.reindex(close.index))
+    close = close.astype("float64")
+    if not tables:
+        return LeakData({"close": close}, market.reindex(close.index))
+    fundamentals, news = synthetic_tables(close)
+    return LeakData(
+        {"close": close, "raw_close": close.copy()},
+        market.reindex(close.index),
+        fundamentals,
+        news,
+    )
 
 
 def run(components: Sequence[Component], data: LeakData, **kwargs: Any) -> list[LeakReport]:

@@ -53,7 +53,7 @@ def test_pipeline_on_a_small_slice_promotes_a_champion_and_trades_a_paper_day(tm
     tracking.setup(ctx.settings.tracking, ctx.root)
     assert tracking.get_alias_version("py-finance-h5", "champion") == decision["candidate_version"]
 
-    result = run_live_day(ctx, dry_run=True)
+    result = run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-29T23:00Z"))
     elapsed = time.perf_counter() - started
     log = read_daily_log(ctx.root / ctx.settings.live.log_dir, result.session)
     assert log["session"] == "2000-12-29"
@@ -87,7 +87,7 @@ def test_a_rejected_candidate_leaves_live_trading_without_a_champion(tmp_path):
     assert decision["promoted"] is False
     assert decision["champion"] is None
     with pytest.raises(ModelNotFoundError, match="py-finance-h5@champion"):
-        run_live_day(ctx, dry_run=True)
+        run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-29T23:00Z"))
     assert not (ctx.root / ctx.settings.live.log_dir).exists()
 
 

@@ -10,7 +10,8 @@ Each group turns :class:`FeatureInputs` (``symbol x session`` matrices of adjust
 into named columns, every value at session t from data up to the close of t. ``zscore`` /
 ``rank`` add the cross-sectional z-score (``z_<col>``) and percentile rank (``r_<col>``) of
 each column over the names that have a value at that session. A group that needs a field the
-data lacks (volume, high/low) leaves its columns out and says so in the log.
+data lacks (volume, high/low) or a table the store lacks (fundamentals, news) leaves its
+columns out and says so in the log.
 
 New groups register with :func:`register_group`; see ``docs/features.md``.
 """
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 ANNUALISATION = float(np.sqrt(252.0))
 PRICE_FIELDS = ("open", "high", "low", "close", "vwap")
-FIELDS = (*PRICE_FIELDS, "volume")
+# raw_close: the as-traded (unadjusted) close, for ratios of per-share fundamentals to price.
+FIELDS = (*PRICE_FIELDS, "volume", "raw_close")
 # Marks a group whose values depend on the whole history before t (expanding refits).
 EXPANDING = None
 
@@ -46,12 +48,27 @@ class FeatureInputs:
         Axes of every matrix.
     fields
         ``close`` (required) and any of ``open, high, low, vwap, volume``; prices must be
-        on the same adjustment basis as ``close``.
+        on the same adjustment basis as ``close``. ``raw_close`` (optional) is the
+        as-traded, unadjusted close, for ratios of per-share fundamentals to price.
     market
         Market index level per session (for regime features); ``None``: an equal-weighted
         index of the names, built from their returns.
     calendar
-        Exchange calendar of the sessions (calendar features).
+        Exchange calendar of the sessions (calendar features; session closes of the
+        fundamentals and news cut-offs).
+    fundamentals
+        ``symbol, period_end, field, value, available_at``: every version of every value the
+        store knew at the run's knowledge time, restatements as later rows of the same
+        (symbol, period_end, field); ``None``: no fundamentals (their features are left out).
+    news
+        ``symbol, id, available_at`` (+ optional ``sentiment``): one row per article with the
+        time it was first known; ``None``: no news.
+
+    Notes
+    -----
+    In both tables ``available_at`` (tz-aware UTC knowledge time) decides what row t may
+    use: a row counts at session t only if ``available_at`` is at or before the close of t,
+    whatever its ``period_end``. See :mod:`py_finance.features.tables`.
     """
 
     sessions: pd.DatetimeIndex
@@ -59,6 +76,8 @@ class FeatureInputs:
     fields: dict[str, np.ndarray]
     market: pd.Series | None = None
     calendar: str = "XNYS"
+    fundamentals: pd.DataFrame | None = None
+    news: pd.DataFrame | None = None
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -68,8 +87,13 @@ class FeatureInputs:
         *,
         market: pd.Series | None = None,
         calendar: str = "XNYS",
+        fundamentals: pd.DataFrame | None = None,
+        news: pd.DataFrame | None = None,
     ) -> FeatureInputs:
-        """From a ``session x symbol`` close frame or a mapping of such frames by field."""
+        """From a ``session x symbol`` close frame or a mapping of such frames by field.
+
+        ``fundamentals`` and ``news`` are the long tables described in the class docstring.
+        """
         frames = {"close": data} if isinstance(data, pd.DataFrame) else dict(data)
         if "close" not in frames:
             raise ConfigError("feature inputs need a 'close' (adjusted close) matrix")
@@ -87,7 +111,7 @@ class FeatureInputs:
             fields[name] = values
         if market is not None:
             market = market.sort_index().reindex(sessions)
-        return cls(sessions, symbols, fields, market, calendar)
+        return cls(sessions, symbols, fields, market, calendar, fundamentals, news)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -129,6 +153,10 @@ class FeatureGroup:
     """Base class of a registered group: ``names`` says what ``compute`` will yield."""
 
     kind: str = ""
+    # Store tables the group reads (``fundamentals``, ``news``): the pipeline reads only these.
+    tables: tuple[str, ...] = ()
+    # Bar fields beyond the adjusted OHLCV that the group uses when present (``raw_close``).
+    extra_fields: tuple[str, ...] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -465,8 +493,8 @@ class Regime(FeatureGroup):
 
 
 def _register_builtin() -> None:
-    # alpha158 registers itself on import; kept here so the registry is complete on import.
-    from py_finance.features import alpha158  # noqa: F401
+    # These register themselves on import; kept here so the registry is complete on import.
+    from py_finance.features import alpha158, fundamentals, news  # noqa: F401
 
 
 _register_builtin()
@@ -480,13 +508,16 @@ def adjusted_panel(
     as_of: Any,
     *,
     table: str = "bars",
+    extra: Sequence[str] = (),
 ) -> dict[str, pd.DataFrame]:
     """``{field: session x symbol}`` bars on the adjusted-close basis, as known at ``as_of``.
 
     ``close`` is the stored ``adj_close``; open/high/low/vwap are scaled by
     ``adj_close / close`` of the same session and volume divided by it, so ratios across
     sessions see no split. Fields a source does not have come back all-NaN and are then
-    left out by :class:`FeatureInputs`.
+    left out by :class:`FeatureInputs`. ``extra=("raw_close",)`` adds the stored
+    (as-traded) close as ``raw_close``, unless the store's ``meta.json`` says its source
+    has adjusted prices only.
     """
     wanted = ("open", "high", "low", "close", "adj_close", "volume")
     if hasattr(store, "panel"):
@@ -503,4 +534,17 @@ def adjusted_panel(
                 out[name] = raw[name] * factor
         if "volume" in raw:
             out["volume"] = raw["volume"] / factor
+        if "raw_close" in extra:
+            meta = store.meta() if hasattr(store, "meta") else {}
+            if meta.get("adjusted_only"):  # e.g. alpaca's adjustment=all: "close" is adjusted
+                log.info("features: the store's source has adjusted prices only, no raw_close")
+            else:
+                out["raw_close"] = raw["close"]
     return out
+
+
+def needs(groups: Sequence[FeatureGroup]) -> tuple[list[str], list[str]]:
+    """``(tables, extra_fields)`` the groups read beyond the adjusted bars."""
+    tables = sorted({t for g in groups for t in g.tables})
+    extra = sorted({f for g in groups for f in g.extra_fields})
+    return tables, extra

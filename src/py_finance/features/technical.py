@@ -130,6 +130,8 @@ def build_features(
     *,
     market: pd.Series | None = None,
     calendar: str = "XNYS",
+    fundamentals: pd.DataFrame | None = None,
+    news: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Feature frame indexed by ``(session, symbol)``.
 
@@ -145,7 +147,11 @@ def build_features(
         Market index level per session, for ``regime`` groups (default: an equal-weighted
         index of the names).
     calendar
-        Exchange calendar, for ``calendar`` groups.
+        Exchange calendar, for ``calendar`` groups and the session closes of the
+        ``fundamentals`` / ``news`` groups.
+    fundamentals, news
+        Point-in-time tables for those groups (layouts in
+        :class:`~py_finance.features.registry.FeatureInputs`); ``None`` leaves them out.
 
     Returns
     -------
@@ -156,7 +162,9 @@ def build_features(
     from py_finance.features.ops import scatter_column
     from py_finance.features.registry import FeatureInputs, cs_rank, cs_zscore
 
-    inp = FeatureInputs.from_frames(prices, market=market, calendar=calendar)
+    inp = FeatureInputs.from_frames(
+        prices, market=market, calendar=calendar, fundamentals=fundamentals, news=news
+    )
     n_sym, n_ses = inp.shape
     legacy = _legacy_matrices(inp, cfg)
     groups = cfg.make_groups()

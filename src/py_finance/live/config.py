@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from py_finance.errors import ConfigError
 
@@ -11,12 +12,12 @@ BROKERS = ("paper", "alpaca_paper", "alpaca_live")
 
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
-    """The daily loop and its broker.
+    """The daily loop, its broker, alerts and readiness gates.
 
     Parameters
     ----------
     broker
-        ``paper`` (local simulator with SQLite state); Alpaca brokers come later.
+        ``paper`` (local simulator with SQLite state), ``alpaca_paper`` or ``alpaca_live``.
     initial_cash
         Cash a new paper account starts with.
     commission_bps, slippage_bps
@@ -25,9 +26,34 @@ class LiveConfig:
     min_order_notional
         Orders smaller than this (account currency) are not sent.
     log_dir
-        Where ``daily_log_YYYY-MM-DD.json`` files go.
+        Where the paper broker's ``daily_log_YYYY-MM-DD.json`` files go; Alpaca brokers log
+        to ``{log_dir}/{broker}/``.
     state_path
-        SQLite file of the paper broker.
+        SQLite file of the paper broker (its account and the order journal).
+    state_dir
+        Where an Alpaca broker's journal and equity marks go (``{state_dir}/{broker}.sqlite``).
+    halt_file
+        While this file exists the loop sends no orders (``run_live_loop.py --halt``).
+    fill_timeout_s, poll_interval_s
+        How long the loop waits for an Alpaca order to be final, and how often it asks.
+    request_timeout_s
+        Timeout of every broker HTTP request.
+    max_stale_sessions
+        Sessions the store's last bar may lag the last closed session before the loop
+        refuses to trade (0: the store must hold the last closed session).
+    refresh_data
+        Ingest from the configured source before trading (not on ``--as-of`` replays).
+    policy_history_sessions
+        Sessions of out-of-sample scores a history-dependent regime policy (``data_driven``)
+        reads to measure the strategy's regime-conditional performance.
+    confirm_live_env
+        Environment variable that must be ``yes`` (or the ``--confirm-live`` flag given)
+        before ``alpaca_live`` sends an order.
+    alerts
+        Alert settings (``py_finance.live.alerts.AlertSettings`` fields); secrets come
+        from the environment only.
+    gates
+        Readiness gates and the ramp-up schedule (``py_finance.live.readiness.LiveGates``).
     """
 
     broker: str = "paper"
@@ -37,6 +63,17 @@ class LiveConfig:
     min_order_notional: float = 1.0
     log_dir: str = "logs/live_trading"
     state_path: str = "data/live/paper_broker.sqlite"
+    state_dir: str = "data/live"
+    halt_file: str = "logs/live_trading/HALT"
+    fill_timeout_s: float = 60.0
+    poll_interval_s: float = 2.0
+    request_timeout_s: float = 10.0
+    max_stale_sessions: int = 0
+    refresh_data: bool = True
+    policy_history_sessions: int = 756
+    confirm_live_env: str = "PY_FINANCE_CONFIRM_LIVE"
+    alerts: dict[str, Any] = field(default_factory=dict)
+    gates: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
@@ -45,3 +82,13 @@ class LiveConfig:
             raise ConfigError("live.initial_cash must be > 0")
         if self.commission_bps < 0 or self.slippage_bps < 0:
             raise ConfigError("live.commission_bps and live.slippage_bps must be >= 0")
+        if self.fill_timeout_s < 0 or self.poll_interval_s <= 0 or self.request_timeout_s <= 0:
+            raise ConfigError(
+                "live.fill_timeout_s must be >= 0, poll_interval_s and request_timeout_s > 0"
+            )
+        if self.max_stale_sessions < 0 or self.policy_history_sessions < 0:
+            raise ConfigError("live.max_stale_sessions and policy_history_sessions must be >= 0")
+
+    def log_dir_for(self, broker: str) -> str:
+        """Daily-log directory of ``broker`` (the paper track is ``log_dir`` itself)."""
+        return self.log_dir if broker == "paper" else f"{self.log_dir}/{broker}"

@@ -1,10 +1,24 @@
-"""One JSON log per traded session: ``{log_dir}/daily_log_YYYY-MM-DD.json``.
+"""One JSON log per session: ``{log_dir}/daily_log_YYYY-MM-DD.json`` (schema version 1).
 
 The loop writes it last, atomically, so its presence means the day is done
 (``--skip-if-logged``), and the readiness gates read the paper track record from these files.
-The payload is the loop's (session, regime, model_name, model_version, target_weights, orders,
-fills, dry_run, broker, risk_state, equity, generated_at); this module only makes its values
-JSON-safe.
+This module only makes values JSON-safe; the fields (documented in ``docs/live.md``) are:
+
+- ``schema_version`` (1), ``session``, ``status`` (``ok``, ``error``, ``stale``),
+  ``generated_at``, ``as_of``, ``dry_run``, ``broker``, ``horizon``, ``errors`` (list of
+  strings: a rejected order, a failure), ``timings`` (seconds per step);
+- ``calendar``: ``session_close``, ``early_close``, ``market_closed_today``,
+  ``market_open_at_run``, ``broker_clock`` (Alpaca);
+- ``data``: ``source``, ``survivorship_biased``, ``last_session``, ``sessions_behind``;
+- ``model_name``, ``model_version``, ``model_run_id`` (the ``@champion`` traded);
+- ``regime``, ``previous_regime``, ``regime_exposure``, ``risk_state`` (ACTIVE, REDUCING,
+  HALTED), ``throttle_multiplier``, ``capital_fraction`` (ramp-up share of capital);
+- ``predictions`` (count, mean, std, top), ``scores``, ``target_weights``,
+  ``actual_weights``, ``sector_weights``, ``gross_exposure``, ``rebalance``;
+- ``reconciliation``, ``orders`` (intents), ``fills`` (broker states: ``client_order_id``,
+  ``symbol``, ``side``, ``qty_filled``, ``price``, ``commission``, ``status``, ...);
+- ``equity``, ``peak_equity``, ``drawdown``, ``cash``, ``positions``;
+- ``readiness_passed`` (paper track, gates including this session).
 """
 
 from __future__ import annotations
@@ -29,6 +43,8 @@ from py_finance.errors import PyFinanceError
 from py_finance.io import write_json
 
 log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
 
 _NAME_RE = re.compile(r"^daily_log_(\d{4}-\d{2}-\d{2})\.json$")
 

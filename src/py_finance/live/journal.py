@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS intents (
     ref_price REAL NOT NULL,
     notional REAL NOT NULL,
     recorded_at TEXT NOT NULL,
-    submitted_at TEXT
+    submitted_at TEXT,
+    abandoned_at TEXT
 )
 """
 
@@ -41,7 +42,22 @@ CREATE TABLE IF NOT EXISTS intents (
 def _open(db_path: str | os.PathLike[str]) -> sqlite3.Connection:
     conn = connect(db_path)
     conn.execute(_SCHEMA)
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(intents)")}
+    if "abandoned_at" not in columns:  # journals written before intents could be abandoned
+        conn.execute("ALTER TABLE intents ADD COLUMN abandoned_at TEXT")
     return conn
+
+
+def _intent(r: sqlite3.Row) -> OrderIntent:
+    return OrderIntent(
+        client_order_id=r["client_order_id"],
+        session=dt.date.fromisoformat(r["session"]),
+        symbol=r["symbol"],
+        side=r["side"],
+        qty=float(r["qty"]),
+        ref_price=float(r["ref_price"]),
+        notional=float(r["notional"]),
+    )
 
 
 def _utc_now() -> dt.datetime:
@@ -108,7 +124,7 @@ def pending_intents(
     """
     conn = _open(db_path)
     try:
-        query = "SELECT * FROM intents WHERE submitted_at IS NULL"
+        query = "SELECT * FROM intents WHERE submitted_at IS NULL AND abandoned_at IS NULL"
         args: tuple[str, ...] = ()
         if session is not None:
             query += " AND session = ?"
@@ -116,18 +132,60 @@ def pending_intents(
         rows = conn.execute(query + " ORDER BY seq", args).fetchall()
     finally:
         conn.close()
-    return [
-        OrderIntent(
-            client_order_id=r["client_order_id"],
-            session=dt.date.fromisoformat(r["session"]),
-            symbol=r["symbol"],
-            side=r["side"],
-            qty=float(r["qty"]),
-            ref_price=float(r["ref_price"]),
-            notional=float(r["notional"]),
-        )
-        for r in rows
-    ]
+    return [_intent(r) for r in rows]
+
+
+def session_intents(db_path: str | os.PathLike[str], session: dt.date) -> list[OrderIntent]:
+    """Return every intent recorded for ``session`` (submitted or not), in recording order.
+
+    A non-empty answer means the session's plan is fixed: a restarted loop sends these,
+    never a new plan, so a crash between orders cannot leave two different plans half-sent.
+    """
+    conn = _open(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT * FROM intents WHERE session = ? AND abandoned_at IS NULL ORDER BY seq",
+            (session.isoformat(),),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [_intent(r) for r in rows]
+
+
+def submitted_ids(db_path: str | os.PathLike[str]) -> set[str]:
+    """Return the ids of every intent ever marked submitted."""
+    conn = _open(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT client_order_id FROM intents WHERE submitted_at IS NOT NULL"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {r["client_order_id"] for r in rows}
+
+
+def all_ids(db_path: str | os.PathLike[str]) -> set[str]:
+    """Return the ids of every journaled intent."""
+    conn = _open(db_path)
+    try:
+        rows = conn.execute("SELECT client_order_id FROM intents").fetchall()
+    finally:
+        conn.close()
+    return {r["client_order_id"] for r in rows}
+
+
+def mark_abandoned(db_path: str | os.PathLike[str], client_order_id: str) -> None:
+    """Mark an intent that never reached the broker as never to be sent (a past session's)."""
+    conn = _open(db_path)
+    try:
+        with transaction(conn):
+            conn.execute(
+                "UPDATE intents SET abandoned_at = ? WHERE client_order_id = ? "
+                "AND submitted_at IS NULL",
+                (_utc_now().isoformat(), client_order_id),
+            )
+    finally:
+        conn.close()
 
 
 def mark_submitted(db_path: str | os.PathLike[str], client_order_id: str) -> None:
@@ -158,3 +216,16 @@ def mark_submitted(db_path: str | os.PathLike[str], client_order_id: str) -> Non
                 )
     finally:
         conn.close()
+
+
+def intents_from(db_path: str | os.PathLike[str], first_session: dt.date) -> list[OrderIntent]:
+    """Return the intents of ``first_session`` and later (not abandoned), in recording order."""
+    conn = _open(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT * FROM intents WHERE session >= ? AND abandoned_at IS NULL ORDER BY seq",
+            (first_session.isoformat(),),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [_intent(r) for r in rows]

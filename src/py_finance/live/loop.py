@@ -4,13 +4,34 @@ Run after the close of a session. Everything that shapes the weights is the back
 code (``py_finance.risk.targets.target_weights`` and the drawdown throttle), so what trades
 is what was backtested. Knowledge time is explicit: ``as_of`` (default: now, UTC) bounds
 every read of the store.
+
+Steps, in order (each named in the daily log's ``timings``):
+
+1. session: the latest session closed at ``as_of`` from the exchange calendar (early closes,
+   holidays and daylight-saving changes included); a halted loop (``--halt``) stops here;
+   ``--skip-if-logged`` stops here when the session has a good log.
+2. data: refresh from the configured source (live runs), then check freshness: a store that
+   lags the last closed session means no trading, an error log and a ``stale_data`` alert.
+3. model: ``models:/py-finance-h{h}@champion`` (its version goes into the log).
+4. broker: open it; ``alpaca_live`` only after the readiness gates pass on the paper track
+   and the account is confirmed, and only with the ramp-up share of the capital.
+5. reconcile: journal and last log against the broker (see :mod:`py_finance.live.reconcile`).
+6. targets: features, predictions, regimes, portfolio and overlays, drawdown throttle.
+7. orders: one net order per symbol, sells first; the plan is journaled before anything is
+   sent, and a session whose plan is journaled is never planned again.
+8. submit, wait for fills, mark equity, write the daily log, send alerts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +40,34 @@ import pandas as pd
 from py_finance import tracking
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.features.regimes import detect_regimes
-from py_finance.live.brokers.paper import PaperBroker
+from py_finance.live.alerts import (
+    Alert,
+    Alerter,
+    AlertSettings,
+    alerter_from_env,
+    install_redaction,
+    secrets_from_env,
+)
+from py_finance.live.brokers.base import Broker, Fill
 from py_finance.live.daily_log import (
+    SCHEMA_VERSION,
     daily_log_path,
     logged_sessions,
     read_daily_log,
+    to_jsonable,
     write_daily_log,
 )
-from py_finance.live.journal import mark_submitted, record_intents
+from py_finance.live.faults import checkpoint
+from py_finance.live.journal import mark_submitted, record_intents, session_intents, submitted_ids
 from py_finance.live.orders import plan_orders
+from py_finance.live.readiness import (
+    LiveGates,
+    evaluate_readiness,
+    load_logs,
+    ramp_fraction,
+)
+from py_finance.live.reconcile import Reconciliation, reconcile
+from py_finance.live.session import SessionInfo, resolve_session
 from py_finance.pipeline.context import Context
 from py_finance.pipeline.research import feature_frame
 from py_finance.risk.overlays import ThrottleState, throttle_multiplier, throttle_step
@@ -38,15 +78,40 @@ log = logging.getLogger(__name__)
 # Sessions of history loaded for features (the longest window plus slack for gaps).
 _HISTORY_SLACK = 40
 
+BrokerFactory = Callable[[str, Context], Broker]
+
+
+class LiveRefusal(PyFinanceError):
+    """The loop refused to trade (live gates, confirmation, halt); nothing was sent."""
+
 
 @dataclass(frozen=True, slots=True)
 class LiveDayResult:
-    """What one run of the loop did."""
+    """What one run of the loop did.
+
+    ``status``: ``ok``, ``skipped`` (already logged), ``closed`` (market closed today and the
+    last session already logged), ``halted``, ``stale`` (no trading on stale data) or
+    ``error``.
+    """
 
     session: dt.date
     skipped: bool
     log_path: Any
     payload: dict[str, Any]
+    status: str = "ok"
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
 def _throttle_state(equity: pd.Series, ctx: Context) -> ThrottleState | None:
@@ -56,15 +121,204 @@ def _throttle_state(equity: pd.Series, ctx: Context) -> ThrottleState | None:
     return state
 
 
+def _good_log(entry: Mapping[str, Any]) -> bool:
+    """A non dry-run log of a session that traded (or held) without error."""
+    return not entry.get("dry_run") and entry.get("status", "ok") == "ok"
+
+
 def last_rebalance(log_dir: Any, before: dt.date) -> dt.date | None:
     """Latest session before ``before`` whose (non dry-run) log rebalanced the book."""
     for session in sorted(logged_sessions(log_dir), reverse=True):
         if session >= before:
             continue
         entry = read_daily_log(log_dir, session)
-        if not entry.get("dry_run") and entry.get("rebalance", {}).get("due"):
+        if _good_log(entry) and entry.get("rebalance", {}).get("due"):
             return session
     return None
+
+
+def last_log(log_dir: Any, before: dt.date) -> dict[str, Any] | None:
+    """Latest good (non dry-run, no error) log of a session before ``before``."""
+    for session in sorted(logged_sessions(log_dir), reverse=True):
+        if session < before:
+            entry = read_daily_log(log_dir, session)
+            if _good_log(entry):
+                return entry
+    return None
+
+
+def halt_path(ctx: Context) -> Path:
+    """The file whose presence stops all trading (``run_live_loop.py --halt``)."""
+    return ctx.root / ctx.settings.live.halt_file
+
+
+def journal_path(ctx: Context, broker: str) -> Path:
+    """SQLite file of the order journal of ``broker``."""
+    live = ctx.settings.live
+    if broker == "paper":
+        return ctx.root / live.state_path
+    return ctx.root / live.state_dir / f"{broker}.sqlite"
+
+
+def open_broker(name: str, ctx: Context) -> Broker:
+    """Open the broker ``name`` (``paper``, ``alpaca_paper``, ``alpaca_live``) from config."""
+    live = ctx.settings.live
+    if name == "paper":
+        from py_finance.live.brokers.paper import PaperBroker
+
+        return PaperBroker(
+            ctx.root / live.state_path,
+            initial_cash=live.initial_cash,
+            commission_bps=live.commission_bps,
+            slippage_bps=live.slippage_bps,
+        )
+    if name in ("alpaca_paper", "alpaca_live"):
+        from py_finance.live.brokers.alpaca import AlpacaBroker
+
+        return AlpacaBroker.from_env(
+            paper=name == "alpaca_paper",
+            state_path=journal_path(ctx, name),
+            request_timeout_s=live.request_timeout_s,
+            # Each submit waits briefly (sells should settle before buys meet buying power);
+            # the loop then waits up to live.fill_timeout_s for all orders together.
+            fill_timeout_s=min(10.0, live.fill_timeout_s),
+            poll_interval_s=live.poll_interval_s,
+        )
+    raise PyFinanceError(f"unknown broker {name!r}; use paper, alpaca_paper or alpaca_live")
+
+
+def live_gates(ctx: Context) -> LiveGates:
+    """The readiness gates of ``conf/live`` (defaults where the config has none)."""
+    gates = ctx.settings.live.gates
+    return LiveGates.from_mapping(dict(gates)) if gates else LiveGates()
+
+
+def _alerter(ctx: Context, enabled: bool, env: Mapping[str, str]) -> Alerter:
+    cfg = dict(ctx.settings.live.alerts or {})
+    cfg["enabled"] = bool(enabled or cfg.get("enabled", False))
+    if "events" in cfg:
+        cfg["events"] = tuple(cfg["events"])
+    return alerter_from_env(env, AlertSettings(**cfg))
+
+
+def _live_permission(
+    ctx: Context, env: Mapping[str, str], confirm_live: bool
+) -> tuple[float, dict[str, Any]]:
+    """Refuse ``alpaca_live`` unless the gates pass and the account is confirmed.
+
+    Returns the ramp-up fraction of capital live trading may use and the evidence.
+    """
+    live = ctx.settings.live
+    gates = live_gates(ctx)
+    report = evaluate_readiness(_logs(ctx.root / live.log_dir), gates)
+    if not report.passed:
+        failed = [g.name for g in report.gates if not g.passed]
+        raise LiveRefusal(
+            f"--broker alpaca_live refused: readiness gates fail on the paper track "
+            f"({', '.join(failed)}); see `python scripts/check_live_readiness.py --verbose`"
+        )
+    if not (confirm_live or env.get(live.confirm_live_env, "").strip().lower() == "yes"):
+        raise LiveRefusal(
+            "--broker alpaca_live trades real money: confirm the live account with "
+            f"--confirm-live or {live.confirm_live_env}=yes"
+        )
+    live_dir = ctx.root / live.log_dir_for("alpaca_live")
+    ramp = ramp_fraction(_logs(live_dir), gates)
+    ramp_doc = {
+        "fraction": ramp.fraction,
+        "step": ramp.step,
+        "clean_days": ramp.clean_days,
+        "next_step_at": ramp.next_step_at,
+    }
+    return float(ramp.fraction), {"readiness": report.to_dict(), "ramp": ramp_doc}
+
+
+def _logs(log_dir: Path) -> list[dict[str, Any]]:
+    return load_logs(log_dir) if log_dir.is_dir() else []
+
+
+def _stale_sessions(ctx: Context, last_bar: dt.date, session: dt.date) -> int:
+    from py_finance.data.calendar import sessions
+
+    if last_bar >= session:
+        return 0
+    return len(sessions(last_bar, session, ctx.settings.data.calendar)) - 1
+
+
+def _score_history(ctx: Context, model: Any, feats: pd.DataFrame, session: dt.date) -> pd.DataFrame:
+    """Scores (sessions x symbols) a history-dependent policy measures the strategy on.
+
+    Sessions the walk-forward covered use its out-of-sample predictions (the champion saw
+    their labels in training, so its own scores there would flatter the strategy); later
+    sessions, which the champion never trained on, use the champion's predictions.
+    """
+    path = ctx.model_dir() / "predictions.parquet"
+    if not path.exists():
+        raise DataError(
+            f"regime policy {ctx.settings.regime_policy.name!r} needs the walk-forward's "
+            f"out-of-sample predictions at {path}: run the pipeline (dvc repro) first"
+        )
+    oos = pd.read_parquet(path)["score"].unstack("symbol")
+    oos = oos[oos.index <= pd.Timestamp(session)]
+    own = model.predict(feats).unstack("symbol")
+    if len(oos):
+        own = own[own.index > oos.index.max()]
+    return pd.concat([oos, own]).sort_index()
+
+
+def _targets(
+    ctx: Context,
+    model: Any,
+    history: pd.DataFrame,
+    session: dt.date,
+    as_of: pd.Timestamp,
+    held: list[str],
+) -> tuple[pd.Series, pd.Series, pd.Series, str]:
+    """Scores, target weights (before throttle and ramp), regimes and today's regime."""
+    s = ctx.settings
+    needs_history = bool(s.regime_policy.needs_history)
+    lookback = s.features.lookback + _HISTORY_SLACK
+    if needs_history:
+        lookback += s.live.policy_history_sessions
+    start = history.index[-lookback] if lookback < len(history) else None
+    feats = feature_frame(ctx, start, session, as_of)
+    today = pd.Timestamp(session)
+    is_today = feats.index.get_level_values("session") == today
+    if not is_today.any():
+        raise DataError(f"no complete feature rows for {session}: not enough history")
+    if needs_history:
+        scores = _score_history(ctx, model, feats, session).reindex(columns=history.columns)
+    else:
+        # Score the recent history too: a sequence model reads the windows ending today.
+        scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
+
+    index = ctx.store.wide("adj_close", None, None, None, as_of, table="benchmark").iloc[:, 0]
+    regimes = detect_regimes(index.loc[:today], s.regimes)["regime"]
+    weights = target_weights(
+        scores,
+        portfolio=s.portfolio,
+        risk=s.risk,
+        sectors=ctx.store.sectors(as_of),
+        regimes=regimes,
+        policy=s.regime_policy,
+        returns=history.pct_change(fill_method=None),
+        previous=held,
+        periods_per_year=s.backtest.periods_per_year,
+    ).iloc[-1]
+    today_scores = scores.loc[today]
+    assert isinstance(today_scores, pd.Series)
+    return today_scores, weights, regimes, str(regimes.iloc[-1])
+
+
+def _refresh(ctx: Context) -> dict[str, Any]:
+    from py_finance.pipeline import research
+
+    try:
+        report = research.ingest(ctx)
+        return {"refreshed": True, "summary": str(report.get("summary", ""))[:500]}
+    except PyFinanceError as exc:
+        log.warning("data refresh failed: %s", exc)
+        return {"refreshed": False, "error": str(exc)}
 
 
 def run_live_day(
@@ -74,159 +328,366 @@ def run_live_day(
     as_of: pd.Timestamp | None = None,
     skip_if_logged: bool = False,
     broker: str | None = None,
+    enable_alerts: bool = False,
+    confirm_live: bool = False,
+    env: Mapping[str, str] | None = None,
+    broker_factory: BrokerFactory | None = None,
+    alerter: Alerter | None = None,
 ) -> LiveDayResult:
-    """Trade (or, with ``dry_run``, plan) the latest session known at ``as_of``.
+    """Trade (or, with ``dry_run``, plan) the latest session closed at ``as_of``.
+
+    Parameters
+    ----------
+    ctx
+        Composed settings and project root.
+    dry_run
+        Plan and log, send nothing, change no state.
+    as_of
+        Knowledge time (tz-aware); None: now. A past time replays that session.
+    skip_if_logged
+        Do nothing when the session already has a good (non dry-run) log.
+    broker
+        ``paper``, ``alpaca_paper`` or ``alpaca_live`` (default: ``live.broker``).
+    enable_alerts
+        Send alerts (email/Slack from the environment) on errors, regime changes, daily
+        summaries, readiness changes, reconciliation differences and stale data.
+    confirm_live
+        Confirms the live account for ``alpaca_live`` (or ``live.confirm_live_env=yes``).
+    env
+        Environment to read secrets from (default ``os.environ``).
+    broker_factory
+        Opens the broker (tests inject brokers at loopback fakes).
+    alerter
+        Sends the alerts (default: channels from ``env`` when alerts are enabled).
 
     Raises
     ------
     ModelNotFoundError
         When no ``@champion`` exists for the configured horizon.
     PyFinanceError
-        For an unavailable broker, an empty store or stale inputs.
+        For a refused live start, an empty store, stale data or a broker failure (after
+        an error log and alert).
     """
     s = ctx.settings
     live = s.live
+    env = os.environ if env is None else env
     broker_name = broker or live.broker
-    if broker_name != "paper":
-        raise PyFinanceError(f"broker {broker_name!r} is not available yet: use --broker paper")
+    if broker_name not in ("paper", "alpaca_paper", "alpaca_live"):
+        raise PyFinanceError(
+            f"unknown broker {broker_name!r}; use paper, alpaca_paper or alpaca_live"
+        )
+    install_redaction(secrets_from_env(env))
+    alerter = alerter if alerter is not None else _alerter(ctx, enable_alerts, env)
+    timer = _Timer()
+    replay = as_of is not None
     as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     if as_of.tzinfo is None:
         raise PyFinanceError("--as-of needs a time zone (e.g. 2022-12-28T22:00Z)")
-    store = ctx.store
-    symbols = list(s.data.symbols) if s.data.symbols else None
-    history = store.wide("adj_close", symbols, None, None, as_of)
-    if history.empty:
-        raise DataError(f"the store has no bars known at {as_of}: run ingest first")
-    session = history.index[-1].date()
-    log_dir = ctx.root / live.log_dir
+
+    with timer.step("session"):
+        info = resolve_session(as_of, s.data.calendar)
+    session = info.session
+    log_dir = ctx.root / live.log_dir_for(broker_name)
     path = daily_log_path(log_dir, session)
-    if skip_if_logged and path.exists() and not read_daily_log(log_dir, session).get("dry_run"):
-        log.info("session %s already traded and logged at %s: skipping", session, path)
-        return LiveDayResult(session, True, path, {})
-
-    tracking.setup(s.tracking, ctx.root)
-    model = tracking.load_model(s.tracking.model_name(ctx.horizon), tracking.CHAMPION)
-
-    # Enough history for the features and for sequence models' windows; feature sets with
-    # expanding state (regime features) read all of it.
-    lookback = s.features.lookback + _HISTORY_SLACK
-    start = history.index[-lookback] if lookback < len(history) else None
-    feats = feature_frame(ctx, start, session, as_of)
-    is_today = feats.index.get_level_values("session") == pd.Timestamp(session)
-    if not is_today.any():
-        raise DataError(f"no complete feature rows for {session}: not enough history")
-    # Score the recent history too: a sequence model reads the windows ending today.
-    scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
-
-    index = store.wide("adj_close", None, None, None, as_of, table="benchmark").iloc[:, 0]
-    regimes = detect_regimes(index.loc[: pd.Timestamp(session)], s.regimes)["regime"]
-    regime = str(regimes.iloc[-1])
-    sectors = store.sectors(as_of)
-    if s.regime_policy.needs_history:
-        raise PyFinanceError(
-            f"regime policy {s.regime_policy.name!r} is not available in the live loop yet "
-            "(it needs the strategy's return history); trade with regime_policy=fixed"
+    logged = path.exists() and _good_log(read_daily_log(log_dir, session))
+    if halt_path(ctx).exists() and not dry_run:
+        reason = halt_path(ctx).read_text().strip() or "no reason given"
+        log.warning("trading is halted (%s): %s; nothing sent", halt_path(ctx), reason)
+        alerter.send(
+            Alert("halted", f"trading halted, {session} not traded", reason, "warning", session)
         )
+        return LiveDayResult(session, True, None, {}, "halted")
+    if logged and (skip_if_logged or info.closed_today):
+        why = "market closed today; " if info.closed_today else ""
+        log.info("%s%s already traded and logged at %s: skipping", why, session, path)
+        return LiveDayResult(session, True, path, {}, "closed" if info.closed_today else "skipped")
+    if info.market_open and not replay:
+        log.warning("the market is open: acting on the last closed %s", info.describe())
+
+    payload: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "session": session,
+        "status": "ok",
+        "generated_at": None,
+        "as_of": as_of,
+        "dry_run": dry_run,
+        "broker": broker_name,
+        "horizon": ctx.horizon,
+        "calendar": {
+            "session_close": info.close,
+            "early_close": info.early_close,
+            "market_closed_today": info.closed_today,
+            "market_open_at_run": info.market_open,
+        },
+        "errors": [],
+    }
+    previous = last_log(log_dir, session)
+
+    def fail(status: str, message: str, kind: str) -> LiveDayResult:
+        payload["status"] = status
+        payload["errors"].append(message)
+        payload["generated_at"] = pd.Timestamp.now(tz="UTC")
+        payload["timings"] = timer.timings
+        written = None
+        if not dry_run:
+            written = write_daily_log(log_dir, session, payload)
+        alerter.send(Alert(kind, f"{session}: {status}", message, "critical", session))
+        return LiveDayResult(session, False, written, payload, status)
+
+    try:
+        with timer.step("data"):
+            if live.refresh_data and not replay and not dry_run:
+                payload["refresh"] = _refresh(ctx)
+            store = ctx.store
+            symbols = list(s.data.symbols) if s.data.symbols else None
+            history = store.wide("adj_close", symbols, None, None, as_of)
+        if history.empty:
+            raise DataError(f"the store has no bars known at {as_of}: run ingest first")
+        last_bar = history.index[-1].date()
+        lag = _stale_sessions(ctx, last_bar, session)
+        payload["data"] = {
+            "source": store.meta().get("source"),
+            "survivorship_biased": store.meta().get("survivorship_biased"),
+            "last_session": last_bar,
+            "sessions_behind": lag,
+        }
+        if lag > live.max_stale_sessions:
+            msg = (
+                f"stale data: the store's last session is {last_bar}, {lag} session(s) behind "
+                f"{session}; no trading (refresh the data, or replay with --as-of)"
+            )
+            log.error(msg)
+            fail("stale", msg, "stale_data")
+            raise DataError(msg)
+        history = history.loc[: pd.Timestamp(session)]
+
+        with timer.step("model"):
+            tracking.setup(s.tracking, ctx.root)
+            model = tracking.load_model(s.tracking.model_name(ctx.horizon), tracking.CHAMPION)
+        payload.update(
+            model_name=model.name, model_version=model.version, model_run_id=model.run_id
+        )
+
+        fraction = 1.0
+        if broker_name == "alpaca_live" and not dry_run:
+            fraction, evidence = _live_permission(ctx, env, confirm_live)
+            payload["live_permission"] = evidence
+        payload["capital_fraction"] = fraction
+
+        with timer.step("broker"):
+            account_broker = (broker_factory or open_broker)(broker_name, ctx)
+        try:
+            result = _trade(
+                ctx,
+                account_broker,
+                broker_name,
+                model,
+                history,
+                info,
+                payload,
+                previous,
+                dry_run=dry_run,
+                fraction=fraction,
+                timer=timer,
+                alerter=alerter,
+            )
+        finally:
+            close = getattr(account_broker, "close", None)
+            if close is not None:
+                close()
+    except LiveRefusal as exc:
+        alerter.send(
+            Alert("error", f"{session}: live trading refused", str(exc), "critical", session)
+        )
+        raise
+    except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
+        if payload["status"] == "ok":
+            fail("error", f"{type(exc).__name__}: {exc}", "error")
+        raise
+    return result
+
+
+def _trade(
+    ctx: Context,
+    broker: Broker,
+    broker_name: str,
+    model: Any,
+    history: pd.DataFrame,
+    info: SessionInfo,
+    payload: dict[str, Any],
+    previous: dict[str, Any] | None,
+    *,
+    dry_run: bool,
+    fraction: float,
+    timer: _Timer,
+    alerter: Alerter,
+) -> LiveDayResult:
+    s = ctx.settings
+    live = s.live
+    session = info.session
+    log_dir = ctx.root / live.log_dir_for(broker_name)
+    journal = journal_path(ctx, broker_name)
+    checkpoint("broker_opened")
+    clock = broker.clock()
+    if clock is not None:
+        payload["calendar"]["broker_clock"] = {
+            "timestamp": clock.timestamp,
+            "is_open": clock.is_open,
+            "next_open": clock.next_open,
+            "next_close": clock.next_close,
+        }
+    marks = broker.equity_history()
+    if not dry_run and len(marks) and marks.index[-1].date() > session:
+        raise PyFinanceError(
+            f"the {broker_name} account was already marked at {marks.index[-1].date()}, after "
+            f"{session}: a past session can only be replayed with --dry-run"
+        )
+    rec = Reconciliation()
+    if not dry_run:
+        with timer.step("reconcile"):
+            rec = reconcile(broker, journal, session, previous)
+        checkpoint("reconciled")
+        if not rec.clean:
+            alerter.send(
+                Alert(
+                    "reconciliation",
+                    f"{session}: broker and journal disagree",
+                    "\n".join(rec.messages()),
+                    "warning",
+                    session,
+                )
+            )
+    payload["reconciliation"] = rec.to_dict()
+
+    with timer.step("targets"):
+        throttle = _throttle_state(marks.loc[: pd.Timestamp(session)], ctx)
+        multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
+        positions = broker.positions()
+        scores, weights, _regimes, regime = _targets(
+            ctx,
+            model,
+            history,
+            session,
+            info.as_of,
+            sorted(sym for sym, qty in positions.items() if qty > 0),
+        )
+        weights = weights * multiplier * fraction
+    prices = history.iloc[-1].dropna()
+    account = broker.account()
     every = s.portfolio.rebalance_every
     last = last_rebalance(log_dir, session)
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
     due = since is None or since >= every
+    targets = {str(k): float(v) for k, v in weights.items() if v > 0}
+    price_map = {str(k): float(v) for k, v in prices.items()}
 
-    state_path = ctx.root / live.state_path
-    prices = history.iloc[-1].dropna()
-    run_id = f"{model.name}-v{model.version}-{broker_name}"
-    with PaperBroker(
-        state_path,
-        initial_cash=live.initial_cash,
-        commission_bps=live.commission_bps,
-        slippage_bps=live.slippage_bps,
-    ) as paper:
-        marks = paper.equity_history()
-        if not dry_run and len(marks) and marks.index[-1].date() > session:
-            raise PyFinanceError(
-                f"the paper account was already marked at {marks.index[-1].date()}, after "
-                f"{session}: a past session can only be replayed with --dry-run"
-            )
-        throttle = _throttle_state(marks, ctx)
-        multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
-        account = paper.account()
-        positions = paper.positions()
-        # The backtest's own construction and static overlays, on today's row; the returns
-        # history feeds inverse-vol weighting and vol targeting exactly as in the backtest,
-        # and the names held now feed the hold buffer / n-drop as the backtest's holdings do.
-        weights = target_weights(
-            scores,
-            portfolio=s.portfolio,
-            risk=s.risk,
-            sectors=sectors,
-            regimes=regimes,
-            policy=s.regime_policy,
-            returns=history.pct_change(fill_method=None),
-            previous=sorted(sym for sym, qty in positions.items() if qty > 0),
-            periods_per_year=s.backtest.periods_per_year,
-        ).iloc[0]
-        weights = weights * multiplier
-        equity = account.cash + sum(
-            q * float(prices.get(sym, np.nan)) for sym, q in positions.items()
-        )
-        targets = {str(k): float(v) for k, v in weights.items() if v > 0}
-        intents = (
-            plan_orders(
+    with timer.step("orders"):
+        planned = session_intents(journal, session) if not dry_run and journal.exists() else []
+        if planned:
+            log.info("the plan of %s is journaled (%d orders): resuming it", session, len(planned))
+            intents = planned
+        elif due:
+            needed = sorted(set(targets) | set(positions))
+            intents = plan_orders(
                 targets,
                 positions,
-                {str(k): float(v) for k, v in prices.items()},
-                equity,
+                price_map,
+                account.equity
+                if broker_name != "paper"
+                else _equity(account.cash, positions, prices),
                 session=session,
-                run_id=run_id,
+                run_id=f"{model.name}-v{model.version}-{broker_name}",
                 min_notional=live.min_order_notional,
+                fractionable=broker.fractionable(needed),
             )
-            if due
-            else []
-        )
-        fills: list[Any] = []
-        if not dry_run:
-            record_intents(state_path, intents)
-            for intent in intents:
-                fill = paper.submit(intent, float(prices[intent.symbol]))
-                mark_submitted(state_path, intent.client_order_id)
-                fills.append(fill)
-            equity = paper.mark_to_market({str(k): float(v) for k, v in prices.items()}, session)
-        final = paper.account()
+            if not dry_run:
+                record_intents(journal, intents)
+                checkpoint("intents_recorded")
+        else:
+            intents = []
 
-    sector_weights = weights.groupby(sectors.reindex(weights.index).fillna("Unknown")).sum()
-    payload: dict[str, Any] = {
-        "session": session,
-        "generated_at": pd.Timestamp.now(tz="UTC"),
-        "as_of": as_of,
-        "dry_run": dry_run,
-        "broker": broker_name,
-        "model_name": model.name,
-        "model_version": model.version,
-        "model_run_id": model.run_id,
-        "horizon": ctx.horizon,
-        "regime": regime,
-        "regime_exposure": s.regime_policy.multiplier(regime),
-        "risk_state": throttle.state if throttle else "ACTIVE",
-        "throttle_multiplier": multiplier,
-        "scores": {str(k): float(v) for k, v in scores.iloc[0].dropna().items()},
-        "target_weights": {k: round(v, 10) for k, v in targets.items()},
-        "sector_weights": {str(k): float(v) for k, v in sector_weights.items() if v > 0},
-        "gross_exposure": float(weights.sum()),
-        "rebalance": {"due": due, "every": every, "last": last, "sessions_since_last": since},
-        "orders": [i.to_dict() for i in intents],
-        "fills": fills,
-        "equity": equity,
-        "cash": final.cash,
-        "positions": final.positions,
-        "data": {
-            "source": store.meta().get("source"),
-            "survivorship_biased": store.meta().get("survivorship_biased"),
-            "last_session": session,
-        },
+    fills: list[Fill] = []
+    errors: list[str] = payload["errors"]
+    with timer.step("submit"):
+        if not dry_run and intents:
+            sent = submitted_ids(journal)
+            for intent in intents:
+                if intent.client_order_id in sent:
+                    continue
+                state = broker.submit(intent, price_map[intent.symbol])
+                checkpoint("order_sent")
+                mark_submitted(journal, intent.client_order_id)
+                checkpoint("order_recorded")
+                if state.status == "rejected":
+                    errors.append(f"order {intent.client_order_id} rejected: {state.reason}")
+    with timer.step("fills"):
+        if not dry_run and intents:
+            # Orders sent while the market is closed wait for the next open: do not wait.
+            wait_s = live.fill_timeout_s if clock is None or clock.is_open else 0.0
+            fills = broker.wait_for_fills([i.client_order_id for i in intents], wait_s)
+            checkpoint("fills_collected")
+    with timer.step("mark"):
+        if dry_run:
+            equity = (
+                _equity(account.cash, positions, prices)
+                if broker_name == "paper"
+                else account.equity
+            )
+        else:
+            equity = broker.mark_to_market(price_map, session)
+            checkpoint("marked")
+    final = broker.account()
+    marks_after = broker.equity_history() if not dry_run else marks
+    peak = float(marks_after.max()) if len(marks_after) else equity
+    sector_weights = weights.groupby(
+        ctx.store.sectors(info.as_of).reindex(weights.index).fillna("Unknown")
+    ).sum()
+    regime_exposure = None if s.regime_policy.needs_history else s.regime_policy.multiplier(regime)
+    valid = scores.dropna()
+    actual = {
+        sym: qty * price_map[sym] / equity
+        for sym, qty in final.positions.items()
+        if sym in price_map and equity > 0
     }
+    payload.update(
+        regime=regime,
+        previous_regime=None if previous is None else previous.get("regime"),
+        regime_exposure=regime_exposure,
+        risk_state=throttle.state if throttle else "ACTIVE",
+        throttle_multiplier=multiplier,
+        predictions={
+            "count": int(valid.size),
+            "mean": float(valid.mean()) if valid.size else None,
+            "std": float(valid.std()) if valid.size > 1 else None,
+            "top": {str(k): float(v) for k, v in valid.nlargest(5).items()},
+        },
+        scores={str(k): float(v) for k, v in valid.items()},
+        target_weights={k: round(v, 10) for k, v in targets.items()},
+        actual_weights={k: round(v, 10) for k, v in actual.items()},
+        sector_weights={str(k): float(v) for k, v in sector_weights.items() if v > 0},
+        gross_exposure=float(weights.sum()),
+        rebalance={"due": due, "every": every, "last": last, "sessions_since_last": since},
+        orders=[i.to_dict() for i in intents],
+        fills=fills,
+        equity=equity,
+        peak_equity=peak,
+        drawdown=0.0 if peak <= 0 else equity / peak - 1.0,
+        cash=final.cash,
+        positions=final.positions,
+        generated_at=pd.Timestamp.now(tz="UTC"),
+        timings=timer.timings,
+    )
+    readiness = None
+    if broker_name == "paper" and not dry_run:
+        # The paper track's gates including today, so a change is alerted the day it happens.
+        track = [e for e in _logs(log_dir) if str(e.get("session")) != session.isoformat()]
+        readiness = evaluate_readiness([*track, to_jsonable(payload)], live_gates(ctx))
+        payload["readiness_passed"] = readiness.passed
+    # Rejected orders are errors of the day (counted by the readiness gates) but not a failed
+    # session: the broker's state is known and logged.
     written = write_daily_log(log_dir, session, payload)
-    if not due:
-        log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
+    checkpoint("logged")
+    _after_day_alerts(alerter, payload, previous, broker_name, dry_run, readiness)
     log.info(
         "%s %s: regime %s, %d orders%s, log %s",
         "planned" if dry_run else "traded",
@@ -236,4 +697,59 @@ def run_live_day(
         " (dry run: nothing sent)" if dry_run else "",
         written,
     )
-    return LiveDayResult(session, False, written, payload)
+    if not due:
+        log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
+    return LiveDayResult(session, False, written, payload, "ok")
+
+
+def _equity(cash: float, positions: Mapping[str, float], prices: pd.Series) -> float:
+    return float(cash + sum(q * float(prices.get(sym, np.nan)) for sym, q in positions.items()))
+
+
+def _after_day_alerts(
+    alerter: Alerter,
+    payload: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    broker_name: str,
+    dry_run: bool,
+    readiness: Any,
+) -> None:
+    session = payload["session"]
+    if previous is not None and previous.get("regime") not in (None, payload["regime"]):
+        alerter.send(
+            Alert(
+                "regime_change",
+                f"{session}: regime {previous['regime']} -> {payload['regime']}",
+                f"exposure multiplier {payload['regime_exposure']}",
+                "warning",
+                session,
+            )
+        )
+    for error in payload["errors"]:
+        alerter.send(Alert("error", f"{session}: {error[:80]}", error, "critical", session))
+    weights = ", ".join(f"{k} {v:.1%}" for k, v in sorted(payload["target_weights"].items()))
+    alerter.send(
+        Alert(
+            "daily_summary",
+            f"{session} {'dry run' if dry_run else broker_name}: equity {payload['equity']:,.2f}",
+            (
+                f"model {payload.get('model_name')} v{payload.get('model_version')}, "
+                f"regime {payload['regime']}, risk {payload['risk_state']}, "
+                f"drawdown {payload['drawdown']:.1%}, {len(payload['orders'])} orders\n"
+                f"weights: {weights}"
+            ),
+            "info",
+            session,
+        )
+    )
+    before = (previous or {}).get("readiness_passed")
+    if readiness is not None and before is not None and bool(before) != readiness.passed:
+        alerter.send(
+            Alert(
+                "readiness_change",
+                f"{session}: readiness gates {'pass' if readiness.passed else 'fail'}",
+                "\n".join(f"{g.name}: {g.detail}" for g in readiness.gates),
+                "warning",
+                session,
+            )
+        )

@@ -143,6 +143,7 @@ def plan_orders(
     session: dt.date,
     run_id: str,
     min_notional: float,
+    fractionable: Mapping[str, bool] | None = None,
 ) -> list[OrderIntent]:
     """Plan one net order per symbol that moves ``positions`` to ``target_weights``.
 
@@ -165,6 +166,10 @@ def plan_orders(
         Loop run id (goes into the order ids).
     min_notional
         Orders with ``qty * price`` below this are dropped.
+    fractionable
+        Per symbol whether the broker trades fractional shares (default: all do). For a
+        name that does not, buys and partial sells are rounded down to whole shares; a sell
+        of the whole position stays whole.
 
     Returns
     -------
@@ -210,6 +215,14 @@ def plan_orders(
             continue
         side = "buy" if delta > 0 else "sell"
         qty = abs(delta)
+        if fractionable is not None and not fractionable.get(symbol, True):
+            whole_exit = side == "sell" and target <= QTY_EPS
+            qty = qty if whole_exit else float(math.floor(qty + QTY_EPS))
+            if qty <= QTY_EPS:
+                log.info(
+                    "dropped %s %s: less than one share of a non-fractionable name", side, symbol
+                )
+                continue
         notional = qty * price
         if notional < min_notional:
             log.info(

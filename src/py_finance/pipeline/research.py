@@ -118,20 +118,32 @@ def prices(ctx: Context, table: str = "bars") -> pd.DataFrame:
 def feature_frame(ctx: Context, start: Any, end: Any, as_of: pd.Timestamp) -> pd.DataFrame:
     """The configured feature set from the store's bars in ``[start, end]`` known at ``as_of``.
 
-    The one feature path of the research stages and the live loop.
+    The one feature path of the research stages and the live loop. Groups that read the
+    store's fundamentals or news get every version known at ``as_of`` (whatever ``start``);
+    the groups themselves use at session t only what was known by the close of t.
     """
-    from py_finance.features.registry import adjusted_panel
+    from py_finance.features.registry import adjusted_panel, needs
+    from py_finance.features.tables import read_tables
 
     fcfg = ctx.settings.features
     dcfg = ctx.settings.data
     symbols = list(dcfg.symbols) if dcfg.symbols else None
     if fcfg.groups:
-        bars = adjusted_panel(ctx.store, symbols, start, end, as_of)
+        tables, extra = needs([g for g, _, _ in fcfg.make_groups()])
+        bars = adjusted_panel(ctx.store, symbols, start, end, as_of, extra=extra)
         market = None
         if fcfg.expanding:
             bench = ctx.store.wide("adj_close", None, start, end, as_of, table="benchmark")
             market = bench.iloc[:, 0]
-        return build_features(bars, fcfg, market=market, calendar=dcfg.calendar)
+        known = read_tables(ctx.store, tables, list(map(str, bars["close"].columns)), as_of)
+        return build_features(
+            bars,
+            fcfg,
+            market=market,
+            calendar=dcfg.calendar,
+            fundamentals=known.get("fundamentals"),
+            news=known.get("news"),
+        )
     # momentum/volatility on closes only (the basic set)
     return build_features(ctx.store.wide("adj_close", symbols, start, end, as_of), fcfg)
 

@@ -169,3 +169,24 @@ def test_applying_the_plan_reaches_the_targets(weights, held, prices, equity):
     for s in "ABCDE":
         target = weights.get(s, 0.0) * equity / prices[s]
         assert after.get(s, 0.0) == pytest.approx(target, rel=1e-9, abs=1e-6)
+
+
+def test_non_fractionable_names_trade_whole_shares_and_exit_whole():
+    from py_finance.live.orders import plan_orders
+
+    session = dt.date(2024, 3, 15)
+    orders = plan_orders(
+        {"AAA": 0.5, "BBB": 0.001},
+        {"CCC": 2.5},
+        {"AAA": 30.0, "BBB": 400.0, "CCC": 10.0},
+        1000.0,
+        session=session,
+        run_id="r",
+        min_notional=0.0,
+        fractionable={"AAA": False, "BBB": False, "CCC": False},
+    )
+    by_symbol = {o.symbol: o for o in orders}
+    assert by_symbol["AAA"].qty == 16.0  # 500 / 30 = 16.67 -> 16 whole shares
+    assert by_symbol["AAA"].notional == 16.0 * 30.0
+    assert "BBB" not in by_symbol  # 1 / 400 of a share: nothing to send
+    assert by_symbol["CCC"].qty == 2.5 and by_symbol["CCC"].side == "sell"  # whole exit

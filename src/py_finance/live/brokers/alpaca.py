@@ -1,0 +1,866 @@
+"""Alpaca (paper or live) through alpaca-py's ``TradingClient``; implements ``Broker``.
+
+Alpaca is the source of truth for cash, positions and orders; the local SQLite file keeps
+only the equity recorded per session, for :meth:`AlpacaBroker.equity_history`.
+
+Fault handling is ours, not the SDK's: alpaca-py retries 429/504 blindly (POST included),
+sets no request timeout and raises raw ``requests`` errors on a dropped connection. Here its
+retry is off, every request has a timeout, and a POST whose reply is lost or an error is
+never sent again before the order is looked up by its ``client_order_id``: if Alpaca has it,
+that order is the answer; if not, the same id is sent again a bounded number of times. A
+second order with a known id is refused by Alpaca anyway, so nothing is ever filled twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pandas as pd
+import requests
+
+from py_finance.errors import PyFinanceError
+from py_finance.live.brokers.base import Account, Fill, MarketClock
+from py_finance.live.orders import QTY_EPS, OrderIntent
+from py_finance.live.state_db import connect, transaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KEY_VARIABLES = ("APCA_API_KEY_ID", "ALPACA_API_KEY")
+SECRET_VARIABLES = ("APCA_API_SECRET_KEY", "ALPACA_SECRET_KEY")
+
+# Alpaca takes fractional share quantities with up to 9 decimals.
+_QTY_DECIMALS = 9
+_OPEN_ORDERS_LIMIT = 500  # Alpaca's maximum page size for GET /v2/orders
+
+# Alpaca order statuses under which the order may still fill (more).
+_WORKING = frozenset(
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "accepted_for_bidding",
+        "partially_filled",
+        "pending_cancel",
+        "pending_replace",
+        "pending_review",
+        "held",
+        "stopped",
+        "suspended",
+    }
+)
+# Statuses after which nothing more fills; what was filled stays filled.
+_ENDED = {
+    "canceled": "canceled",
+    "replaced": "canceled",
+    "expired": "expired",
+    "done_for_day": "expired",  # a day order done for the day will not fill tomorrow
+    "calculated": "expired",  # done for the day, settlement figures pending
+}
+# Queued outside market hours: no point waiting for a fill now.
+_QUEUED = frozenset({"accepted", "held"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS equity (
+    session TEXT PRIMARY KEY,
+    equity REAL NOT NULL,
+    recorded_at TEXT NOT NULL
+)
+"""
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _session_key(session: dt.date) -> str:
+    if isinstance(session, dt.datetime):
+        session = session.date()
+    return session.isoformat()
+
+
+class _TimeoutSession(requests.Session):
+    """A ``requests`` session whose every request has a timeout (alpaca-py sets none)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        return super().request(method, url, *args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed request, told apart without trusting the body to be JSON."""
+
+    status: int | None  # HTTP status, None when no reply came (timeout, dropped connection)
+    message: str
+    retry_after_s: float | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def auth(self) -> bool:
+        return self.status == 401
+
+    @property
+    def duplicate_id(self) -> bool:
+        # Alpaca's code for this (40010001) is the one of every invalid request, so the
+        # message tells which it is.
+        return self.status == 422 and "client_order_id" in self.message.lower()
+
+    def describe(self) -> str:
+        if self.status is None:
+            return self.message
+        return f"HTTP {self.status}: {self.message}" if self.message else f"HTTP {self.status}"
+
+
+def _failure(exc: BaseException) -> _Failure | None:
+    """Classify an exception raised by a client call; None when it is not a request failure."""
+    from alpaca.common.exceptions import APIError
+
+    if isinstance(exc, APIError):
+        response = exc.response
+        status = response.status_code if response is not None else None
+        body = str(exc)
+        message = ""
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            message = str(parsed.get("message") or "")
+        if not message:
+            # A gateway's HTML page or plain text: keep a short, single-line excerpt.
+            message = " ".join(body.split())[:120]
+            if message.lstrip().startswith("<"):
+                message = "non-JSON error page"
+        retry_after = None
+        if response is not None:
+            try:
+                retry_after = float(response.headers.get("Retry-After", ""))
+            except ValueError:
+                retry_after = None
+        return _Failure(status, message, retry_after)
+    if isinstance(exc, requests.Timeout):
+        return _Failure(None, "no reply before the request timeout")
+    if isinstance(exc, requests.ConnectionError):
+        return _Failure(None, "connection dropped without a reply")
+    if isinstance(exc, requests.RequestException):
+        # Includes a 2xx reply whose body is not JSON.
+        return _Failure(None, f"unreadable reply ({type(exc).__name__})")
+    if isinstance(exc, ValueError):
+        # A JSON body that alpaca-py's models do not accept.
+        return _Failure(None, f"unreadable reply ({type(exc).__name__})")
+    return None
+
+
+def _float(value: Any) -> float:
+    if value is None or value == "":
+        return 0.0
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+def _round_down(qty: float, decimals: int) -> float:
+    """``qty`` cut (never rounded up) to ``decimals``; float noise is not cut (0.3 stays 0.3)."""
+    scale = 10**decimals
+    # 0.3 * 1e9 is 299999999.99999994: a millionth of the last unit absorbs such noise.
+    return round(math.floor(qty * scale + 1e-6) / scale, decimals)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+class AlpacaBroker:
+    """Alpaca trading account (paper or live endpoint); implements ``Broker``.
+
+    Parameters
+    ----------
+    api_key, secret_key
+        Alpaca API credentials (paper keys for the paper endpoint). They are handed to the
+        client and never logged or put in messages.
+    paper
+        True for the paper endpoint, False for the live one.
+    state_path
+        SQLite file keeping the equity recorded per session (created if missing).
+    url_override
+        Base URL instead of Alpaca's (tests point it at a loopback fake).
+    request_timeout_s
+        Timeout of every HTTP request, seconds.
+    fill_timeout_s
+        How long :meth:`submit` waits for a just-accepted order to become final before it
+        returns its open state (0: return at once). Orders Alpaca queues outside market
+        hours (status ``accepted``) are not waited for.
+    poll_interval_s
+        Pause between order polls while waiting, seconds.
+    max_attempts
+        Tries per request (and sends per order) before giving up on transient failures.
+    retry_base_s, retry_max_s
+        Exponential backoff between tries: ``retry_base_s * 2**(try - 1)``, capped.
+    clock
+        Current tz-aware time (stamps of open orders and rejections); injected for tests.
+    sleep, monotonic
+        Pause and elapsed-time functions; injected so tests neither wait nor race.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        secret_key: str,
+        *,
+        paper: bool,
+        state_path: str | os.PathLike[str],
+        url_override: str | None = None,
+        request_timeout_s: float = 10.0,
+        fill_timeout_s: float = 10.0,
+        poll_interval_s: float = 0.5,
+        max_attempts: int = 4,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 8.0,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not api_key or not secret_key:
+            raise PyFinanceError(
+                "the Alpaca broker needs an API key and a secret key: set "
+                f"{KEY_VARIABLES[0]} and {SECRET_VARIABLES[0]}"
+            )
+        for name, value in (
+            ("request_timeout_s", request_timeout_s),
+            ("poll_interval_s", poll_interval_s),
+        ):
+            if not (math.isfinite(value) and value > 0):
+                raise PyFinanceError(f"{name} must be a finite number > 0, got {value}")
+        for name, value in (
+            ("fill_timeout_s", fill_timeout_s),
+            ("retry_base_s", retry_base_s),
+            ("retry_max_s", retry_max_s),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise PyFinanceError(f"{name} must be a finite number >= 0, got {value}")
+        if max_attempts < 1:
+            raise PyFinanceError(f"max_attempts must be >= 1, got {max_attempts}")
+        from alpaca.trading.client import TradingClient
+
+        self.paper = bool(paper)
+        self.url_override = url_override
+        self.request_timeout_s = float(request_timeout_s)
+        self.fill_timeout_s = float(fill_timeout_s)
+        self.poll_interval_s = float(poll_interval_s)
+        self.max_attempts = int(max_attempts)
+        self.retry_base_s = float(retry_base_s)
+        self.retry_max_s = float(retry_max_s)
+        self.state_path = Path(state_path)
+        self._clock = clock
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._assets: dict[str, dict[str, Any] | None] = {}
+
+        # raw_data: the order JSON may carry fields the SDK's models drop (commission), and
+        # its status enum would refuse a status Alpaca adds later. Other replies are still
+        # validated with the SDK's models below.
+        client = TradingClient(
+            api_key, secret_key, paper=self.paper, raw_data=True, url_override=url_override
+        )
+        # The SDK would resend a POST on 429/504 without asking whether the order exists.
+        client._retry = 0
+        client._retry_codes = []
+        client._session.close()
+        client._session = _TimeoutSession(self.request_timeout_s)
+        # Any: raw_data=True makes every method return plain JSON, not the annotated models.
+        self._client: Any = client
+
+        self._conn = connect(self.state_path)
+        try:
+            with transaction(self._conn) as conn:
+                conn.execute(_SCHEMA)
+        except BaseException:
+            self._conn.close()
+            raise
+        log.info(
+            "alpaca %s broker (%s), equity marks in %s",
+            "paper" if self.paper else "LIVE",
+            url_override or "alpaca endpoint",
+            self.state_path,
+        )
+
+    @classmethod
+    def from_env(
+        cls,
+        paper: bool,
+        state_path: str | os.PathLike[str],
+        *,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> AlpacaBroker:
+        """Build a broker with keys from the environment (or a ``.env`` in the working dir).
+
+        Parameters
+        ----------
+        paper
+            True for the paper endpoint.
+        state_path
+            SQLite file of the equity marks.
+        environ
+            Variables to read instead of ``os.environ`` (then no ``.env`` is read).
+        **options
+            Passed to the constructor (``url_override``, timeouts, ...).
+
+        Raises
+        ------
+        PyFinanceError
+            When the key or the secret is not set.
+        """
+        if environ is None:
+            env: dict[str, str] = {}
+            env_file = Path.cwd() / ".env"
+            if env_file.exists():
+                from dotenv import dotenv_values
+
+                env.update({k: v for k, v in dotenv_values(env_file).items() if v})
+            env.update(os.environ)
+        else:
+            env = dict(environ)
+        key = next((env[v] for v in KEY_VARIABLES if env.get(v)), "")
+        secret = next((env[v] for v in SECRET_VARIABLES if env.get(v)), "")
+        missing = [
+            " or ".join(names)
+            for names, value in ((KEY_VARIABLES, key), (SECRET_VARIABLES, secret))
+            if not value
+        ]
+        if missing:
+            raise PyFinanceError(
+                f"the Alpaca {'paper' if paper else 'live'} broker needs API keys: set "
+                + " and ".join(missing)
+                + " in the environment or in a .env file in the working directory"
+            )
+        return cls(key, secret, paper=paper, state_path=state_path, **options)
+
+    def __repr__(self) -> str:
+        return f"AlpacaBroker(paper={self.paper}, url_override={self.url_override!r})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the HTTP session and the SQLite connection."""
+        self._client._session.close()
+        self._conn.close()
+
+    def __enter__(self) -> AlpacaBroker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise PyFinanceError("the Alpaca broker's clock must return tz-aware datetimes")
+        return now.astimezone(dt.UTC)
+
+    def _backoff(self, attempt: int, failure: _Failure) -> float:
+        wait = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
+        if failure.retry_after_s is not None and failure.retry_after_s > 0:
+            wait = max(wait, min(failure.retry_after_s, self.retry_max_s))
+        return wait
+
+    def _error(self, what: str, failure: _Failure, attempts: int) -> PyFinanceError:
+        if failure.auth:
+            return PyFinanceError(
+                f"alpaca refused the API keys ({what}, HTTP 401): check "
+                f"{KEY_VARIABLES[0]}/{SECRET_VARIABLES[0]} "
+                f"({'paper' if self.paper else 'live'} keys for this endpoint)"
+            )
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return PyFinanceError(f"alpaca {what} failed{tries}: {failure.describe()}")
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        """Run one idempotent request, retrying transient failures with backoff."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except Exception as exc:
+                failure = _failure(exc)
+                if failure is None:
+                    raise
+                if not failure.transient or attempt >= self.max_attempts:
+                    raise self._error(what, failure, attempt) from exc
+                wait = self._backoff(attempt, failure)
+                log.warning(
+                    "alpaca %s: %s; try %d of %d in %.2fs",
+                    what,
+                    failure.describe(),
+                    attempt + 1,
+                    self.max_attempts,
+                    wait,
+                )
+                self._sleep(wait)
+
+    def _lookup(self, client_order_id: str) -> dict[str, Any] | None:
+        """Return the raw order with ``client_order_id``, or None when Alpaca has none."""
+        from alpaca.common.exceptions import APIError
+
+        def call() -> dict[str, Any] | None:
+            try:
+                raw = self._client.get_order_by_client_id(client_order_id)
+            except APIError as exc:
+                failure = _failure(exc)
+                if failure is not None and failure.not_found:
+                    return None
+                raise
+            return _order(raw)
+
+        return self._call(f"order lookup {client_order_id}", call)
+
+    def _asset(self, symbol: str) -> dict[str, Any] | None:
+        """Return the asset of ``symbol`` (cached), or None when Alpaca does not know it."""
+        if symbol in self._assets:
+            return self._assets[symbol]
+        from alpaca.common.exceptions import APIError
+        from alpaca.trading.models import Asset
+
+        def call() -> dict[str, Any] | None:
+            try:
+                raw = self._client.get_asset(symbol)
+            except APIError as exc:
+                failure = _failure(exc)
+                if failure is not None and failure.not_found:
+                    return None
+                raise
+            Asset(**raw)
+            return dict(raw)
+
+        asset = self._call(f"asset {symbol}", call)
+        self._assets[symbol] = asset
+        return asset
+
+    def _fill(self, raw: dict[str, Any]) -> Fill:
+        """Map an Alpaca order to a ``Fill``."""
+        status = str(raw.get("status") or "")
+        filled = _float(raw.get("filled_qty"))
+        ordered = _float(raw.get("qty")) if raw.get("qty") not in (None, "") else None
+        price = _float(raw.get("filled_avg_price")) if filled > QTY_EPS else 0.0
+        commission = _float(raw.get("commission"))
+        reason = ""
+        if status == "filled" or (
+            status in _ENDED and ordered is not None and filled >= ordered - QTY_EPS
+        ):
+            ours, is_open = "filled", False
+        elif status == "rejected":
+            ours, is_open, reason = "rejected", False, "alpaca rejected the order"
+        elif status in _ENDED:
+            is_open = False
+            if filled > QTY_EPS:
+                ours = "partially_filled"
+                of = f" of {ordered:.9g}" if ordered is not None else ""
+                reason = f"order {status} at alpaca after {filled:.9g}{of} sh filled"
+            else:
+                ours = _ENDED[status]
+                reason = f"order {status} at alpaca"
+        else:
+            if status not in _WORKING:
+                log.warning(
+                    "order %s: unknown alpaca status %r, treated as open",
+                    raw.get("client_order_id"),
+                    status,
+                )
+            ours, is_open = ("partially_filled" if filled > QTY_EPS else "pending"), True
+        when: dt.datetime | None = None
+        if not is_open:
+            for field in ("filled_at", "canceled_at", "expired_at", "failed_at", "replaced_at"):
+                if raw.get(field):
+                    when = _aware(pd.Timestamp(raw[field]).to_pydatetime())
+                    break
+            if when is None and raw.get("updated_at"):
+                when = _aware(pd.Timestamp(raw["updated_at"]).to_pydatetime())
+        side = raw.get("side")
+        return Fill(
+            client_order_id=str(raw["client_order_id"]),
+            symbol=str(raw.get("symbol") or ""),
+            side=str(side or ""),
+            qty_filled=filled,
+            price=price,
+            commission=commission,
+            status=ours,
+            filled_at=when or self._now(),
+            reason=reason,
+            broker_order_id=str(raw.get("id") or ""),
+            open=is_open,
+        )
+
+    def _rejected(self, intent: OrderIntent, reason: str) -> Fill:
+        log.warning(
+            "rejected %s %s %s: %s", intent.client_order_id, intent.side, intent.symbol, reason
+        )
+        return Fill(
+            intent.client_order_id,
+            intent.symbol,
+            intent.side,
+            0.0,
+            0.0,
+            0.0,
+            "rejected",
+            self._now(),
+            reason,
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def account(self) -> Account:
+        """Return cash, equity and positions as Alpaca reports them now."""
+        from alpaca.trading.models import TradeAccount
+
+        raw = self._call("account", self._client.get_account)
+        TradeAccount(**raw)
+        cash = _float(raw.get("cash"))
+        equity = _float(raw.get("equity") or raw.get("portfolio_value"))
+        return Account(cash=cash, equity=equity, positions=self.positions())
+
+    def positions(self) -> dict[str, float]:
+        """Return shares held per symbol (non-zero holdings; shorts are negative)."""
+        from alpaca.trading.models import Position
+
+        raw = self._call("positions", self._client.get_all_positions)
+        held: dict[str, float] = {}
+        for item in raw:
+            position = Position(**item)
+            qty = float(position.qty)
+            if abs(qty) > QTY_EPS:
+                held[position.symbol] = qty
+        return dict(sorted(held.items()))
+
+    def get_order(self, client_order_id: str) -> Fill | None:
+        """Return the state of the order with ``client_order_id``, or None if Alpaca has none."""
+        raw = self._lookup(client_order_id)
+        return None if raw is None else self._fill(raw)
+
+    def open_orders(self) -> list[Fill]:
+        """Return the orders Alpaca may still fill (pending or partly filled)."""
+        from alpaca.trading.enums import QueryOrderStatus
+        from alpaca.trading.requests import GetOrdersRequest
+
+        request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_OPEN_ORDERS_LIMIT)
+        raw = self._call("open orders", lambda: self._client.get_orders(request))
+        fills = [self._fill(_order(item)) for item in raw]
+        return [f for f in fills if f.open]
+
+    def wait_for_fills(self, client_order_ids: list[str], timeout_s: float) -> list[Fill]:
+        """Poll until every order is final or ``timeout_s`` passes.
+
+        Parameters
+        ----------
+        client_order_ids
+            Orders to wait for; ids Alpaca does not know are left out of the result.
+        timeout_s
+            Longest wait, seconds (0: read the states once).
+
+        Returns
+        -------
+        list of Fill
+            The latest state of each known order, in the order asked, open ones included.
+        """
+        ids = list(dict.fromkeys(client_order_ids))
+        deadline = self._monotonic() + max(float(timeout_s), 0.0)
+        states: dict[str, Fill] = {}
+        unknown: set[str] = set()
+        while True:
+            for coid in ids:
+                if coid in unknown or (coid in states and states[coid].final):
+                    continue
+                fill = self.get_order(coid)
+                if fill is None:
+                    log.warning("order %s: alpaca does not know it", coid)
+                    unknown.add(coid)
+                else:
+                    states[coid] = fill
+            waiting = [c for c in ids if c in states and states[c].open]
+            left = deadline - self._monotonic()
+            if not waiting or left <= 0:
+                break
+            self._sleep(min(self.poll_interval_s, left))
+        if waiting:
+            log.info("%d order(s) still open after %.1fs", len(waiting), timeout_s)
+        return [states[c] for c in ids if c in states]
+
+    def clock(self) -> MarketClock | None:
+        """Return Alpaca's market clock (``/v2/clock``)."""
+        from alpaca.trading.models import Clock
+
+        raw = self._call("clock", self._client.get_clock)
+        parsed = Clock(**raw)
+        return MarketClock(
+            timestamp=_aware(parsed.timestamp),
+            is_open=bool(parsed.is_open),
+            next_open=_aware(parsed.next_open),
+            next_close=_aware(parsed.next_close),
+        )
+
+    def fractionable(self, symbols: list[str]) -> dict[str, bool]:
+        """Return per symbol whether Alpaca trades fractional shares of it (cached).
+
+        Raises
+        ------
+        PyFinanceError
+            When Alpaca does not know a symbol.
+        """
+        out: dict[str, bool] = {}
+        for symbol in symbols:
+            asset = self._asset(symbol)
+            if asset is None:
+                raise PyFinanceError(
+                    f"alpaca does not know symbol {symbol!r}; remove it from the universe"
+                )
+            out[symbol] = bool(asset.get("fractionable"))
+        return out
+
+    def equity_history(self) -> pd.Series:
+        """Return recorded equity per session (float64, DatetimeIndex named ``session``)."""
+        rows = self._conn.execute("SELECT session, equity FROM equity ORDER BY session").fetchall()
+        index = pd.DatetimeIndex([pd.Timestamp(r["session"]) for r in rows], name="session")
+        return pd.Series(
+            [float(r["equity"]) for r in rows], index=index, name="equity", dtype="float64"
+        )
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def submit(self, intent: OrderIntent, price: float) -> Fill:
+        """Send ``intent`` as a market day order with its ``client_order_id``.
+
+        Parameters
+        ----------
+        intent
+            The order; its ``client_order_id`` makes the submit idempotent.
+        price
+            Reference price per share (logged only: Alpaca fills at the market).
+
+        Returns
+        -------
+        Fill
+            The order's state once Alpaca has it (after waiting up to ``fill_timeout_s``
+            for a final one), or a ``rejected`` fill when Alpaca refused it (buying power,
+            wash trade, not tradable, ...), does not know the symbol, a non-fractionable
+            quantity rounds down to zero, or no try got it accepted. An id Alpaca already
+            has returns that order's state and sends nothing.
+
+        Raises
+        ------
+        PyFinanceError
+            The keys are refused, the order id belongs to another symbol/side, or
+            Alpaca could not be asked whether the order exists.
+        """
+        price = float(price)
+        if not (math.isfinite(price) and price > 0):
+            raise PyFinanceError(
+                f"order {intent.client_order_id}: price must be a finite number > 0, got {price}"
+            )
+        coid = intent.client_order_id
+        existing = self._lookup(coid)
+        if existing is not None:
+            fill = self._checked(intent, existing)
+            log.info("order %s already at alpaca (%s); not sent again", coid, fill.status)
+            return fill
+
+        asset = self._asset(intent.symbol)
+        if asset is None:
+            return self._rejected(intent, f"alpaca does not know symbol {intent.symbol!r}")
+        qty = _round_down(intent.qty, _QTY_DECIMALS)
+        if not asset.get("fractionable"):
+            whole = math.floor(intent.qty + QTY_EPS)
+            if whole < 1:
+                return self._rejected(
+                    intent,
+                    f"{intent.symbol} is not fractionable at alpaca and {intent.qty:.6g} sh "
+                    "rounds down to 0 whole shares",
+                )
+            if whole != intent.qty:
+                log.info(
+                    "%s is not fractionable: order %s sends %d of %.6g sh",
+                    intent.symbol,
+                    coid,
+                    whole,
+                    intent.qty,
+                )
+            qty = float(whole)
+        if qty <= 0:
+            return self._rejected(intent, f"qty {intent.qty:.3g} rounds down to 0 at alpaca")
+
+        from alpaca.trading.enums import OrderSide, TimeInForce
+        from alpaca.trading.requests import MarketOrderRequest
+
+        request = MarketOrderRequest(
+            symbol=intent.symbol,
+            qty=qty,
+            side=OrderSide(intent.side),
+            time_in_force=TimeInForce.DAY,
+            client_order_id=coid,
+        )
+        failure: _Failure | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                raw = _order(self._client.submit_order(request))
+            except Exception as exc:
+                failure = _failure(exc)
+                if failure is None:
+                    raise
+                if failure.auth:
+                    raise self._error(f"order {coid}", failure, 1) from exc
+            else:
+                fill = self._fill(raw)
+                log.info(
+                    "sent %s %s %.9g sh %s (ref %.4f): %s",
+                    intent.side,
+                    intent.symbol,
+                    qty,
+                    coid,
+                    price,
+                    fill.status,
+                )
+                return self._settle(fill, raw)
+            # The reply is an error or lost, but the order may exist all the same: ask
+            # before anything is sent again.
+            found = self._lookup(coid)
+            if found is not None:
+                log.warning(
+                    "order %s: send failed (%s) but alpaca has the order; using it",
+                    coid,
+                    failure.describe(),
+                )
+                fill = self._checked(intent, found)
+                return self._settle(fill, found)
+            if not (failure.transient or failure.duplicate_id):
+                return self._rejected(intent, f"alpaca refused the order: {failure.describe()}")
+            if attempt < self.max_attempts:
+                wait = self._backoff(attempt, failure)
+                log.warning(
+                    "order %s not at alpaca after %s; sending again (try %d of %d) in %.2fs",
+                    coid,
+                    failure.describe(),
+                    attempt + 1,
+                    self.max_attempts,
+                    wait,
+                )
+                self._sleep(wait)
+        assert failure is not None
+        if failure.duplicate_id:
+            raise PyFinanceError(
+                f"alpaca says client_order_id {coid} is taken but does not return that "
+                "order; check the account's orders before running again"
+            )
+        return self._rejected(
+            intent,
+            f"alpaca did not accept the order after {self.max_attempts} attempts "
+            f"(last: {failure.describe()})",
+        )
+
+    def _checked(self, intent: OrderIntent, raw: dict[str, Any]) -> Fill:
+        fill = self._fill(raw)
+        if (fill.symbol, fill.side) != (intent.symbol, intent.side):
+            raise PyFinanceError(
+                f"client_order_id {intent.client_order_id} was already used at alpaca for "
+                f"{fill.side} {fill.symbol}; order ids must be unique"
+            )
+        return fill
+
+    def _settle(self, fill: Fill, raw: dict[str, Any]) -> Fill:
+        """Wait up to ``fill_timeout_s`` for a just-accepted order to become final."""
+        if fill.final or self.fill_timeout_s <= 0 or str(raw.get("status")) in _QUEUED:
+            return fill
+        settled = self.wait_for_fills([fill.client_order_id], self.fill_timeout_s)
+        return settled[0] if settled else fill
+
+    def cancel_open_orders(self) -> int:
+        """Cancel every open order at Alpaca; return how many it canceled."""
+        from alpaca.trading.requests import CancelOrderResponse
+
+        raw = self._call("cancel open orders", self._client.cancel_orders)
+        canceled = 0
+        for item in raw or []:
+            response = CancelOrderResponse(**item)
+            if 200 <= response.status < 300:
+                canceled += 1
+            else:
+                log.warning("alpaca could not cancel order %s: %s", response.id, response.body)
+        log.info("canceled %d open order(s) at alpaca", canceled)
+        return canceled
+
+    def mark_to_market(self, prices: Mapping[str, float], session: dt.date) -> float:
+        """Read the account's equity from Alpaca and record it as the equity of ``session``.
+
+        Parameters
+        ----------
+        prices
+            The loop's prices; unused (Alpaca values positions at its own last trades).
+        session
+            Session the equity point belongs to; marking it again replaces the point.
+
+        Returns
+        -------
+        float
+            Alpaca's account equity, account currency.
+        """
+        from alpaca.trading.models import TradeAccount
+
+        raw = self._call("account", self._client.get_account)
+        TradeAccount(**raw)
+        equity = _float(raw.get("equity") or raw.get("portfolio_value"))
+        with transaction(self._conn) as conn:
+            conn.execute(
+                "INSERT INTO equity (session, equity, recorded_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(session) DO UPDATE SET equity = excluded.equity, "
+                "recorded_at = excluded.recorded_at",
+                (_session_key(session), equity, self._now().isoformat()),
+            )
+        log.info("equity %s: %.2f (alpaca)", _session_key(session), equity)
+        return equity
+
+
+def _order(raw: Any) -> dict[str, Any]:
+    """Check that ``raw`` is an order this module can read, and return it.
+
+    Deliberately looser than alpaca-py's ``Order`` model, whose status enum would refuse a
+    status Alpaca adds later; such an order is read as open instead.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected an order object, got {type(raw).__name__}")
+    for name in ("id", "client_order_id", "status", "symbol", "side"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise ValueError(f"order without {name!r}")
+    for name in ("qty", "filled_qty", "filled_avg_price", "commission"):
+        value = _float(raw.get(name))
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"order {name} is {value}")
+    return raw
