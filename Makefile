@@ -30,7 +30,7 @@ run: $(STAMP)
 	@# The gate may promote nothing (data/promotion/h5.json says why): then there is no model to
 	@# trade, and the live dry run is skipped with a message instead of failing the target.
 	@rc=0; $(BIN)/python scripts/promote.py --has-champion || rc=$$?; \
-	if [ $$rc -eq 0 ]; then $(BIN)/python scripts/run_live_loop.py --broker paper --dry-run; \
+	if [ $$rc -eq 0 ]; then $(BIN)/python scripts/run_live_loop.py --broker paper --dry-run --as-of last-session; \
 	elif [ $$rc -eq 1 ]; then echo "skipping the live dry run: no @champion to trade"; \
 	else exit $$rc; fi
 	@$(BIN)/python scripts/show_results.py
