@@ -83,6 +83,12 @@ def main() -> None:
     ap.add_argument("--npz", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--budget-s", type=float, default=420)
+    ap.add_argument(
+        "--plan",
+        default="lstm:5,tcn:5,tcn:1,lstm:1,tcn:20,lstm:20",
+        help="model:horizon pairs in order (on CPU: a few at a time)",
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = ap.parse_args()
     if args.export:
         export(args.export)
@@ -91,9 +97,13 @@ def main() -> None:
     from py_finance.models.sequence import LSTMModel, TCNModel
     from py_finance.models.walk_forward import WalkForwardConfig, skill_summary, walk_forward
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     runs = []
-    plan = [("lstm", 5), ("tcn", 5), ("tcn", 1), ("lstm", 1), ("tcn", 20), ("lstm", 20)]
+    plan = [(a, int(h)) for a, h in (item.split(":") for item in args.plan.split(","))]
     for arch, h in plan:
         if time.perf_counter() - started > args.budget_s:
             runs.append({"model": arch, "horizon": h, "skipped": "time budget"})

@@ -5,7 +5,8 @@ overrides. The overlay flags build the Regime-Aware strategy exactly as the back
 does (position and sector caps always; each flag adds one overlay); without any of them the
 composed config (params.yaml) is traded as it is.
 
-Exit status: 0 traded, skipped or halted; 1 an error (logged, alerted); 2 refused.
+Exit status: 0 traded, skipped or halted; 2 refused or an error to act on (one line);
+1 an unexpected failure. Errors are also in the day's log and alerted.
 `--halt` stops all trading in one command: it cancels open orders at the broker and makes
 every later run send nothing until `--resume`.
 """
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> None:
     cfg = compose(overrides) if overrides else load_params(root / args.params)
     ctx = Context(build(cfg), root)
     from py_finance.live import control
-    from py_finance.live.loop import LiveRefusal, run_live_day
+    from py_finance.live.loop import run_live_day
 
     broker = args.broker or ctx.settings.live.broker
     if args.halt is not None:
@@ -135,19 +136,15 @@ def main(argv: list[str]) -> None:
     if args.resume:
         print("trading resumed" if control.resume(ctx) else "trading was not halted")
         return
-    try:
-        result = run_live_day(
-            ctx,
-            dry_run=args.dry_run,
-            as_of=_as_of(args.as_of, ctx),
-            skip_if_logged=args.skip_if_logged,
-            broker=broker,
-            enable_alerts=args.enable_alerts,
-            confirm_live=args.confirm_live,
-        )
-    except LiveRefusal as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    result = run_live_day(
+        ctx,
+        dry_run=args.dry_run,
+        as_of=_as_of(args.as_of, ctx),
+        skip_if_logged=args.skip_if_logged,
+        broker=broker,
+        enable_alerts=args.enable_alerts,
+        confirm_live=args.confirm_live,
+    )
     if result.status == "halted":
         print(f"{result.session}: trading is halted ({control.halt_path(ctx)}); nothing sent")
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 import sys
@@ -297,3 +298,66 @@ def test_secrets_never_reach_logs_alerts_daily_logs_or_mlflow(live_root, caplog)
     for value in (password, key, secret, slack.webhook_url, token):
         leaks = [i for i, t in enumerate(texts) if value in t]
         assert not leaks, f"a secret leaked ({value[:4]}...) into texts {leaks}"
+
+
+def test_the_data_driven_policy_trades_live_on_out_of_sample_history(live_root):
+    ctx = ctx_at(live_root, "regime_policy=data_driven", "risk=full")
+    result = run_live_day(ctx, dry_run=False, as_of=LAST)
+    p = result.payload
+    assert p["regime_policy"] == "data_driven" and p["regime_exposure"] is None
+    weights = pd.Series(p["target_weights"], dtype="float64")
+    assert len(weights) and weights.max() <= 0.20 + 1e-9 and weights.sum() <= 1 + 1e-9
+    # The same day under the fixed policy: the data-driven multiplier differs from the
+    # fixed one (1.0/0.4/0.7/0.25), so the gross exposure does too.
+    fixed = run_live_day(ctx_at(live_root, "risk=full"), dry_run=True, as_of=LAST).payload
+    assert fixed["regime_policy"] == "fixed"
+    assert p["gross_exposure"] != pytest.approx(fixed["gross_exposure"])
+
+
+def run_script(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ALERT_", "APCA_", "PY_FINANCE_"))
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/run_live_loop.py"),
+            "--root",
+            str(root),
+            *args,
+            *LIVE_OVERRIDES,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_the_script_takes_every_seed_flag_and_refuses_live_money_without_gates(live_root):
+    done = run_script(
+        live_root,
+        "--dry-run",
+        "--as-of",
+        "last-session",
+        "--skip-if-logged",
+        "--regime-aware",
+        "--vol-scaling",
+        "--drawdown-throttle",
+        "--sector-tilts",
+        "--enable-alerts",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2000-12-29 (dry run)" in done.stdout and "survivorship bias" in done.stdout
+    entry = read_daily_log(live_root / "logs/live_trading", pd.Timestamp("2000-12-29").date())
+    assert entry["dry_run"] and entry["regime_policy"] == "fixed"
+
+    refused = run_script(live_root, "--broker", "alpaca_live", "--as-of", "last-session")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: --broker alpaca_live refused")
+
+    halted = run_script(live_root, "--halt", "maintenance")
+    assert halted.returncode == 0 and "trading halted" in halted.stdout
+    blocked = run_script(live_root, "--as-of", "last-session")
+    assert blocked.returncode == 0 and "trading is halted" in blocked.stdout
+    assert run_script(live_root, "--resume").stdout.strip() == "trading resumed"

@@ -653,6 +653,7 @@ def _trade(
         regime=regime,
         previous_regime=None if previous is None else previous.get("regime"),
         regime_exposure=regime_exposure,
+        regime_policy=s.regime_policy.name,
         risk_state=throttle.state if throttle else "ACTIVE",
         throttle_multiplier=multiplier,
         predictions={
