@@ -39,10 +39,15 @@ def _ctx(tmp_path, *overrides):
 
 
 def test_pipeline_on_a_small_slice_promotes_a_champion_and_trades_a_paper_day(tmp_path):
+    import matplotlib.pyplot as plt
+
     ctx = _ctx(tmp_path)
     started = time.perf_counter()
+    open_before = set(plt.get_fignums())
     for stage in STAGES:
         stage(ctx)
+    # The backtest's plots go to MLflow and are closed: pyplot keeps every open figure.
+    assert set(plt.get_fignums()) <= open_before
     decision = json.loads(ctx.path("promotion", "h5.json").read_text())
     metrics = json.loads((ctx.backtest_dir() / "metrics.json").read_text())
     # The gate's verdict follows from the measured numbers, whichever it is.

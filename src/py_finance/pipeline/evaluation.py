@@ -86,6 +86,16 @@ def _shade_regimes(ax: Any, regimes: pd.Series) -> None:
             ax.axvspan(lo, hi, color=REGIME_COLOURS[reg], alpha=0.5, linewidth=0)
 
 
+def _log_and_close(fig: Any, name: str) -> None:
+    """Log a figure to the active run and free it (pyplot keeps every open figure)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        tracking.log_figure(fig, name)
+    finally:
+        plt.close(fig)
+
+
 def backtest_figure(
     curve: pd.Series,
     benchmark: pd.Series,
@@ -317,7 +327,7 @@ def _track(
             tracking.log_frame(results[variant].weights.astype("float64"), "weights_held.parquet")
             tracking.log_frame(weights[variant], "target_weights.parquet")
             tracking.log_dict(metrics, "metrics.json")
-            tracking.log_figure(
+            _log_and_close(
                 _plot(
                     equity[[variant, "benchmark", "equal_weight"]],
                     f"{LABELS[variant]} vs benchmarks (h={ctx.horizon})",
@@ -325,7 +335,7 @@ def _track(
                 "equity.png",
             )
             curve = equity[variant].rename(LABELS[variant])
-            tracking.log_figure(
+            _log_and_close(
                 backtest_figure(
                     curve,
                     equity["benchmark"].rename(LABELS["benchmark"]),
