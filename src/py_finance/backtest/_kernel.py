@@ -3,23 +3,99 @@
 Imported lazily by :func:`py_finance.backtest.engine.run_backtest` so that importing the
 package does not import numba. The semantics are documented on ``run_backtest``; this
 module only implements them in one pass over the sessions.
+
+Layout, for speed: prices and weights come name-major (as pandas stores a frame), so they
+are copied ``BLOCK`` sessions at a time into session-major scratch rows that the per-name
+loops read contiguously. Each session's per-name work is split into branch-free loops that
+the compiler vectorises and short loops that only add up, in name order, the sums the book
+needs (value, gross exposure, sells, buys), so every sum is formed in the same order as in
+a plain name-by-name loop. The caller allocates every array (:func:`buffers`), so nothing
+here allocates, and the code is kept to one function with few loops because numba's compile
+time grows with both.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from py_finance.risk.throttle import throttle_update
 
-OK = 0
-NEGATIVE_WEIGHT = 1
-INFINITE_WEIGHT = 2
+# Sessions copied to session-major rows at a time: whole cache lines of each name (4 x 64
+# bytes), and the copies (2 x 32 x 8 bytes per name) stay in the L2 cache.
+BLOCK = 32
 
-_throttle_update = njit(cache=True, nogil=True)(throttle_update)
+# Rows of ``series`` (one value per session).
+EQUITY, CASH, TURNOVER, FEES, EXPOSURE, MULT, STATE = range(7)
+N_SERIES = 7
+
+# Rows of ``rows``: BLOCK sessions of prices, one of NaN (no price), BLOCK of weights.
+NO_PRICE = BLOCK
+WEIGHTS = BLOCK + 1
+
+# Options that keep the compile short: no division-by-zero checks (every division is
+# guarded or wants IEEE results), no cfunc wrapper, no array-expression rewrites (there
+# are none), and no reference counting (nothing here allocates).
+_OPTIONS: dict[str, Any] = {
+    "cache": True,
+    "nogil": True,
+    "error_model": "numpy",
+    "no_cfunc_wrapper": True,
+    "no_rewrites": True,
+    "_nrt": False,
+}
+
+# An explicit signature compiles the throttle once, for exactly the types passed below; it
+# is only called from compiled code, so it needs no Python entry point either.
+_throttle_update = njit(
+    "Tuple((float64, int64, int64))"
+    "(boolean, float64, int64, int64, float64, float64, float64, float64, int64)",
+    **{**_OPTIONS, "no_cpython_wrapper": True},
+)(throttle_update)
 
 
-@njit(cache=True, nogil=True)
+def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
+    """``series``, ``held`` and the scratch arrays, in the order :func:`simulate` takes them.
+
+    The scratch arrays are separate allocations, so the compiled loops may assume that they
+    do not overlap.
+    """
+    series = np.zeros((N_SERIES, n_sessions))
+    series[MULT] = 1.0
+    rows = np.zeros((2 * BLOCK + 1, n_names))
+    rows[NO_PRICE] = np.nan
+    held = np.empty((n_sessions, n_names))
+    return series, held, *(np.zeros(n_names) for _ in range(7)), rows
+
+
+# One explicit signature: one compile (at import, or a load from the cache), whatever the
+# layout numba would infer for inputs that are both C- and F-contiguous (one name, one
+# session) and whether or not they are writable.
+_INPUT = types.Array(types.float64, 2, "A", readonly=True)
+_MATRIX = types.float64[:, ::1]
+_VECTOR = types.float64[::1]
+_SIGNATURE = types.int64(
+    _INPUT,
+    _INPUT,
+    types.int64,
+    types.float64,
+    types.float64,
+    types.boolean,
+    types.float64,
+    types.float64,
+    types.float64,
+    types.float64,
+    types.int64,
+    _MATRIX,
+    _MATRIX,
+    *[_VECTOR] * 7,
+    _MATRIX,
+)
+
+
+@njit(_SIGNATURE, **_OPTIONS)
 def simulate(
     px: np.ndarray,
     w: np.ndarray,
@@ -32,145 +108,161 @@ def simulate(
     halt_drawdown: float,
     recovery_drawdown: float,
     reset_after_sessions: int,
-    equity: np.ndarray,
-    cash_out: np.ndarray,
-    turnover: np.ndarray,
-    fees_out: np.ndarray,
-    exposure: np.ndarray,
-    states: np.ndarray,
+    series: np.ndarray,
     held: np.ndarray,
+    shares: np.ndarray,
+    last: np.ndarray,
+    value_part: np.ndarray,
+    gross_part: np.ndarray,
+    buy_amt: np.ndarray,
+    sell_amt: np.ndarray,
+    buy_tgt: np.ndarray,
+    rows: np.ndarray,
 ) -> int:
-    """Run the whole backtest; fills the output arrays and returns a status code.
+    """Run the whole backtest; fills ``series`` and ``held``.
 
-    ``px`` and ``w`` are ``session x name``; ``held`` is ``name x session`` (weights held
-    after trading). ``states`` gets the throttle state code after each close. Returns
-    ``OK``, ``NEGATIVE_WEIGHT`` or ``INFINITE_WEIGHT``.
+    ``px`` and ``w`` are ``session x name`` (at least one session), fastest name-major
+    (Fortran order, as pandas hands them out). ``series`` is ``N_SERIES x session`` (rows
+    ``EQUITY`` .. ``STATE``; ``STATE`` gets the throttle state code after each close) and
+    ``held`` is ``session x name`` (weights held after trading); both and the scratch that
+    follows come from :func:`buffers`. Returns 1 if a weight that traded was negative or
+    infinite, else 0.
     """
     n, m = px.shape
-    shares = np.zeros(m)
-    last = np.zeros(m)
-    buy_amt = np.empty(m)
-    buy_tgt = np.empty(m)
-    price_row = np.ones(m)
-    mult = np.ones(n)
     cash = init_cash
     peak = 0.0
     state = 0
     in_state = 0
-    status = OK
+    bad = 0
+    # The row of ``held`` closed at the top of each session and 1 / its equity (row 0 is
+    # written twice: first with NaN, at s = 0).
+    hrow = 0
+    inv = np.nan
     for s in range(n + 1):
-        # One pass over the names closes the books of session s - 1 (weights held, gross
-        # exposure) and values session s before trading.
+        if s == n:
+            # Past the last session: closes the books of session n - 1 at the last prices.
+            kp = NO_PRICE
+        else:
+            kp = s % BLOCK
+            if kp == 0:
+                # The next BLOCK sessions of prices and the weights that trade at them
+                # (rows before the first that trades are clamped to row 0, never read).
+                e = n - s
+                if e > BLOCK:
+                    e = BLOCK
+                for j in range(m):
+                    for k in range(e):
+                        r = s + k - lag
+                        rows[k, j] = px[s + k, j]
+                        rows[WEIGHTS + k, j] = w[r * (r > 0), j]
+        # Closes the books of the last session (weights held, gross exposure) and values
+        # session s before trading, a name without a price at its last close.
+        for j in range(m):
+            sh = shares[j]
+            lo = last[j]
+            hv = sh * lo
+            held[hrow, j] = hv * inv
+            gross_part[j] = abs(hv)
+            p = rows[kp, j]
+            lj = p if (p > 0.0) & (p < np.inf) else lo
+            last[j] = lj
+            value_part[j] = sh * lj
         value = cash
         gross = 0.0
-        prev = s - 1
-        eq_prev = equity[prev] if s > 0 else 0.0
-        inv_prev = 1.0 / eq_prev if eq_prev > 0.0 else np.nan
         for j in range(m):
-            hv = shares[j] * last[j]
-            if s > 0:
-                held[j, prev] = hv * inv_prev
-                gross += abs(hv)
-            if s < n:
-                p = px[s, j]
-                if p > 0.0 and p < np.inf:
-                    last[j] = p
-                value += shares[j] * last[j]
-        if s > 0:
-            exposure[prev] = gross * inv_prev
+            value += value_part[j]
+            gross += gross_part[j]
+        series[EXPOSURE, hrow] = gross * inv
         if s == n:
             break
-        turnover[s] = 0.0
-        fees_out[s] = 0.0
         paid = 0.0
         if s >= lag:
-            r = s - lag
-            scale = mult[r] * value
-            sold = 0.0
-            total_buy = 0.0
-            top = -1
-            top_amt = 0.0
-            bad = False
-            # Branch-free pass: sells execute at once (shares only go down here), buys
-            # are recorded in ``buy_amt`` (0 for no buy) and ``buy_tgt`` (the target
-            # shares; the current ones for a name without an order).
+            scale = series[MULT, s - lag] * value
+            kw = WEIGHTS + kp
+            # Sells execute at once (shares only go down here); buys are recorded in
+            # ``buy_amt`` (0 for no buy) and ``buy_tgt`` (the target shares; the current
+            # ones for a name without an order).
             for j in range(m):
-                wj = w[r, j]
-                p = px[s, j]
-                ok = (wj == wj) and (p > 0.0) and (p < np.inf)
-                bad |= (wj < 0.0) or (wj == np.inf)
-                tgt = wj * scale / p if ok else shares[j]
-                d = (tgt - shares[j]) * p if ok else 0.0
-                buy = max(d, 0.0)
-                sold += max(-d, 0.0)
-                total_buy += buy
-                shares[j] = min(shares[j], tgt)
-                buy_amt[j] = buy
+                wj = rows[kw, j]
+                p = rows[kp, j]
+                sh = shares[j]
+                bad |= (wj < 0.0) | (wj == np.inf)
+                ok = (wj == wj) & (p > 0.0) & (p < np.inf)
+                tgt = wj * scale / p
+                tgt = tgt if ok else sh
+                d = (tgt - sh) * p
+                d = d if ok else 0.0
+                buy_amt[j] = max(d, 0.0)
+                sell_amt[j] = max(-d, 0.0)
+                shares[j] = min(sh, tgt)
                 buy_tgt[j] = tgt
-                price_row[j] = p if ok else 1.0
-                if buy > 0.0 and buy >= top_amt:
-                    top = j
-                    top_amt = buy
-            if bad:
+            # Buys fill smallest first, so the ones cash cannot cover are the largest: they
+            # are dropped largest first (ties: the later column, as a stable sort orders
+            # them) until the rest is affordable; the last one dropped is partly filled
+            # with the cash left. Each pass sums, in name order, the sells, the buys not
+            # dropped (``total``) and those without the largest (``excl``). Usually one
+            # pass suffices: with weights summing to <= 1 the shortfall is about the fees.
+            first = True
+            any_buy = False
+            traded = 0.0
+            rest = 0.0
+            full = 0.0
+            last_drop = -1
+            while True:
+                sold = 0.0
+                total = 0.0
+                excl = 0.0
+                top = -1
+                top_amt = 0.0
                 for j in range(m):
-                    wj = w[r, j]
-                    if wj < 0.0:
-                        status = NEGATIVE_WEIGHT
-                    elif wj == np.inf:
-                        status = INFINITE_WEIGHT
-            cash += sold * (1.0 - fee)
-            traded = sold
-            paid = sold * fee
-            if top >= 0:
-                if total_buy * (1.0 + fee) <= cash:
-                    for j in range(m):
-                        shares[j] = buy_tgt[j]
-                    cash -= total_buy * (1.0 + fee)
-                    traded += total_buy
-                    paid += total_buy * fee
-                else:
-                    # Buys fill smallest first, so the ones cash cannot cover are the
-                    # largest: drop them largest first (ties: the later column, as a
-                    # stable sort orders them) until the rest is affordable. The last one
-                    # dropped is partly filled with the cash left.
-                    rest = total_buy - buy_amt[top]
-                    last_drop = top
-                    buy_amt[top] = -buy_amt[top]  # negative marks a dropped buy
-                    # Usually one drop suffices: with weights summing to <= 1 the shortfall
-                    # is about the session's fees.
-                    while rest * (1.0 + fee) > cash:
-                        best = -1
-                        best_amt = 0.0
-                        for j in range(m):
-                            if buy_amt[j] > 0.0 and buy_amt[j] >= best_amt:
-                                best = j
-                                best_amt = buy_amt[j]
-                        if best < 0:
-                            break
-                        rest -= best_amt
-                        buy_amt[best] = -best_amt
-                        last_drop = best
-                    full = 0.0
-                    for j in range(m):
-                        if buy_amt[j] >= 0.0:
-                            shares[j] = buy_tgt[j]
-                            full += buy_amt[j]
-                    cash = max(cash - full * (1.0 + fee), 0.0)
-                    traded += full
-                    paid += full * fee
-                    if cash > 0.0:
-                        fill = cash / (1.0 + fee)
-                        shares[last_drop] += fill / price_row[last_drop]
-                        traded += fill
-                        paid += cash - fill
-                        cash = 0.0
-            turnover[s] = traded / value if value > 0.0 else 0.0
-            fees_out[s] = paid
+                    b = buy_amt[j]
+                    kept = max(b, 0.0)  # dropped buys are negative
+                    sold += sell_amt[j]
+                    new = (b > 0.0) & (b >= top_amt)
+                    excl = total if new else excl + kept
+                    top = j if new else top
+                    top_amt = max(top_amt, b)
+                    total += kept
+                full = total
+                if first:
+                    first = False
+                    any_buy = top >= 0
+                    cash += sold * (1.0 - fee)
+                    traded = sold
+                    paid = sold * fee
+                    rest = total
+                    if total * (1.0 + fee) <= cash:
+                        break
+                if top < 0:
+                    break
+                rest -= buy_amt[top]
+                buy_amt[top] = -buy_amt[top]
+                last_drop = top
+                full = excl
+                if rest * (1.0 + fee) <= cash:
+                    break
+            if any_buy:
+                for j in range(m):
+                    tgt = buy_tgt[j]
+                    sh = shares[j]
+                    shares[j] = tgt if buy_amt[j] >= 0.0 else sh
+                cash = max(cash - full * (1.0 + fee), 0.0)
+                traded += full
+                paid += full * fee
+                if last_drop >= 0 and cash > 0.0:
+                    fill = cash / (1.0 + fee)
+                    shares[last_drop] += fill / rows[kp, last_drop]
+                    traded += fill
+                    paid += cash - fill
+                    cash = 0.0
+            if value > 0.0:
+                series[TURNOVER, s] = traded / value
+            series[FEES, s] = paid
         # Trades happen at the prices the book is valued at, so they move value between
         # cash and shares and only the fees leave the account.
         eq = value - paid
-        equity[s] = eq
-        cash_out[s] = cash
+        series[EQUITY, s] = eq
+        series[CASH, s] = cash
         if use_throttle:
             peak, state, in_state = _throttle_update(
                 s > 0,
@@ -184,16 +276,10 @@ def simulate(
                 reset_after_sessions,
             )
             if state == 1:
-                mult[s] = throttle_exposure
+                series[MULT, s] = throttle_exposure
             elif state == 2:
-                mult[s] = 0.0
-        states[s] = state
-    # Rows decided in the last ``lag`` sessions never trade, but are still validated.
-    for r in range(max(n - lag, 0), n):
-        for j in range(m):
-            wj = w[r, j]
-            if wj < 0.0:
-                status = NEGATIVE_WEIGHT
-            elif wj == np.inf:
-                status = INFINITE_WEIGHT
-    return status
+                series[MULT, s] = 0.0
+            series[STATE, s] = state
+        hrow = s
+        inv = 1.0 / eq if eq > 0.0 else np.nan
+    return bad

@@ -57,9 +57,10 @@ class BacktestResult:
 
 
 def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Prices and target weights as float64 matrices in the price frame's order.
+    """Prices and target weights as float64 name-major matrices in the price frame's order.
 
-    No copy when the frames are already float64, aligned and share a memory layout.
+    No copy when the frames are already float64 and aligned (pandas stores a frame's
+    single block name-major).
     """
     if not prices.index.equals(target_weights.index):
         raise DataError(
@@ -78,14 +79,17 @@ def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndar
         target_weights = target_weights.loc[:, prices.columns]
     px = prices.to_numpy(dtype=np.float64)
     w = target_weights.to_numpy(dtype=np.float64)
-    # One memory layout for both, so the compiled loop has one specialisation to cache.
-    if px.flags.f_contiguous and not w.flags.f_contiguous:
-        w = np.asfortranarray(w)
-    elif not px.flags.f_contiguous:
-        px = np.asfortranarray(px)
-        if not w.flags.f_contiguous:
-            w = np.asfortranarray(w)
-    return px, w
+    # The compiled loop copies them a block of sessions at a time, name by name.
+    return np.asfortranarray(px), np.asfortranarray(w)
+
+
+def _weight_error(w: np.ndarray) -> DataError:
+    """The error for the last negative or infinite weight, row by row."""
+    flat = w.ravel(order="C")
+    last = flat[np.flatnonzero((flat < 0.0) | (flat == np.inf))[-1]]
+    if last < 0.0:
+        return DataError("the backtest is long-only: target weights must be >= 0")
+    return DataError("target weights must be finite")
 
 
 def run_backtest(
@@ -137,40 +141,34 @@ def run_backtest(
 
     px, w = _arrays(prices, target_weights)
     n_sessions, n_names = px.shape
+    lag = int(cfg.execution_lag)
     throttle = risk is not None and risk.drawdown_throttle is not None
     dd_thr, halt, recovery, reset = throttle_params(risk if risk is not None else NO_THROTTLE)
-    equity = np.empty(n_sessions)
-    cash = np.empty(n_sessions)
-    turnover = np.empty(n_sessions)
-    fees = np.empty(n_sessions)
-    exposure = np.empty(n_sessions)
-    codes = np.zeros(n_sessions, dtype=np.int8)
-    # name x session, so the frame below wraps it without a copy.
-    held = np.empty((n_names, n_sessions))
-    status = _kernel.simulate(
-        px,
-        w,
-        int(cfg.execution_lag),
-        float(cfg.cost_bps) / 1e4,
-        float(cfg.initial_cash),
-        throttle,
-        float(risk.throttle_exposure) if risk is not None else 1.0,
-        dd_thr,
-        halt,
-        recovery,
-        reset,
-        equity,
-        cash,
-        turnover,
-        fees,
-        exposure,
-        codes,
-        held,
-    )
-    if status == _kernel.NEGATIVE_WEIGHT:
-        raise DataError("the backtest is long-only: target weights must be >= 0")
-    if status == _kernel.INFINITE_WEIGHT:
-        raise DataError("target weights must be finite")
+    # ``held`` is session-major: the frame below wraps it without a copy.
+    series, held, *scratch = _kernel.buffers(n_sessions, n_names)
+    bad = 0
+    if n_sessions:
+        bad = _kernel.simulate(
+            px,
+            w,
+            lag,
+            float(cfg.cost_bps) / 1e4,
+            float(cfg.initial_cash),
+            throttle,
+            float(risk.throttle_exposure) if risk is not None else 1.0,
+            dd_thr,
+            halt,
+            recovery,
+            reset,
+            series,
+            held,
+            *scratch,
+        )
+    # Rows decided in the last ``lag`` sessions never trade, but are still validated.
+    tail = w[max(n_sessions - lag, 0) :]
+    if bad or ((tail < 0.0) | (tail == np.inf)).any():
+        raise _weight_error(w)
+    equity = series[_kernel.EQUITY]
     rets = np.zeros(n_sessions)
     if n_sessions > 1:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -182,22 +180,26 @@ def run_backtest(
             n_sessions,
             n_names,
             equity[-1],
-            fees.sum(),
+            series[_kernel.FEES].sum(),
         )
+
+    def column(row: int, name: str) -> pd.Series:
+        return pd.Series(series[row], index=index, name=name, copy=False)
+
     return BacktestResult(
-        equity=pd.Series(equity, index=index, name="equity", copy=False),
+        equity=column(_kernel.EQUITY, "equity"),
         returns=pd.Series(rets, index=index, name="returns", copy=False),
-        weights=pd.DataFrame(held.T, index=index, columns=prices.columns, copy=False),
-        turnover=pd.Series(turnover, index=index, name="turnover", copy=False),
-        fees=pd.Series(fees, index=index, name="fees", copy=False),
-        exposure=pd.Series(exposure, index=index, name="exposure", copy=False),
+        weights=pd.DataFrame(held, index=index, columns=prices.columns, copy=False),
+        turnover=column(_kernel.TURNOVER, "turnover"),
+        fees=column(_kernel.FEES, "fees"),
+        exposure=column(_kernel.EXPOSURE, "exposure"),
         states=pd.Series(
-            np.asarray(THROTTLE_STATES, dtype=object)[codes],
+            np.asarray(THROTTLE_STATES, dtype=object)[series[_kernel.STATE].astype(np.intp)],
             index=index,
             name="state",
             dtype=object,
         ),
-        cash=pd.Series(cash, index=index, name="cash", copy=False),
+        cash=column(_kernel.CASH, "cash"),
     )
 
 
