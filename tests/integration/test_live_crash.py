@@ -1,7 +1,9 @@
 """Crash safety: the loop killed with SIGKILL at each checkpoint, then restarted.
 
-After every restart the paper account (orders, positions, cash) equals an uninterrupted run's,
-no order exists twice, and every journaled intent is marked submitted.
+Day 1 trades without faults (its orders wait for the next close). Day 2 fills them
+(``settle``), plans and sends its own orders, and is killed at one checkpoint, then restarted.
+After every restart the paper account (orders, positions, cash, equity marks) equals an
+uninterrupted run's, no order exists twice, and every journaled intent is marked submitted.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from tests.integration.conftest import LIVE_OVERRIDES
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts/run_live_loop.py"
-AS_OF = "2000-12-22T23:00Z"
+DAY1, DAY2 = "2000-12-21T23:00Z", "2000-12-22T23:00Z"
+# Rebalance every session, so day 2 both fills day 1's orders and sends its own.
+OVERRIDES = [*LIVE_OVERRIDES, "portfolio.rebalance_every=1"]
 
 
-def run_loop(root: Path, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_loop(
+    root: Path, kill_at: str | None = None, as_of: str = DAY2
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != ENV}
     if kill_at:
         env[ENV] = kill_at
@@ -38,8 +44,8 @@ def run_loop(root: Path, kill_at: str | None = None) -> subprocess.CompletedProc
             "--broker",
             "paper",
             "--as-of",
-            AS_OF,
-            *LIVE_OVERRIDES,
+            as_of,
+            *OVERRIDES,
         ],
         capture_output=True,
         text=True,
@@ -71,22 +77,33 @@ def account(root: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(champion_base, tmp_path_factory):
-    root = tmp_path_factory.mktemp("reference") / "root"
+def after_day1(champion_base, tmp_path_factory):
+    root = tmp_path_factory.mktemp("day1") / "root"
     shutil.copytree(champion_base, root)
+    done = run_loop(root, as_of=DAY1)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(after_day1, tmp_path_factory):
+    root = tmp_path_factory.mktemp("reference") / "root"
+    shutil.copytree(after_day1, root)
     done = run_loop(root)
     assert done.returncode == 0, done.stderr
     state = account(root)
-    assert len(state["orders"]) >= 3, "the day must send several orders to test"
+    filled = [o for o in state["orders"] if o[3] > 0]
+    pending = [o for o in state["orders"] if o[5] == "pending"]
+    assert len(filled) >= 3 and len(pending) >= 3, "day 2 must fill and send several orders"
     return state
 
 
 @pytest.mark.parametrize("kill_at", [*CHECKPOINTS, "order_sent:2", "order_recorded:3"])
 def test_sigkill_at_each_step_then_restart_matches_an_uninterrupted_run(
-    kill_at, reference, champion_base, tmp_path
+    kill_at, reference, after_day1, tmp_path
 ):
     root = tmp_path / "root"
-    shutil.copytree(champion_base, root)
+    shutil.copytree(after_day1, root)
     killed = run_loop(root, kill_at)
     assert killed.returncode == -signal.SIGKILL, (kill_at, killed.returncode, killed.stderr[-2000:])
     restarted = run_loop(root)

@@ -103,16 +103,25 @@ def test_paper_days_fill_hold_between_rebalances_and_skip_logged_days(tmp_path):
     log_dir = ctx.root / ctx.settings.live.log_dir
     first = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-22T23:00Z"))
     assert str(first.session) == "2000-12-22"
+    # Decided after the close of 22 December, the orders wait for the next close the loop sees.
     fills = first.payload["fills"]
-    assert fills and all(f.status in ("filled", "partially_filled") for f in fills)
-    assert first.payload["cash"] >= 0
-    held = pd.Series(first.payload["positions"], dtype="float64")
-    assert set(held.index) == set(first.payload["target_weights"])
+    assert fills and all(f.status == "pending" and f.open for f in fills)
+    assert first.payload["positions"] == {} and first.payload["cash"] == 100_000.0
 
-    # Four sessions later is inside the 5-session holding period: no orders.
+    # Four sessions later is inside the 5-session holding period: no new orders, and the
+    # first day's orders fill at this session's close.
     second = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-29T23:00Z"))
     assert second.payload["rebalance"]["due"] is False
     assert second.payload["orders"] == [] and second.payload["fills"] == []
+    settled = second.payload["settled"]
+    assert {f.client_order_id for f in settled} == {f.client_order_id for f in fills}
+    assert all(f.status in ("filled", "partially_filled") for f in settled)
+    closes = ctx.store.wide("adj_close", None, None, None, pd.Timestamp("2000-12-29T23:00Z"))
+    for f in settled:  # at the 29 December close, moved against the order by 5 bps
+        assert f.price == pytest.approx(closes[f.symbol].iloc[-1] * (1 + 5e-4))
+    held = pd.Series(second.payload["positions"], dtype="float64")
+    assert set(held.index) == set(first.payload["target_weights"])
+    assert second.payload["cash"] >= 0
     assert read_daily_log(log_dir, second.session)["rebalance"]["sessions_since_last"] == 4
 
     again = run_live_day(
@@ -127,7 +136,12 @@ def test_paper_days_fill_hold_between_rebalances_and_skip_logged_days(tmp_path):
 def test_live_loop_feeds_held_names_to_the_hold_buffer(tmp_path):
     # With a buffer as wide as the universe, a held name is kept while it ranks anywhere:
     # the second day's targets are exactly the first day's holdings.
-    ctx = _ctx(tmp_path, "portfolio.hold_buffer=8", "portfolio.rebalance_every=1")
+    ctx = _ctx(
+        tmp_path,
+        "portfolio.hold_buffer=8",
+        "portfolio.rebalance_every=1",
+        "live.paper_fill_at=close",
+    )
     for stage in STAGES:
         stage(ctx)
     first = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-27T23:00Z"))

@@ -16,6 +16,7 @@ ENV = "PY_FINANCE_KILL_AT"
 CHECKPOINTS = (
     "broker_opened",  # broker connected, nothing read or written yet
     "reconciled",  # journal and broker compared, found orders marked submitted
+    "settled",  # the paper broker filled earlier orders at this session's close
     "intents_recorded",  # the session's plan is durable, nothing sent
     "order_sent",  # the broker has the order, the journal does not know yet
     "order_recorded",  # the journal marks it submitted

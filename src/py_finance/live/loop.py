@@ -171,6 +171,7 @@ def open_broker(name: str, ctx: Context) -> Broker:
             initial_cash=live.initial_cash,
             commission_bps=live.commission_bps,
             slippage_bps=live.slippage_bps,
+            fill_at=live.paper_fill_at,
         )
     if name in ("alpaca_paper", "alpaca_live"):
         from py_finance.live.brokers.alpaca import AlpacaBroker
@@ -558,6 +559,14 @@ def _trade(
                 )
             )
     payload["reconciliation"] = rec.to_dict()
+    prices = history.iloc[-1].dropna()
+    price_map = {str(k): float(v) for k, v in prices.items()}
+    settle = getattr(broker, "settle", None)
+    if settle is not None and not dry_run:
+        with timer.step("settle"):
+            settle(price_map, session)  # the paper broker fills earlier orders at this close
+        checkpoint("settled")
+    payload["settled"] = _settled(broker, previous)
 
     with timer.step("targets"):
         throttle = _throttle_state(marks.loc[: pd.Timestamp(session)], ctx)
@@ -572,14 +581,12 @@ def _trade(
             sorted(sym for sym, qty in positions.items() if qty > 0),
         )
         weights = weights * multiplier * fraction
-    prices = history.iloc[-1].dropna()
     account = broker.account()
     every = s.portfolio.rebalance_every
     last = last_rebalance(log_dir, session)
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
     due = since is None or since >= every
     targets = {str(k): float(v) for k, v in weights.items() if v > 0}
-    price_map = {str(k): float(v) for k, v in prices.items()}
 
     with timer.step("orders"):
         planned = session_intents(journal, session) if not dry_run and journal.exists() else []
@@ -701,6 +708,18 @@ def _trade(
     if not due:
         log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
     return LiveDayResult(session, False, written, payload, "ok")
+
+
+def _settled(broker: Broker, previous: Mapping[str, Any] | None) -> list[Fill]:
+    """Orders the last log left open, as the broker reports them now (filled since?)."""
+    out = []
+    for fill in (previous or {}).get("fills") or []:
+        if not fill.get("open"):
+            continue
+        state = broker.get_order(str(fill["client_order_id"]))
+        if state is not None and (state.qty_filled != fill.get("qty_filled") or state.final):
+            out.append(state)
+    return out
 
 
 def _equity(cash: float, positions: Mapping[str, float], prices: pd.Series) -> float:

@@ -13,8 +13,10 @@ their contract with the loop:
 ``equity``
     Account equity after the session (account currency). A log without a finite, positive
     equity (a failed session) adds no point to the equity series.
-``fills``
-    List of dicts; a fill with ``qty_filled > 0`` is a trade (rejected orders fill 0).
+``fills``, ``settled``
+    Lists of dicts (``client_order_id``, ``qty_filled``, ...): the session's own orders, and
+    earlier orders that filled since the last log; an order with ``qty_filled > 0`` is a
+    trade, counted once per broker however many logs show it (rejected orders fill 0).
 ``errors``
     List of messages; a non-empty list makes the session an *error session*.
 ``schema_version``
@@ -24,7 +26,7 @@ How each figure is measured (paper track: non-dry-run logs of ``brokers``):
 
 - trading days: the sessions these logs cover (a session logged by two paper brokers counts
   once; error sessions count: the error gate judges them);
-- trades: fills with ``qty_filled > 0``;
+- trades: orders with ``qty_filled > 0`` in ``fills`` or ``settled``, each order once;
 - drawdown: the deepest fall of equity from its running peak, as a fraction of the peak;
 - volatility: standard deviation (ddof 1) of the daily returns between consecutive logged
   sessions, times sqrt(252); Sharpe: their mean over that deviation, times sqrt(252), with a
@@ -262,13 +264,18 @@ def _equity(entry: Mapping[str, Any]) -> float | None:
     return float(value) if math.isfinite(value) and value > 0 else None
 
 
-def _trades(entry: Mapping[str, Any]) -> int:
-    count = 0
-    for fill in entry.get("fills") or []:
+def _traded_ids(entry: Mapping[str, Any]) -> list[str]:
+    """Orders with shares filled, from ``fills`` and ``settled``.
+
+    ``settled`` holds orders of earlier sessions that filled later (e.g. at the next open).
+    """
+    out = []
+    for n, fill in enumerate([*(entry.get("fills") or []), *(entry.get("settled") or [])]):
         qty = fill.get("qty_filled") if isinstance(fill, Mapping) else None
         if isinstance(qty, int | float) and not isinstance(qty, bool) and qty > 0:
-            count += 1
-    return count
+            coid = fill.get("client_order_id") if isinstance(fill, Mapping) else None
+            out.append(str(coid) if coid else f"{_session(entry)}#{n}")
+    return out
 
 
 def _track(
@@ -359,7 +366,8 @@ def evaluate_readiness(
     track = _track(logs, brokers)
     sessions = sorted({s for s, _ in track})
     n_days = len(sessions)
-    n_trades = sum(_trades(e) for _, e in track)
+    # An order counts once, however many logs record its fills.
+    n_trades = len({(e.get("broker"), coid) for _, e in track for coid in _traded_ids(e)})
 
     # Each broker's account is its own equity series.
     returns: list[tuple[dt.date, float]] = []

@@ -265,3 +265,53 @@ def test_cash_and_positions_never_go_negative(steps, cash, commission_bps, slipp
                 assert acct.cash == pytest.approx(before.cash - spent, abs=1e-6)
             else:
                 assert fill.qty_filled <= before.positions.get(symbol, 0.0) + 1e-9
+
+
+def next_close_broker(tmp_path, cash=1_000.0):
+    return PaperBroker(
+        tmp_path / "next.sqlite",
+        initial_cash=cash,
+        commission_bps=0.0,
+        slippage_bps=0.0,
+        clock=lambda: NOW,
+        fill_at="next_close",
+    )
+
+
+def test_next_close_orders_wait_and_fill_at_the_next_sessions_close(tmp_path):
+    with next_close_broker(tmp_path) as b:
+        sent = b.submit(intent("AAA", "buy", 5, price=100.0), 100.0)
+        assert sent.status == "pending" and sent.open and sent.qty_filled == 0
+        assert b.positions() == {} and b.account().cash == 1_000.0
+        assert [o.client_order_id for o in b.open_orders()] == [sent.client_order_id]
+        # Not in the session it was decided in: the decision came after that close.
+        assert b.settle({"AAA": 90.0}, SESSION) == []
+        later = SESSION + dt.timedelta(days=3)
+        fills = b.settle({"AAA": 110.0}, later)
+        assert [(f.status, f.qty_filled, f.price) for f in fills] == [("filled", 5.0, 110.0)]
+        assert b.positions() == {"AAA": 5.0} and b.account().cash == pytest.approx(450.0)
+        assert b.settle({"AAA": 120.0}, later) == []  # idempotent
+        assert b.get_order(sent.client_order_id).final
+        assert b.open_orders() == []
+
+
+def test_settle_sells_first_so_their_cash_pays_the_buys(tmp_path):
+    with next_close_broker(tmp_path, cash=0.0) as b:
+        b._conn.execute("INSERT INTO positions (symbol, qty, last_price) VALUES ('OLD', 10, 50)")
+        b._conn.commit()
+        buy = b.submit(intent("NEW", "buy", 4, price=100.0), 100.0)
+        sell = b.submit(intent("OLD", "sell", 10, price=50.0), 50.0)
+        fills = b.settle({"NEW": 100.0, "OLD": 50.0}, SESSION + dt.timedelta(days=1))
+        assert [f.client_order_id for f in fills] == [sell.client_order_id, buy.client_order_id]
+        assert b.positions() == {"NEW": 4.0}
+
+
+def test_a_pending_order_without_a_price_stays_pending_and_can_be_canceled(tmp_path):
+    with next_close_broker(tmp_path) as b:
+        sent = b.submit(intent("AAA", "buy", 1), 100.0)
+        assert b.settle({"BBB": 10.0}, SESSION + dt.timedelta(days=1)) == []
+        assert b.get_order(sent.client_order_id).status == "pending"
+        assert b.cancel_open_orders() == 1
+        state = b.get_order(sent.client_order_id)
+        assert state.status == "canceled" and state.final
+        assert b.settle({"AAA": 10.0}, SESSION + dt.timedelta(days=2)) == []

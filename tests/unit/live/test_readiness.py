@@ -309,3 +309,31 @@ def test_format_report_names_failing_gates_and_the_ramp():
     assert "41 fills with qty_filled > 0" in text
     assert "live ramp-up: 5% of capital (step 0)" in text
     assert "READY: every gate passes" in format_report(evaluate_readiness(track(good()), GATES))
+
+
+def test_an_order_filled_after_its_session_counts_once():
+    # Sent after the close of day 1 (pending in that log), filled at the next session and
+    # reported there under `settled`; a partial fill on day 1 must not count it twice.
+    base = {"dry_run": False, "broker": "paper", "errors": [], "equity": 100.0}
+    logs = [
+        {
+            **base,
+            "session": "2024-01-02",
+            "fills": [
+                {"client_order_id": "a", "qty_filled": 1.0, "status": "partially_filled"},
+                {"client_order_id": "b", "qty_filled": 0.0, "status": "pending"},
+            ],
+        },
+        {
+            **base,
+            "session": "2024-01-03",
+            "fills": [],
+            "settled": [
+                {"client_order_id": "a", "qty_filled": 2.0, "status": "filled"},
+                {"client_order_id": "b", "qty_filled": 3.0, "status": "filled"},
+            ],
+        },
+    ]
+    report = evaluate_readiness(logs, LiveGates(min_paper_trading_days=1, min_paper_trades=2))
+    assert report.gate("min_paper_trades").value == 2
+    assert report.gate("min_paper_trades").passed

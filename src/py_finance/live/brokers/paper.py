@@ -1,10 +1,17 @@
 """A local paper broker with its whole state in one SQLite file.
 
-Fills are immediate at the price the loop passes in, moved against the order by
-``slippage_bps``; commission (bps of filled notional) is paid from cash. Long-only: a buy
-that cash cannot cover is filled partly, a sell larger than the position is cut to the
-position. Each submit is one SQLite transaction, and a ``client_order_id`` seen before
-returns its stored fill, so a retry or a restart never trades twice.
+Two fill modes (``fill_at``):
+
+- ``next_close`` (the live loop's default, as the backtest trades): an order decided after
+  the close of session t waits, ``pending``, until :meth:`PaperBroker.settle` fills it at the
+  close of the next session the loop runs (t+1), sells first, then buys in the order sent;
+- ``close``: an order fills when it is sent, at the price passed in.
+
+Fill prices move against the order by ``slippage_bps``; commission (bps of filled notional)
+is paid from cash. Long-only: a buy that cash cannot cover is filled partly, a sell larger
+than the position is cut to the position. Each submit and each settle is one SQLite
+transaction, and a ``client_order_id`` seen before returns its stored state, so a retry or a
+restart never trades twice.
 """
 
 from __future__ import annotations
@@ -59,6 +66,9 @@ CREATE TABLE IF NOT EXISTS equity (
 """
 
 
+FILL_MODES = ("close", "next_close")
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -85,6 +95,9 @@ class PaperBroker:
         Fill price moved against the order by this many basis points.
     clock
         Returns the current tz-aware time; injected so tests are deterministic.
+    fill_at
+        ``close`` (fill when sent, at the price passed) or ``next_close`` (pending until
+        :meth:`settle` at a later session's close).
     """
 
     def __init__(
@@ -95,7 +108,11 @@ class PaperBroker:
         commission_bps: float,
         slippage_bps: float,
         clock: Callable[[], dt.datetime] = _utc_now,
+        fill_at: str = "close",
     ) -> None:
+        if fill_at not in FILL_MODES:
+            raise PyFinanceError(f"fill_at must be one of {FILL_MODES}, got {fill_at!r}")
+        self.fill_at = fill_at
         if not (math.isfinite(initial_cash) and initial_cash >= 0):
             raise PyFinanceError(f"initial_cash must be a finite number >= 0, got {initial_cash}")
         for name, bps in (("commission_bps", commission_bps), ("slippage_bps", slippage_bps)):
@@ -180,8 +197,11 @@ class PaperBroker:
         )
 
     def open_orders(self) -> list[Fill]:
-        """Return open orders: none, the simulator resolves every order when it is sent."""
-        return []
+        """Return the orders waiting for a later close (``next_close`` mode), oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM orders WHERE status = 'pending' ORDER BY rowid"
+        ).fetchall()
+        return [_fill_from_row(r) for r in rows]
 
     def wait_for_fills(self, client_order_ids: list[str], timeout_s: float) -> list[Fill]:
         """Return the stored fills of ``client_order_ids`` (already final; no waiting)."""
@@ -189,8 +209,14 @@ class PaperBroker:
         return [f for f in found if f is not None]
 
     def cancel_open_orders(self) -> int:
-        """Cancel nothing: the simulator has no open orders."""
-        return 0
+        """Cancel every pending order; return how many."""
+        with transaction(self._conn) as conn:
+            cur = conn.execute(
+                "UPDATE orders SET status = 'canceled', reason = 'canceled', filled_at = ? "
+                "WHERE status = 'pending'",
+                (self._now().isoformat(),),
+            )
+            return int(cur.rowcount)
 
     def clock(self) -> MarketClock | None:
         """Return None: the loop takes sessions from the exchange calendar."""
@@ -241,7 +267,20 @@ class PaperBroker:
                     existing.status,
                 )
                 return existing
-            fill = self._execute(conn, intent, price)
+            if self.fill_at == "next_close":
+                fill = Fill(
+                    intent.client_order_id,
+                    intent.symbol,
+                    intent.side,
+                    0.0,
+                    0.0,
+                    0.0,
+                    "pending",
+                    self._now(),
+                    open=True,
+                )
+            else:
+                fill = self._execute(conn, intent, price)
             self._record_order(conn, intent, fill)
         log.info(
             "%s %s %s: %.6g of %.6g sh @ %.4f, commission %.2f%s",
@@ -350,6 +389,70 @@ class PaperBroker:
             ),
         )
 
+    def settle(self, prices: Mapping[str, float], session: dt.date) -> list[Fill]:
+        """Fill the pending orders of sessions before ``session`` at ``prices`` (its closes).
+
+        Sells first, then buys, each in the order sent; an order whose symbol has no price
+        stays pending. Idempotent: a filled order is never filled again.
+
+        Returns
+        -------
+        list of Fill
+            The orders filled (or rejected) now.
+        """
+        done: list[Fill] = []
+        with transaction(self._conn) as conn:
+            rows = conn.execute(
+                "SELECT rowid, * FROM orders WHERE status = 'pending' AND session < ? "
+                "ORDER BY side = 'buy', rowid",
+                (_session_key(session),),
+            ).fetchall()
+            for r in rows:
+                price = prices.get(r["symbol"])
+                if price is None or not (math.isfinite(float(price)) and float(price) > 0):
+                    log.warning(
+                        "no %s price at %s: order %s stays pending",
+                        r["symbol"],
+                        session,
+                        r["client_order_id"],
+                    )
+                    continue
+                intent = OrderIntent(
+                    r["client_order_id"],
+                    dt.date.fromisoformat(r["session"]),
+                    r["symbol"],
+                    r["side"],
+                    float(r["qty"]),
+                    float(price),
+                    float(r["qty"]) * float(price),
+                )
+                fill = self._execute(conn, intent, float(price))
+                conn.execute(
+                    "UPDATE orders SET status = ?, fill_qty = ?, fill_price = ?, commission = ?, "
+                    "reason = ?, filled_at = ? WHERE client_order_id = ?",
+                    (
+                        fill.status,
+                        fill.qty_filled,
+                        fill.price,
+                        fill.commission,
+                        fill.reason,
+                        fill.filled_at.isoformat(),
+                        fill.client_order_id,
+                    ),
+                )
+                done.append(fill)
+        for fill in done:
+            log.info(
+                "settled %s %s %s: %.6g sh @ %.4f%s",
+                fill.status,
+                fill.side,
+                fill.symbol,
+                fill.qty_filled,
+                fill.price,
+                f" ({fill.reason})" if fill.reason else "",
+            )
+        return done
+
     def mark_to_market(self, prices: Mapping[str, float], session: dt.date) -> float:
         """Value the account at ``prices`` and record it as the equity of ``session``.
 
@@ -402,4 +505,5 @@ def _fill_from_row(row: Any) -> Fill:
         status=row["status"],
         filled_at=dt.datetime.fromisoformat(row["filled_at"]),
         reason=row["reason"],
+        open=row["status"] == "pending",
     )
