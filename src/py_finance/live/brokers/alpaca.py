@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import pandas as pd
 import requests
 
 from py_finance.errors import PyFinanceError
+from py_finance.live.brokers._common import StateFileBroker, session_key, utc_now
 from py_finance.live.brokers.base import Account, Fill, MarketClock
 from py_finance.live.orders import QTY_EPS, OrderIntent
 from py_finance.live.state_db import connect, transaction
@@ -77,16 +77,6 @@ CREATE TABLE IF NOT EXISTS equity (
     recorded_at TEXT NOT NULL
 )
 """
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _session_key(session: dt.date) -> str:
-    if isinstance(session, dt.datetime):
-        session = session.date()
-    return session.isoformat()
 
 
 class _TimeoutSession(requests.Session):
@@ -195,7 +185,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-class AlpacaBroker:
+class AlpacaBroker(StateFileBroker):
     """Alpaca trading account (paper or live endpoint); implements ``Broker``.
 
     Parameters
@@ -227,6 +217,8 @@ class AlpacaBroker:
         Pause and elapsed-time functions; injected so tests neither wait nor race.
     """
 
+    _label = "Alpaca broker"
+
     def __init__(
         self,
         api_key: str,
@@ -241,7 +233,7 @@ class AlpacaBroker:
         max_attempts: int = 4,
         retry_base_s: float = 0.5,
         retry_max_s: float = 8.0,
-        clock: Callable[[], dt.datetime] = _utc_now,
+        clock: Callable[[], dt.datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -371,24 +363,7 @@ class AlpacaBroker:
         self._client._session.close()
         self._conn.close()
 
-    def __enter__(self) -> AlpacaBroker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- plumbing --------------------------------------------------------------------------
-
-    def _now(self) -> dt.datetime:
-        now = self._clock()
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise PyFinanceError("the Alpaca broker's clock must return tz-aware datetimes")
-        return now.astimezone(dt.UTC)
 
     def _backoff(self, attempt: int, failure: _Failure) -> float:
         wait = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
@@ -526,17 +501,7 @@ class AlpacaBroker:
         log.warning(
             "rejected %s %s %s: %s", intent.client_order_id, intent.side, intent.symbol, reason
         )
-        return Fill(
-            intent.client_order_id,
-            intent.symbol,
-            intent.side,
-            0.0,
-            0.0,
-            0.0,
-            "rejected",
-            self._now(),
-            reason,
-        )
+        return Fill.unfilled(intent, "rejected", self._now(), reason)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -646,14 +611,6 @@ class AlpacaBroker:
                 )
             out[symbol] = bool(asset.get("fractionable"))
         return out
-
-    def equity_history(self) -> pd.Series:
-        """Return recorded equity per session (float64, DatetimeIndex named ``session``)."""
-        rows = self._conn.execute("SELECT session, equity FROM equity ORDER BY session").fetchall()
-        index = pd.DatetimeIndex([pd.Timestamp(r["session"]) for r in rows], name="session")
-        return pd.Series(
-            [float(r["equity"]) for r in rows], index=index, name="equity", dtype="float64"
-        )
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -842,9 +799,9 @@ class AlpacaBroker:
                 "INSERT INTO equity (session, equity, recorded_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(session) DO UPDATE SET equity = excluded.equity, "
                 "recorded_at = excluded.recorded_at",
-                (_session_key(session), equity, self._now().isoformat()),
+                (session_key(session), equity, self._now().isoformat()),
             )
-        log.info("equity %s: %.2f (alpaca)", _session_key(session), equity)
+        log.info("equity %s: %.2f (alpaca)", session_key(session), equity)
         return equity
 
 

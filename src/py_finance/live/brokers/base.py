@@ -93,6 +93,22 @@ class Fill:
         if self.filled_at.tzinfo is None or self.filled_at.utcoffset() is None:
             raise PyFinanceError(f"fill {self.client_order_id}: filled_at must be tz-aware")
 
+    @classmethod
+    def unfilled(cls, intent: OrderIntent, status: str, at: dt.datetime, reason: str = "") -> Fill:
+        """An order with nothing filled: ``rejected`` (final) or ``pending`` (open)."""
+        return cls(
+            intent.client_order_id,
+            intent.symbol,
+            intent.side,
+            0.0,
+            0.0,
+            0.0,
+            status,
+            at,
+            reason,
+            open=status == "pending",
+        )
+
     @property
     def final(self) -> bool:
         """Whether nothing more can happen to the order."""

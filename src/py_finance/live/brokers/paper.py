@@ -23,12 +23,12 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pandas as pd
 
 from py_finance.errors import PyFinanceError
+from py_finance.live.brokers._common import StateFileBroker, session_key, utc_now
 from py_finance.live.brokers.base import Account, Fill, MarketClock
 from py_finance.live.orders import QTY_EPS, OrderIntent
 from py_finance.live.state_db import connect, transaction
@@ -69,17 +69,7 @@ CREATE TABLE IF NOT EXISTS equity (
 FILL_MODES = ("close", "next_close")
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _session_key(session: dt.date) -> str:
-    if isinstance(session, dt.datetime):
-        session = session.date()
-    return session.isoformat()
-
-
-class PaperBroker:
+class PaperBroker(StateFileBroker):
     """Simulated broker with persistent SQLite state; implements ``Broker``.
 
     Parameters
@@ -100,6 +90,8 @@ class PaperBroker:
         :meth:`settle` at a later session's close).
     """
 
+    _label = "paper broker"
+
     def __init__(
         self,
         state_path: str | os.PathLike[str],
@@ -107,7 +99,7 @@ class PaperBroker:
         initial_cash: float,
         commission_bps: float,
         slippage_bps: float,
-        clock: Callable[[], dt.datetime] = _utc_now,
+        clock: Callable[[], dt.datetime] = utc_now,
         fill_at: str = "close",
     ) -> None:
         if fill_at not in FILL_MODES:
@@ -147,24 +139,7 @@ class PaperBroker:
         """Close the SQLite connection."""
         self._conn.close()
 
-    def __enter__(self) -> PaperBroker:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- reads -----------------------------------------------------------------------------
-
-    def _now(self) -> dt.datetime:
-        now = self._clock()
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise PyFinanceError("the paper broker's clock must return tz-aware datetimes")
-        return now.astimezone(dt.UTC)
 
     def positions(self) -> dict[str, float]:
         """Return shares held per symbol (non-zero holdings only)."""
@@ -268,17 +243,7 @@ class PaperBroker:
                 )
                 return existing
             if self.fill_at == "next_close":
-                fill = Fill(
-                    intent.client_order_id,
-                    intent.symbol,
-                    intent.side,
-                    0.0,
-                    0.0,
-                    0.0,
-                    "pending",
-                    self._now(),
-                    open=True,
-                )
+                fill = Fill.unfilled(intent, "pending", self._now())
             else:
                 fill = self._execute(conn, intent, price)
             self._record_order(conn, intent, fill)
@@ -307,17 +272,7 @@ class PaperBroker:
         held = 0.0 if pos_row is None else float(pos_row["qty"])
 
         def rejected(reason: str) -> Fill:
-            return Fill(
-                intent.client_order_id,
-                intent.symbol,
-                intent.side,
-                0.0,
-                0.0,
-                0.0,
-                "rejected",
-                now,
-                reason,
-            )
+            return Fill.unfilled(intent, "rejected", now, reason)
 
         reason = ""
         if intent.side == "buy":
@@ -375,7 +330,7 @@ class PaperBroker:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 intent.client_order_id,
-                _session_key(intent.session),
+                session_key(intent.session),
                 intent.symbol,
                 intent.side,
                 intent.qty,
@@ -405,7 +360,7 @@ class PaperBroker:
             rows = conn.execute(
                 "SELECT rowid, * FROM orders WHERE status = 'pending' AND session < ? "
                 "ORDER BY side = 'buy', rowid",
-                (_session_key(session),),
+                (session_key(session),),
             ).fetchall()
             for r in rows:
                 price = prices.get(r["symbol"])
@@ -488,9 +443,9 @@ class PaperBroker:
             conn.execute(
                 "INSERT INTO equity (session, equity) VALUES (?, ?) "
                 "ON CONFLICT(session) DO UPDATE SET equity = excluded.equity",
-                (_session_key(session), equity),
+                (session_key(session), equity),
             )
-        log.info("equity %s: %.2f", _session_key(session), equity)
+        log.info("equity %s: %.2f", session_key(session), equity)
         return equity
 
 
