@@ -86,14 +86,9 @@ def overlay_overrides(args: argparse.Namespace) -> list[str]:
     """Hydra overrides of the seed's overlay flags (none when no flag is given)."""
     if not any(getattr(args, flag) for flag in OVERLAY_FLAGS):
         return []
-    out = ["risk=full", f"regime_policy={'fixed' if args.regime_aware else 'none'}"]
-    if not args.vol_scaling:
-        out.append("risk.vol_target=null")
-    if not args.drawdown_throttle:
-        out.append("risk.drawdown_throttle=null")
-    if not args.sector_tilts:
-        out.append("risk.sector_tilts=null")
-    return out
+    from py_finance.pipeline.runner import overlay_overrides as overrides
+
+    return overrides(**{flag: getattr(args, flag) for flag in OVERLAY_FLAGS})
 
 
 def _as_of(text: str | None, ctx: Context) -> pd.Timestamp | None:

@@ -23,6 +23,25 @@ from py_finance.pipeline.context import Context
 MODELS = ("lightgbm", "xgboost", "lstm", "tcn")
 
 
+def overlay_overrides(
+    *, regime_aware: bool, vol_scaling: bool, drawdown_throttle: bool, sector_tilts: bool
+) -> list[str]:
+    """Hydra overrides of the seed's overlay flags (the backtest and the live loop alike).
+
+    The Regime-Aware strategy always has the position and sector caps; each flag adds one
+    overlay (regime exposure multipliers, volatility targeting, drawdown throttle, regime
+    sector tilts).
+    """
+    out = ["risk=full", f"regime_policy={'fixed' if regime_aware else 'none'}"]
+    if not vol_scaling:
+        out.append("risk.vol_target=null")
+    if not drawdown_throttle:
+        out.append("risk.drawdown_throttle=null")
+    if not sector_tilts:
+        out.append("risk.sector_tilts=null")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class BacktestFlags:
     """The seed's backtest flags."""
@@ -55,8 +74,12 @@ class BacktestFlags:
         out = [
             f"model={self.model}",
             f"labels=h{self.horizon}",
-            "risk=full",
-            f"regime_policy={'fixed' if self.regime_aware else 'none'}",
+            *overlay_overrides(
+                regime_aware=self.regime_aware,
+                vol_scaling=self.vol_scaling,
+                drawdown_throttle=self.drawdown_throttle,
+                sector_tilts=self.sector_tilts,
+            ),
         ]
         if self.start_date:
             out.append(f"data.start={self.start_date.isoformat()}")
@@ -64,12 +87,6 @@ class BacktestFlags:
             out.append(f"data.end={self.end_date.isoformat()}")
         if self.top_k is not None:
             out.append(f"portfolio.top_k={self.top_k}")
-        if not self.vol_scaling:
-            out.append("risk.vol_target=null")
-        if not self.drawdown_throttle:
-            out.append("risk.drawdown_throttle=null")
-        if not self.sector_tilts:
-            out.append("risk.sector_tilts=null")
         return out
 
     def tag(self) -> str:
