@@ -137,12 +137,6 @@ class Fundamentals(FeatureGroup):
     PARAMS = frozenset({"fields", "ratios", "growth", "age", "max_age_days"})
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - self.PARAMS)
-        if unknown:
-            raise ConfigError(
-                f"features.groups[fundamentals]: unknown parameter(s) {unknown}; "
-                f"known: {sorted(self.PARAMS)}"
-            )
         super().__init__(**params)
         self.fields = [str(f) for f in params.get("fields") or ()]
         self.ratios = {str(k): str(v) for k, v in dict(params.get("ratios") or {}).items()}

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from py_finance.errors import ConfigError
 from py_finance.features.registry import FeatureGroup, FeatureInputs, _windows, register_group
 from py_finance.features.tables import news_arrays, session_timeline
 
@@ -41,12 +40,6 @@ class News(FeatureGroup):
     PARAMS = frozenset({"windows", "sentiment"})
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - self.PARAMS)
-        if unknown:
-            raise ConfigError(
-                f"features.groups[news]: unknown parameter(s) {unknown}; "
-                f"known: {sorted(self.PARAMS)}"
-            )
         super().__init__(**params)
         self.windows = _windows(params, (1, 5, 20))
 

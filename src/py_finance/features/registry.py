@@ -157,8 +157,17 @@ class FeatureGroup:
     tables: tuple[str, ...] = ()
     # Bar fields beyond the adjusted OHLCV that the group uses when present (``raw_close``).
     extra_fields: tuple[str, ...] = ()
+    # Parameters the group accepts; None: the group checks its own.
+    PARAMS: frozenset[str] | None = None
 
     def __init__(self, **params: Any) -> None:
+        if self.PARAMS is not None:
+            unknown = sorted(set(params) - self.PARAMS)
+            if unknown:
+                raise ConfigError(
+                    f"features.groups[{self.kind}]: unknown parameter(s) {unknown}; "
+                    f"known: {sorted(self.PARAMS)}"
+                )
         self.params = params
 
     def lookback(self) -> int | None:

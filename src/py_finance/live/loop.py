@@ -197,8 +197,6 @@ def live_gates(ctx: Context) -> LiveGates:
 def _alerter(ctx: Context, enabled: bool, env: Mapping[str, str]) -> Alerter:
     cfg = dict(ctx.settings.live.alerts or {})
     cfg["enabled"] = bool(enabled or cfg.get("enabled", False))
-    if "events" in cfg:
-        cfg["events"] = tuple(cfg["events"])
     return alerter_from_env(env, AlertSettings(**cfg))
 
 
@@ -274,6 +272,7 @@ def _targets(
     session: dt.date,
     as_of: pd.Timestamp,
     held: list[str],
+    sectors: pd.Series,
 ) -> tuple[pd.Series, pd.Series, pd.Series, str]:
     """Scores, target weights (before throttle and ramp), regimes and today's regime."""
     s = ctx.settings
@@ -299,7 +298,7 @@ def _targets(
         scores,
         portfolio=s.portfolio,
         risk=s.risk,
-        sectors=ctx.store.sectors(as_of),
+        sectors=sectors,
         regimes=regimes,
         policy=s.regime_policy,
         returns=history.pct_change(fill_method=None),
@@ -571,7 +570,9 @@ def _trade(
     with timer.step("targets"):
         throttle = _throttle_state(marks.loc[: pd.Timestamp(session)], ctx)
         multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
-        positions = broker.positions()
+        account = broker.account()
+        positions = account.positions
+        sectors = ctx.store.sectors(info.as_of)
         scores, weights, _regimes, regime = _targets(
             ctx,
             model,
@@ -579,9 +580,9 @@ def _trade(
             session,
             info.as_of,
             sorted(sym for sym, qty in positions.items() if qty > 0),
+            sectors,
         )
         weights = weights * multiplier * fraction
-    account = broker.account()
     every = s.portfolio.rebalance_every
     last = last_rebalance(log_dir, session)
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
@@ -646,9 +647,7 @@ def _trade(
     final = broker.account()
     marks_after = broker.equity_history() if not dry_run else marks
     peak = float(marks_after.max()) if len(marks_after) else equity
-    sector_weights = weights.groupby(
-        ctx.store.sectors(info.as_of).reindex(weights.index).fillna("Unknown")
-    ).sum()
+    sector_weights = weights.groupby(sectors.reindex(weights.index).fillna("Unknown")).sum()
     regime_exposure = None if s.regime_policy.needs_history else s.regime_policy.multiplier(regime)
     valid = scores.dropna()
     actual = {

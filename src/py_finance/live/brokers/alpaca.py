@@ -405,41 +405,39 @@ class AlpacaBroker(StateFileBroker):
                 )
                 self._sleep(wait)
 
-    def _lookup(self, client_order_id: str) -> dict[str, Any] | None:
-        """Return the raw order with ``client_order_id``, or None when Alpaca has none."""
+    def _get_or_none(self, what: str, get: Callable[[], Any]) -> Any:
+        """``get()`` through :meth:`_call`; None when Alpaca answers "not found"."""
         from alpaca.common.exceptions import APIError
 
-        def call() -> dict[str, Any] | None:
+        def call() -> Any:
             try:
-                raw = self._client.get_order_by_client_id(client_order_id)
+                return get()
             except APIError as exc:
                 failure = _failure(exc)
                 if failure is not None and failure.not_found:
                     return None
                 raise
-            return _order(raw)
 
-        return self._call(f"order lookup {client_order_id}", call)
+        return self._call(what, call)
+
+    def _lookup(self, client_order_id: str) -> dict[str, Any] | None:
+        """Return the raw order with ``client_order_id``, or None when Alpaca has none."""
+        raw = self._get_or_none(
+            f"order lookup {client_order_id}",
+            lambda: self._client.get_order_by_client_id(client_order_id),
+        )
+        return None if raw is None else _order(raw)
 
     def _asset(self, symbol: str) -> dict[str, Any] | None:
         """Return the asset of ``symbol`` (cached), or None when Alpaca does not know it."""
         if symbol in self._assets:
             return self._assets[symbol]
-        from alpaca.common.exceptions import APIError
         from alpaca.trading.models import Asset
 
-        def call() -> dict[str, Any] | None:
-            try:
-                raw = self._client.get_asset(symbol)
-            except APIError as exc:
-                failure = _failure(exc)
-                if failure is not None and failure.not_found:
-                    return None
-                raise
-            Asset(**raw)
-            return dict(raw)
-
-        asset = self._call(f"asset {symbol}", call)
+        raw = self._get_or_none(f"asset {symbol}", lambda: self._client.get_asset(symbol))
+        if raw is not None:
+            Asset(**raw)  # refuse a reply the SDK's model would not accept
+        asset = None if raw is None else dict(raw)
         self._assets[symbol] = asset
         return asset
 
