@@ -6,14 +6,18 @@ does (position and sector caps always; each flag adds one overlay); without any 
 composed config (params.yaml) is traded as it is.
 
 Exit status: 0 traded, skipped or halted; 2 refused or an error to act on (one line);
-1 an unexpected failure. Errors are also in the day's log and alerted.
+3 degraded: orders the broker did not confirm (run again for the same session to send
+those it never got); 1 an unexpected failure. Errors are also in the day's log and alerted.
 `--halt` stops all trading in one command: it cancels open orders at the broker and makes
-every later run send nothing until `--resume`.
+every later run send nothing until `--resume`; it always says whether the halt is in force.
+Secret values of the environment (API keys, passwords, webhooks) are masked on stdout and
+stderr, in log records, daily logs and alerts.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from py_finance.pipeline.cli import setup_logging
 from py_finance.pipeline.context import Context
 
 OVERLAY_FLAGS = ("regime_aware", "vol_scaling", "drawdown_throttle", "sector_tilts")
+EXIT_DEGRADED = 3
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -110,11 +115,16 @@ def _as_of(text: str | None, ctx: Context) -> pd.Timestamp | None:
 @cli_errors
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    setup_logging()
     root = Path(args.root).resolve()
     from dotenv import load_dotenv
 
+    from py_finance.live.alerts import secrets_from_env
+    from py_finance.live.redaction import install_output_redaction
+
     load_dotenv(root / ".env", override=False)
+    # Before logging is set up, so its handler writes through the masked stderr too.
+    install_output_redaction(secrets_from_env(os.environ))
+    setup_logging()
     overrides = [*overlay_overrides(args), *args.overrides]
     if args.horizon is not None:
         overrides.append(f"labels=h{args.horizon}")
@@ -125,8 +135,15 @@ def main(argv: list[str]) -> None:
 
     broker = args.broker or ctx.settings.live.broker
     if args.halt is not None:
-        canceled = control.halt(ctx, broker, args.halt)
-        print(f"trading halted ({control.halt_path(ctx)}); {canceled} open order(s) canceled")
+        halted = control.halt(ctx, broker, args.halt)
+        print(halted.describe())
+        if not halted.in_force:
+            raise PyFinanceError(f"trading is NOT halted: {halted.error}")
+        if halted.canceled is None:
+            raise PyFinanceError(
+                f"the halt is in force, but cancelling {broker}'s open orders failed: "
+                f"{halted.error}; run --halt again once the broker answers"
+            )
         return
     if args.resume:
         print("trading resumed" if control.resume(ctx) else "trading was not halted")
@@ -150,13 +167,18 @@ def main(argv: list[str]) -> None:
     p = result.payload
     weights = ", ".join(f"{k} {v:.1%}" for k, v in sorted(p["target_weights"].items()))
     print(
-        f"{p['session']} ({'dry run' if p['dry_run'] else p['broker']}): "
+        f"{p['session']} ({'dry run' if p['dry_run'] else p['broker']}): {result.status}, "
         f"{p['model_name']} v{p['model_version']}, regime {p['regime']}, "
         f"risk {p['risk_state']}, {len(p['orders'])} orders, equity {p['equity']:,.2f}\n"
         f"  weights: {weights}\n  log: {result.log_path}"
     )
     if p.get("data", {}).get("survivorship_biased"):
         print("  note: the bundled universe is 20 of today's large caps (survivorship bias)")
+    if result.status == "degraded":
+        sys.stdout.flush()
+        why = next(e for e in reversed(p["errors"]) if e.startswith("degraded:"))
+        print(f"error: {p['session']}: {why}", file=sys.stderr)
+        raise SystemExit(EXIT_DEGRADED)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def test_replaying_40_sessions_writes_40_logs_and_the_gates_match_the_account(li
     assert [pd.Timestamp(e["session"]) for e in logs] == [
         t.normalize().tz_localize(None) for t in times
     ]
-    assert all(e["schema_version"] == 1 and e["status"] == "ok" for e in logs)
+    assert all(e["schema_version"] == 2 and e["status"] == "ok" for e in logs)
+    assert all(len(e["runs"]) == 1 for e in logs)
 
     # Every regime change between consecutive sessions was alerted once, and every day summarised.
     changes = sum(a["regime"] != b["regime"] for a, b in itertools.pairwise(logs))
@@ -123,7 +124,8 @@ def test_stale_data_means_no_trading_an_error_log_and_an_alert(live_root):
 
 def test_halt_stops_every_order_until_resume(live_root):
     ctx = ctx_at(live_root)
-    assert control.halt(ctx, "paper", "checking fills") == 0
+    halt = control.halt(ctx, "paper", "checking fills")
+    assert (halt.in_force, halt.canceled) == (True, 0)
     halted = run_live_day(ctx, dry_run=False, as_of=LAST)
     assert halted.status == "halted"
     assert not (live_root / "logs/live_trading/daily_log_2000-12-29.json").exists()
@@ -357,7 +359,42 @@ def test_the_script_takes_every_seed_flag_and_refuses_live_money_without_gates(l
     assert refused.stderr.strip().splitlines()[-1].startswith("error: --broker alpaca_live refused")
 
     halted = run_script(live_root, "--halt", "maintenance")
-    assert halted.returncode == 0 and "trading halted" in halted.stdout
+    assert halted.returncode == 0 and "the halt is in force" in halted.stdout
     blocked = run_script(live_root, "--as-of", "last-session")
     assert blocked.returncode == 0 and "trading is halted" in blocked.stdout
     assert run_script(live_root, "--resume").stdout.strip() == "trading resumed"
+
+
+def test_a_throttle_that_trips_between_rebalances_resizes_the_holdings(live_root):
+    ctx = ctx_at(live_root)  # risk=default: throttle at a 15% drawdown, exposure 0.5
+    assert ctx.settings.portfolio.rebalance_every > 1
+    day1 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-21T23:00Z"))
+    assert day1.payload["rebalance"]["due"] and day1.payload["throttle_multiplier"] == 1.0
+    # An earlier high-water mark twice today's equity: the next close is a 50% drawdown.
+    db = sqlite3.connect(live_root / "data/live/paper_broker.sqlite")
+    with db:
+        db.execute(
+            "INSERT INTO equity (session, equity) VALUES (?, ?)",
+            ("2000-12-20", 2 * day1.payload["equity"]),
+        )
+    db.close()
+
+    day2 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-22T23:00Z"))
+    p = day2.payload
+    assert not p["rebalance"]["due"]  # no rebalance today ...
+    assert p["risk_state"] == "REDUCING" and p["throttle_multiplier"] == 0.5
+    assert p["plan"] == "resize"  # ... but the throttle tripped: the book is halved now
+    assert p["rebalance"]["throttle_resize"] == {
+        "from_multiplier": 1.0,
+        "to_multiplier": 0.5,
+        "ratio": 0.5,
+    }
+    held = p["positions"]  # day 1's buys filled at this close; today's sells fill at the next
+    assert held and {o["side"] for o in p["orders"]} == {"sell"}
+    assert {o["symbol"]: o["qty"] for o in p["orders"]} == pytest.approx(
+        {sym: qty / 2 for sym, qty in held.items()}
+    )
+    # The next session: the book is sized at 0.5 already, nothing more is traded.
+    day3 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-26T23:00Z"))
+    assert day3.payload["plan"] == "none" and day3.payload["orders"] == []
+    assert day3.payload["positions"] == pytest.approx({s: q / 2 for s, q in held.items()})

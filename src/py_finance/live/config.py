@@ -2,12 +2,77 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from py_finance.errors import ConfigError
 
 BROKERS = ("paper", "alpaca_paper", "alpaca_live")
+
+
+@dataclass(frozen=True, slots=True)
+class AlpacaSettings:
+    """How the Alpaca brokers reach Alpaca and how hard they try (``live.alpaca``).
+
+    Parameters
+    ----------
+    base_url
+        Trading API endpoint instead of Alpaca's (a staging endpoint, a proxy, a recorded
+        fake). None: ``$APCA_API_BASE_URL`` when set, else Alpaca's paper or live endpoint.
+    max_attempts
+        Tries per request, and sends per order, on 429/5xx/no reply.
+    retry_base_s, retry_max_s
+        Exponential backoff between tries, ``retry_base_s * 2**(try - 1)`` capped at
+        ``retry_max_s``; a longer ``Retry-After`` is waited for in full.
+    breaker_failures
+        Consecutive 429/5xx/no-reply answers after which the circuit breaker opens: nothing
+        more is sent in this run, and what was not confirmed is resent by the next run.
+    max_retry_after_s
+        A ``Retry-After`` longer than this opens the breaker instead of being waited for.
+    """
+
+    base_url: str | None = None
+    max_attempts: int = 4
+    retry_base_s: float = 0.5
+    retry_max_s: float = 8.0
+    breaker_failures: int = 5
+    max_retry_after_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.base_url is not None and not isinstance(self.base_url, str):
+            raise ConfigError(f"live.alpaca.base_url must be a URL, got {self.base_url!r}")
+        for name in ("max_attempts", "breaker_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"live.alpaca.{name} must be a whole number >= 1, got {value!r}")
+        for name in ("retry_base_s", "retry_max_s", "max_retry_after_s"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
+            ):
+                raise ConfigError(f"live.alpaca.{name} must be a number >= 0, got {value!r}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> AlpacaSettings:
+        """Build from ``live.alpaca``; missing keys keep their defaults.
+
+        Raises
+        ------
+        ConfigError
+            An unknown key or a bad value.
+        """
+        values = {str(k): v for k, v in (mapping or {}).items() if k != "_target_"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"live.alpaca has unknown keys {unknown}; known: {sorted(known)}")
+        if values.get("base_url") == "":
+            values["base_url"] = None
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +104,9 @@ class LiveConfig:
     halt_file
         While this file exists the loop sends no orders (``run_live_loop.py --halt``).
     fill_timeout_s, poll_interval_s
-        How long the loop waits for an Alpaca order to be final, and how often it asks.
+        One time budget, in seconds, for the whole wait on Alpaca orders while the market is
+        open (the sells' fills before the buys are sent, then every order's), and how often
+        the loop asks. Orders sent while the market is closed are not waited for.
     request_timeout_s
         Timeout of every broker HTTP request.
     max_stale_sessions
@@ -58,6 +125,9 @@ class LiveConfig:
         from the environment only.
     gates
         Readiness gates and the ramp-up schedule (``py_finance.live.readiness.LiveGates``).
+    alpaca
+        Endpoint, retries and circuit breaker of the Alpaca brokers (:class:`AlpacaSettings`
+        fields).
     """
 
     broker: str = "paper"
@@ -79,8 +149,10 @@ class LiveConfig:
     confirm_live_env: str = "PY_FINANCE_CONFIRM_LIVE"
     alerts: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
+    alpaca: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.alpaca_settings()  # a bad live.alpaca fails when the config is built
         if self.broker not in BROKERS:
             raise ConfigError(f"live.broker must be one of {BROKERS}, got {self.broker!r}")
         if self.initial_cash <= 0:
@@ -97,6 +169,10 @@ class LiveConfig:
             )
         if self.max_stale_sessions < 0 or self.policy_history_sessions < 0:
             raise ConfigError("live.max_stale_sessions and policy_history_sessions must be >= 0")
+
+    def alpaca_settings(self) -> AlpacaSettings:
+        """The typed ``live.alpaca`` node."""
+        return AlpacaSettings.from_mapping(self.alpaca)
 
     def log_dir_for(self, broker: str) -> str:
         """Daily-log directory of ``broker`` (the paper track is ``log_dir`` itself)."""

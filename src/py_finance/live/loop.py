@@ -16,16 +16,22 @@ Steps, in order (each named in the daily log's ``timings``):
 4. broker: open it; ``alpaca_live`` only after the readiness gates pass on the paper track
    and the account is confirmed, and only with the ramp-up share of the capital.
 5. reconcile: journal and last log against the broker (see :mod:`py_finance.live.reconcile`).
-6. targets: features, predictions, regimes, portfolio and overlays, drawdown throttle.
+6. targets: features, predictions, regimes, portfolio and overlays, drawdown throttle (on
+   the equity marks and today's equity, so it acts the session it trips).
 7. orders: one net order per symbol, sells first; the plan is journaled before anything is
-   sent, and a session whose plan is journaled is never planned again.
-8. submit, wait for fills, mark equity, write the daily log, send alerts.
+   sent, and a session whose plan is journaled is never planned again. Between rebalances
+   nothing is traded unless the throttle's multiplier changed: then the holdings are
+   resized by new / old multiplier (HALTED sells everything).
+8. submit and wait for fills within one budget (:mod:`py_finance.live.execution`), mark
+   equity, append the run to the day's log, send alerts. Orders the broker did not confirm
+   make the run ``degraded``: the next run of the session resends those it never got.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -44,6 +50,7 @@ from py_finance.live.alerts import (
     Alert,
     Alerter,
     AlertSettings,
+    Redactor,
     alerter_from_env,
     install_redaction,
     secrets_from_env,
@@ -51,15 +58,16 @@ from py_finance.live.alerts import (
 from py_finance.live.brokers.base import Broker, Fill
 from py_finance.live.daily_log import (
     SCHEMA_VERSION,
+    append_run,
     daily_log_path,
+    day_with_run,
     logged_sessions,
     read_daily_log,
-    to_jsonable,
-    write_daily_log,
 )
+from py_finance.live.execution import Execution, execute
 from py_finance.live.faults import checkpoint
-from py_finance.live.journal import mark_submitted, record_intents, session_intents, submitted_ids
-from py_finance.live.orders import plan_orders
+from py_finance.live.journal import record_intents, session_intents
+from py_finance.live.orders import plan_orders, resized_weights
 from py_finance.live.readiness import (
     LiveGates,
     evaluate_readiness,
@@ -67,6 +75,7 @@ from py_finance.live.readiness import (
     ramp_fraction,
 )
 from py_finance.live.reconcile import Reconciliation, reconcile
+from py_finance.live.redaction import redact_exception
 from py_finance.live.session import SessionInfo, resolve_session
 from py_finance.pipeline.context import Context
 from py_finance.pipeline.research import feature_frame
@@ -89,9 +98,9 @@ class LiveRefusal(PyFinanceError):
 class LiveDayResult:
     """What one run of the loop did.
 
-    ``status``: ``ok``, ``skipped`` (already logged), ``closed`` (market closed today and the
-    last session already logged), ``halted``, ``stale`` (no trading on stale data) or
-    ``error``.
+    ``status``: ``ok``, ``degraded`` (orders the broker did not confirm: rerun the session),
+    ``skipped`` (already logged), ``closed`` (market closed today and the last session
+    already logged), ``halted``, ``stale`` (no trading on stale data) or ``error``.
     """
 
     session: dt.date
@@ -114,16 +123,34 @@ class _Timer:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
-def _throttle_state(equity: pd.Series, ctx: Context) -> ThrottleState | None:
+def _throttle_state(
+    marks: pd.Series, session: dt.date, equity: float, ctx: Context
+) -> ThrottleState | None:
+    """The throttle after the close of ``session``: earlier marks, then today's equity.
+
+    Today's equity (before today's orders, which fill later) is the equity the backtest
+    steps the throttle with at this close, so a drawdown acts the session it happens.
+    """
     state: ThrottleState | None = None
-    for value in equity.to_numpy(dtype="float64"):
-        state = throttle_step(state, float(value), ctx.settings.risk)
+    earlier = marks[marks.index < pd.Timestamp(session)].to_numpy(dtype="float64")
+    values = [float(v) for v in earlier]
+    if math.isfinite(equity) and equity >= 0:
+        values.append(float(equity))
+    else:
+        log.warning("equity %s is not a number: the throttle reads the marks only", equity)
+    for value in values:
+        state = throttle_step(state, value, ctx.settings.risk)
     return state
 
 
 def _good_log(entry: Mapping[str, Any]) -> bool:
-    """A non dry-run log of a session that traded (or held) without error."""
+    """A non dry-run log whose latest run traded (or held) and the broker confirmed all."""
     return not entry.get("dry_run") and entry.get("status", "ok") == "ok"
+
+
+def _traded_log(entry: Mapping[str, Any]) -> bool:
+    """A non dry-run log of a session that planned and sent (some orders may be unconfirmed)."""
+    return not entry.get("dry_run") and entry.get("status", "ok") in ("ok", "degraded")
 
 
 def last_rebalance(log_dir: Any, before: dt.date) -> dt.date | None:
@@ -132,17 +159,17 @@ def last_rebalance(log_dir: Any, before: dt.date) -> dt.date | None:
         if session >= before:
             continue
         entry = read_daily_log(log_dir, session)
-        if _good_log(entry) and entry.get("rebalance", {}).get("due"):
+        if _traded_log(entry) and entry.get("rebalance", {}).get("due"):
             return session
     return None
 
 
 def last_log(log_dir: Any, before: dt.date) -> dict[str, Any] | None:
-    """Latest good (non dry-run, no error) log of a session before ``before``."""
+    """Latest log of a session before ``before`` that traded (non dry-run, no failure)."""
     for session in sorted(logged_sessions(log_dir), reverse=True):
         if session < before:
             entry = read_daily_log(log_dir, session)
-            if _good_log(entry):
+            if _traded_log(entry):
                 return entry
     return None
 
@@ -176,14 +203,21 @@ def open_broker(name: str, ctx: Context) -> Broker:
     if name in ("alpaca_paper", "alpaca_live"):
         from py_finance.live.brokers.alpaca import AlpacaBroker
 
+        alpaca = live.alpaca_settings()
         return AlpacaBroker.from_env(
             paper=name == "alpaca_paper",
             state_path=journal_path(ctx, name),
+            base_url=alpaca.base_url,
             request_timeout_s=live.request_timeout_s,
-            # Each submit waits briefly (sells should settle before buys meet buying power);
-            # the loop then waits up to live.fill_timeout_s for all orders together.
-            fill_timeout_s=min(10.0, live.fill_timeout_s),
+            # A submit does not wait: the loop spends one budget (live.fill_timeout_s) on
+            # the sells' fills before the buys and on every order's after them.
+            fill_timeout_s=0.0,
             poll_interval_s=live.poll_interval_s,
+            max_attempts=alpaca.max_attempts,
+            retry_base_s=alpaca.retry_base_s,
+            retry_max_s=alpaca.retry_max_s,
+            breaker_failures=alpaca.breaker_failures,
+            max_retry_after_s=alpaca.max_retry_after_s,
         )
     raise PyFinanceError(f"unknown broker {name!r}; use paper, alpaca_paper or alpaca_live")
 
@@ -376,7 +410,11 @@ def run_live_day(
         raise PyFinanceError(
             f"unknown broker {broker_name!r}; use paper, alpaca_paper or alpaca_live"
         )
-    install_redaction(secrets_from_env(env))
+    secrets = secrets_from_env(env)
+    install_redaction(secrets)
+    # Log records and alerts are masked by the above; the daily log and the exceptions
+    # this function raises are masked with the same secrets here.
+    redact = Redactor(secrets)
     alerter = alerter if alerter is not None else _alerter(ctx, enable_alerts, env)
     timer = _Timer()
     replay = as_of is not None
@@ -430,7 +468,7 @@ def run_live_day(
         payload["timings"] = timer.timings
         written = None
         if not dry_run:
-            written = write_daily_log(log_dir, session, payload)
+            written = append_run(log_dir, session, payload, redact=redact)
         alerter.send(Alert(kind, f"{session}: {status}", message, "critical", session))
         return LiveDayResult(session, False, written, payload, status)
 
@@ -490,6 +528,7 @@ def run_live_day(
                 fraction=fraction,
                 timer=timer,
                 alerter=alerter,
+                redact=redact,
             )
         finally:
             close = getattr(account_broker, "close", None)
@@ -501,6 +540,7 @@ def run_live_day(
         )
         raise
     except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
+        redact_exception(exc, redact)  # a broker may echo a key in the message
         if payload["status"] == "ok":
             fail("error", f"{type(exc).__name__}: {exc}", "error")
         raise
@@ -521,6 +561,7 @@ def _trade(
     fraction: float,
     timer: _Timer,
     alerter: Alerter,
+    redact: Redactor,
 ) -> LiveDayResult:
     s = ctx.settings
     live = s.live
@@ -568,10 +609,13 @@ def _trade(
     payload["settled"] = _settled(broker, previous)
 
     with timer.step("targets"):
-        throttle = _throttle_state(marks.loc[: pd.Timestamp(session)], ctx)
-        multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
         account = broker.account()
         positions = account.positions
+        equity_now = (
+            _equity(account.cash, positions, prices) if broker_name == "paper" else account.equity
+        )
+        throttle = _throttle_state(marks, session, equity_now, ctx)
+        multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
         sectors = ctx.store.sectors(info.as_of)
         scores, weights, _regimes, regime = _targets(
             ctx,
@@ -588,52 +632,87 @@ def _trade(
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
     due = since is None or since >= every
     targets = {str(k): float(v) for k, v in weights.items() if v > 0}
+    # Between rebalances the book is held as it stands, unless the drawdown throttle's
+    # multiplier moved since the book was sized: then, as the backtest does on the session
+    # the throttle trips, the holdings are resized by new / old (an empty book, after
+    # HALTED, waits for the next rebalance: there is nothing to scale).
+    book_multiplier = _book_multiplier(previous)
+    resize = (
+        not due
+        and previous is not None
+        and book_multiplier > 0
+        and not math.isclose(multiplier, book_multiplier, rel_tol=1e-9, abs_tol=1e-12)
+        and equity_now > 0
+    )
+    rebalance_doc: dict[str, Any] = {
+        "due": due,
+        "every": every,
+        "last": last,
+        "sessions_since_last": since,
+    }
+    if resize:
+        ratio = multiplier / book_multiplier
+        targets = resized_weights(positions, price_map, equity_now, ratio)
+        rebalance_doc["throttle_resize"] = {
+            "from_multiplier": book_multiplier,
+            "to_multiplier": multiplier,
+            "ratio": ratio,
+        }
+        log.warning(
+            "drawdown throttle %s: multiplier %g -> %g between rebalances; holdings resized x%.4g",
+            throttle.state if throttle else "ACTIVE",
+            book_multiplier,
+            multiplier,
+            ratio,
+        )
 
     with timer.step("orders"):
         planned = session_intents(journal, session) if not dry_run and journal.exists() else []
         if planned:
             log.info("the plan of %s is journaled (%d orders): resuming it", session, len(planned))
             intents = planned
-        elif due:
+            plan = "resumed"
+        elif due or resize:
             needed = sorted(set(targets) | set(positions))
             intents = plan_orders(
                 targets,
                 positions,
                 price_map,
-                account.equity
-                if broker_name != "paper"
-                else _equity(account.cash, positions, prices),
+                equity_now,
                 session=session,
                 run_id=f"{model.name}-v{model.version}-{broker_name}",
                 min_notional=live.min_order_notional,
                 fractionable=broker.fractionable(needed),
             )
+            plan = "new" if due else "resize"
             if not dry_run:
                 record_intents(journal, intents)
                 checkpoint("intents_recorded")
         else:
             intents = []
+            plan = "none"
 
-    fills: list[Fill] = []
+    execution = Execution([], None, 0.0)
     errors: list[str] = payload["errors"]
     with timer.step("submit"):
         if not dry_run and intents:
-            sent = submitted_ids(journal)
-            for intent in intents:
-                if intent.client_order_id in sent:
-                    continue
-                state = broker.submit(intent, price_map[intent.symbol])
-                checkpoint("order_sent")
-                mark_submitted(journal, intent.client_order_id)
-                checkpoint("order_recorded")
-                if state.status == "rejected":
-                    errors.append(f"order {intent.client_order_id} rejected: {state.reason}")
-    with timer.step("fills"):
-        if not dry_run and intents:
             # Orders sent while the market is closed wait for the next open: do not wait.
-            wait_s = live.fill_timeout_s if clock is None or clock.is_open else 0.0
-            fills = broker.wait_for_fills([i.client_order_id for i in intents], wait_s)
-            checkpoint("fills_collected")
+            budget = live.fill_timeout_s if clock is None or clock.is_open else 0.0
+            execution = execute(broker, intents, price_map, journal, wait_budget_s=budget)
+    timer.timings["fills"] = execution.waited_s
+    fills = execution.fills
+    errors += [f"order {f.client_order_id} rejected: {f.reason}" for f in execution.rejected]
+    unconfirmed = execution.unconfirmed
+    if unconfirmed:
+        payload["status"] = "degraded"
+        why = execution.stopped or unconfirmed[0].reason
+        errors.append(
+            f"degraded: {len(unconfirmed)} of {len(intents)} order(s) not confirmed by the "
+            f"broker ({why}); run the loop again for {session} before the next session's close "
+            "to send those the broker never received (later they are abandoned and the next "
+            "plan starts from the broker's positions): "
+            + ", ".join(f.client_order_id for f in unconfirmed)
+        )
     with timer.step("mark"):
         if dry_run:
             equity = (
@@ -673,7 +752,8 @@ def _trade(
         actual_weights={k: round(v, 10) for k, v in actual.items()},
         sector_weights={str(k): float(v) for k, v in sector_weights.items() if v > 0},
         gross_exposure=float(weights.sum()),
-        rebalance={"due": due, "every": every, "last": last, "sessions_since_last": since},
+        rebalance=rebalance_doc,
+        plan=plan,
         orders=[i.to_dict() for i in intents],
         fills=fills,
         equity=equity,
@@ -686,13 +766,15 @@ def _trade(
     )
     readiness = None
     if broker_name == "paper" and not dry_run:
-        # The paper track's gates including today, so a change is alerted the day it happens.
+        # The paper track's gates including today (every run of it), so a change is
+        # alerted the day it happens.
         track = [e for e in _logs(log_dir) if str(e.get("session")) != session.isoformat()]
-        readiness = evaluate_readiness([*track, to_jsonable(payload)], live_gates(ctx))
+        today = day_with_run(log_dir, session, payload)
+        readiness = evaluate_readiness([*track, today], live_gates(ctx))
         payload["readiness_passed"] = readiness.passed
     # Rejected orders are errors of the day (counted by the readiness gates) but not a failed
-    # session: the broker's state is known and logged.
-    written = write_daily_log(log_dir, session, payload)
+    # session: the broker's state is known and logged. Unconfirmed ones make it degraded.
+    written = append_run(log_dir, session, payload, redact=redact)
     checkpoint("logged")
     _after_day_alerts(alerter, payload, previous, broker_name, dry_run, readiness)
     log.info(
@@ -704,9 +786,19 @@ def _trade(
         " (dry run: nothing sent)" if dry_run else "",
         written,
     )
-    if not due:
+    if plan == "none":
         log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
-    return LiveDayResult(session, False, written, payload, "ok")
+    if payload["status"] == "degraded":
+        log.error("%s is degraded: %s", session, errors[-1])
+    return LiveDayResult(session, False, written, payload, payload["status"])
+
+
+def _book_multiplier(previous: Mapping[str, Any] | None) -> float:
+    """The throttle multiplier the book was last sized with (1.0 when no log says)."""
+    value = (previous or {}).get("throttle_multiplier")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return 1.0
+    return float(value)
 
 
 def _settled(broker: Broker, previous: Mapping[str, Any] | None) -> list[Fill]:

@@ -246,3 +246,43 @@ def plan_orders(
         (buys if side == "buy" else sells).append(intent)
     buys.sort(key=lambda o: (o.notional, o.symbol))
     return sells + buys
+
+
+def resized_weights(
+    positions: Mapping[str, float],
+    prices: Mapping[str, float],
+    equity: float,
+    ratio: float,
+) -> dict[str, float]:
+    """Target weights that scale every long holding by ``ratio`` and trade nothing else.
+
+    The live loop's answer to a drawdown throttle that trips (or lifts) between
+    rebalances: ``ratio`` is the throttle's new exposure multiplier over the one the book
+    was sized with (``REDUCING`` -> 0.5, ``HALTED`` -> 0: sell everything), so the book
+    shrinks or grows as it stands, drift included, until the next rebalance.
+
+    Parameters
+    ----------
+    positions
+        Shares held now (the broker's).
+    prices
+        Price per share of each held name (account currency); names without one are left
+        out (and so sold by :func:`plan_orders`, which then asks for their price).
+    equity
+        Account equity the weights are fractions of (> 0).
+    ratio
+        New multiplier over the book's, >= 0.
+    """
+    if not (math.isfinite(ratio) and ratio >= 0):
+        raise PyFinanceError(f"resize ratio must be a finite number >= 0, got {ratio}")
+    if not (math.isfinite(equity) and equity > 0):
+        raise PyFinanceError(f"equity must be a finite number > 0 to resize, got {equity}")
+    weights = {
+        symbol: float(qty) * float(prices[symbol]) / equity * ratio
+        for symbol, qty in positions.items()
+        if qty > QTY_EPS and symbol in prices
+    }
+    total = math.fsum(weights.values())
+    if total > 1:  # a book that gained more than its cash can grow only to full investment
+        weights = {k: v / total for k, v in weights.items()}
+    return weights

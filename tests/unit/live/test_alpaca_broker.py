@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import socket
 from dataclasses import dataclass
 
 import pandas as pd
 import pytest
 
 from py_finance.errors import PyFinanceError
-from py_finance.live.brokers.alpaca import AlpacaBroker
-from py_finance.live.brokers.base import Broker, Fill
+from py_finance.live.brokers.alpaca import (
+    BASE_URL_VARIABLE,
+    LIVE_URL,
+    PAPER_URL,
+    AlpacaBroker,
+    resolve_base_url,
+)
+from py_finance.live.brokers.base import Broker, BrokerUnavailable, Fill
 from py_finance.live.orders import OrderIntent, client_order_id
 from tests.fakes.alpaca_server import FakeAlpaca, Fault
 
@@ -51,6 +59,20 @@ class FakeTime:
 
     def monotonic(self) -> float:
         return self.t
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Nothing here may reach a real vendor: a connection off 127.0.0.1 fails the test."""
+    real = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"a test tried to reach {address!r}")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture
@@ -114,7 +136,10 @@ def assert_no_duplicate_no_loss(
     assert len(fake.created) == len(set(fake.created)) == created
     for it, fill in pairs:
         order = fake.orders.get(it.client_order_id)
-        if fill.status == "rejected" and not fill.broker_order_id:
+        if fill.status == "unconfirmed":
+            # Not lost: the next run looks it up by its id; here it never reached the fake.
+            assert not fill.broker_order_id and order is None
+        elif fill.status == "rejected" and not fill.broker_order_id:
             assert order is None, f"{it.client_order_id} rejected but the broker has it"
         else:
             assert order is not None, f"{it.client_order_id} lost"
@@ -164,9 +189,9 @@ CASES = {
     "lookup_also_fails_once": Case(
         (*post(Fault.error(500, accept=True)), ("GET", LOOKUP, Fault.error(503))),
     ),
-    "persistent_503_gives_up_rejected": Case(
+    "persistent_503_is_unconfirmed_not_rejected": Case(
         post(*[Fault.error(503)] * 4),
-        status="rejected", created=0, posts=4, qty_filled=0.0, reason="after 4 attempts",
+        status="unconfirmed", created=0, posts=4, qty_filled=0.0, reason="after 4 attempts",
     ),
     "insufficient_buying_power": Case(
         post(Fault.insufficient_buying_power()),
@@ -256,14 +281,16 @@ def test_resubmit_after_restart_of_a_pending_order_sends_nothing(fake, make_brok
     assert_no_duplicate_no_loss(fake, [(it, again)], 1)
 
 
-def test_lost_reply_and_unreachable_lookups_raise_without_resending(fake, make_broker):
+def test_lost_reply_and_unreachable_lookups_are_unconfirmed_never_resent(fake, make_broker):
     fake.inject("POST", "/v2/orders", Fault.error(503, accept=True))
     fake.inject("GET", LOOKUP, Fault.none(), Fault.error(503), Fault.error(503))
     broker = make_broker(max_attempts=2)
     it = intent()
     # The lookup before sending gets through; both tries of the one after the lost reply fail.
-    with pytest.raises(PyFinanceError, match=r"order lookup .* failed after 2 attempts"):
-        broker.submit(it, 190.0)
+    unknown = broker.submit(it, 190.0)
+    assert (unknown.status, unknown.open, unknown.qty_filled) == ("unconfirmed", False, 0.0)
+    assert not unknown.confirmed
+    assert re.search(r"order lookup .* failed after 2 attempts", unknown.reason)
     assert posts(fake) == 1
     # Not lost: once Alpaca answers again, the order is there.
     fill = broker.get_order(it.client_order_id)
@@ -628,3 +655,143 @@ def test_from_env_reads_either_pair_of_variables(fake, tmp_path, monkeypatch):
         monkeypatch.delenv(var)
     with AlpacaBroker.from_env(True, tmp_path / "a.sqlite", url_override=fake.url) as broker:
         assert broker.account().cash == 10_000.0
+
+
+# ------------------------------------------------------------------ storms and the breaker
+def rate_limited(retry_after: str) -> Fault:
+    return Fault(
+        "status",
+        429,
+        {"code": 42910000, "message": "rate limit exceeded"},
+        headers={"Retry-After": retry_after},
+    )
+
+
+def test_a_429_storm_opens_the_breaker_and_honours_retry_after(fake, make_broker, clock):
+    fake.inject("POST", "/v2/orders", *[rate_limited("1")] * 100)
+    broker = make_broker(breaker_failures=5)  # 4 tries per order, backoff 0.01 .. 0.05 s
+    orders = [intent(sym, qty=0.01, run=f"r{n}") for n, sym in enumerate(["AAPL", "MSFT"] * 7)]
+
+    first = broker.submit(orders[0], 190.0)
+    assert (first.status, first.qty_filled) == ("unconfirmed", 0.0)
+    assert "after 4 attempts" in first.reason and "HTTP 429" in first.reason
+    assert broker.breaker_open is None  # 4 failures: not yet
+    # The fifth consecutive 429 opens the breaker: that order stays unconfirmed ...
+    second = broker.submit(orders[1], 410.0)
+    assert second.status == "unconfirmed" and "circuit breaker open" in second.reason
+    assert "5 consecutive failed requests" in (broker.breaker_open or "")
+    # ... and no later order reaches Alpaca, not even its lookup.
+    seen = len(fake.seen)
+    for it in orders[2:]:
+        with pytest.raises(BrokerUnavailable, match="circuit breaker open"):
+            broker.submit(it, 190.0)
+    assert len(fake.seen) == seen
+    assert posts(fake) == 5 and not fake.created
+    # Reads go on, so the run can still log the account and the orders' states.
+    assert broker.account().cash == 10_000.0
+    assert broker.get_order(orders[0].client_order_id) is None
+    # Alpaca asked for 1 s each time: never a try sooner (the backoff alone is 0.01 .. 0.04).
+    assert clock.sleeps == [1.0, 1.0, 1.0]
+
+
+def test_a_retry_after_longer_than_the_limit_stops_without_waiting(fake, make_broker, clock):
+    fake.inject("POST", "/v2/orders", rate_limited("120"))
+    broker = make_broker(max_retry_after_s=30.0)
+    fill = broker.submit(intent(), 190.0)
+    assert fill.status == "unconfirmed"
+    assert "Retry-After" in (broker.breaker_open or "") and "120" in fill.reason
+    assert clock.sleeps == [] and posts(fake) == 1
+    # A read told to wait that long gives up at once too.
+    fake.inject("GET", "/v2/account", rate_limited("120"))
+    with pytest.raises(BrokerUnavailable, match="Retry-After"):
+        broker.account()
+    assert clock.sleeps == []
+    # An HTTP-date Retry-After counts too.
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).strftime(
+        "%a, %d %b %Y %H:%M:%S GMT"
+    )
+    fake.inject("POST", "/v2/orders", rate_limited(later))
+    other = make_broker(max_retry_after_s=30.0)
+    assert other.submit(intent("MSFT", qty=1.0), 410.0).status == "unconfirmed"
+    assert "Retry-After" in (other.breaker_open or "")
+
+
+def test_an_answer_between_failures_keeps_the_breaker_closed(fake, make_broker):
+    broker = make_broker(breaker_failures=3, max_attempts=2)
+    fake.inject("GET", "/v2/account", Fault.error(503), Fault.none(), Fault.error(503))
+    fake.inject("GET", "/v2/account", Fault.none(), Fault.error(503), Fault.none())
+    for _ in range(3):
+        assert broker.account().cash == 10_000.0
+    assert broker.breaker_open is None
+
+
+def test_failed_sends_count_even_when_the_lookups_between_them_answer(fake, make_broker):
+    # A storm on POST /v2/orders alone: each lookup between the sends answers 404, which
+    # must not reset the count of failed sends.
+    fake.inject("POST", "/v2/orders", *[Fault.error(503)] * 10)
+    broker = make_broker(breaker_failures=3, max_attempts=4)
+    fill = broker.submit(intent(), 190.0)
+    assert fill.status == "unconfirmed" and "circuit breaker open" in fill.reason
+    assert posts(fake) == 3
+
+
+def test_a_key_echoed_in_an_error_body_never_reaches_a_reason_or_error(fake, make_broker, caplog):
+    caplog.set_level(logging.DEBUG)
+    echo = {"code": 40310000, "message": f"key {KEY} with secret {SECRET} may not trade"}
+    fake.inject("POST", "/v2/orders", Fault("status", 403, echo))
+    fake.inject("GET", "/v2/account", Fault("status", 500, echo), Fault("status", 400, echo))
+    broker = make_broker(max_attempts=1)
+    fill = broker.submit(intent(), 190.0)
+    assert fill.status == "rejected" and "may not trade" in fill.reason
+    texts = [fill.reason]
+    for _ in range(2):
+        with pytest.raises(PyFinanceError) as info:
+            broker.account()
+        exc: BaseException | None = info.value
+        while exc is not None:
+            texts += [str(exc), repr(exc)]
+            exc = exc.__cause__ or exc.__context__
+    texts.append(caplog.text)
+    assert any("***" in t for t in texts)
+    for text in texts:
+        assert KEY not in text and SECRET not in text
+
+
+# ------------------------------------------------------------------ endpoint
+def test_the_base_url_comes_from_the_config_then_the_environment():
+    env = {BASE_URL_VARIABLE: "https://proxy.example.com/alpaca/v2/"}
+    assert resolve_base_url(None, {}, paper=True) is None
+    assert resolve_base_url(None, env, paper=True) == "https://proxy.example.com/alpaca"
+    assert resolve_base_url("http://127.0.0.1:8080", env, paper=False) == "http://127.0.0.1:8080"
+    assert resolve_base_url(PAPER_URL, {}, paper=True) == PAPER_URL
+    assert resolve_base_url(f"{LIVE_URL}/v2", {}, paper=False) == LIVE_URL
+
+
+@pytest.mark.parametrize(
+    ("url", "paper", "message"),
+    [
+        ("ftp://example.com", True, "must be an http"),
+        ("paper-api.alpaca.markets", True, "must be an http"),
+        ("http://staging.example.com", True, "unencrypted"),
+        ("https://user:pw@proxy.example.com", True, "no user:password"),
+        ("https://proxy.example.com/?token=1", True, "no user:password"),
+        (LIVE_URL, True, "points the paper broker at https://api.alpaca.markets"),
+        (PAPER_URL, False, "points the live broker at https://paper-api.alpaca.markets"),
+    ],
+)
+def test_a_dangerous_base_url_is_refused(url, paper, message):
+    with pytest.raises(PyFinanceError, match=re.escape(message)):
+        resolve_base_url(None, {BASE_URL_VARIABLE: url}, paper=paper)
+
+
+def test_from_env_reaches_the_endpoint_of_apca_api_base_url(fake, tmp_path):
+    env = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET, BASE_URL_VARIABLE: fake.url}
+    with AlpacaBroker.from_env(True, tmp_path / "a.sqlite", environ=env) as broker:
+        assert broker.url_override == fake.url
+        assert broker.account().cash == 10_000.0
+    configured = f"{fake.url}/v2"
+    with AlpacaBroker.from_env(
+        True, tmp_path / "a.sqlite", environ={**env, BASE_URL_VARIABLE: ""}, base_url=configured
+    ) as broker:
+        assert broker.account().cash == 10_000.0
+    assert len(fake.calls("GET", "/v2/account")) == 2

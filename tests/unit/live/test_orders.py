@@ -190,3 +190,18 @@ def test_non_fractionable_names_trade_whole_shares_and_exit_whole():
     assert by_symbol["AAA"].notional == 16.0 * 30.0
     assert "BBB" not in by_symbol  # 1 / 400 of a share: nothing to send
     assert by_symbol["CCC"].qty == 2.5 and by_symbol["CCC"].side == "sell"  # whole exit
+
+
+def test_resized_weights_scale_every_holding_and_nothing_else():
+    from py_finance.live.orders import resized_weights
+
+    positions = {"AAA": 10.0, "BBB": 5.0, "CCC": 0.0}
+    prices = {"AAA": 20.0, "BBB": 40.0, "CCC": 1.0, "DDD": 9.0}
+    half = resized_weights(positions, prices, 1_000.0, 0.5)
+    assert half == pytest.approx({"AAA": 0.1, "BBB": 0.1})
+    assert resized_weights(positions, prices, 1_000.0, 0.0) == {"AAA": 0.0, "BBB": 0.0}
+    # Growing a book back (REDUCING -> ACTIVE) never levers up.
+    grown = resized_weights(positions, prices, 500.0, 2.0)
+    assert sum(grown.values()) == pytest.approx(1.0)
+    with pytest.raises(PyFinanceError, match="ratio"):
+        resized_weights(positions, prices, 1_000.0, -1.0)

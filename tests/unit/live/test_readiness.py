@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from py_finance.errors import ConfigError, PyFinanceError
-from py_finance.live.daily_log import write_daily_log
+from py_finance.live.daily_log import merge_runs, write_daily_log
 from py_finance.live.readiness import (
     DEFAULT_RAMP,
     LiveGates,
@@ -337,3 +337,26 @@ def test_an_order_filled_after_its_session_counts_once():
     report = evaluate_readiness(logs, LiveGates(min_paper_trading_days=1, min_paper_trades=2))
     assert report.gate("min_paper_trades").value == 2
     assert report.gate("min_paper_trades").passed
+
+
+def test_a_rerun_day_stays_an_error_session_and_counts_each_order_once():
+    # Four error days in a row fail the gate (at most 3); the last one was rerun cleanly.
+    logs = track(good(10), errors_at=(3, 4, 5, 6))
+    rerun = {
+        **logs[6],
+        "errors": [],
+        "fills": [{"client_order_id": "r1", "qty_filled": 2.0, "status": "filled"}],
+    }
+    first = {
+        **logs[6],
+        "fills": [
+            {"client_order_id": "r1", "qty_filled": 1.0, "status": "partially_filled"},
+            {"client_order_id": "r2", "qty_filled": 0.0, "status": "unconfirmed"},
+        ],
+    }
+    logs[6] = json.loads(json.dumps(merge_runs([first, rerun])))
+    report = evaluate_readiness(logs, GATES)
+    assert report.gate("max_consecutive_errors").value == 4
+    assert not report.gate("max_consecutive_errors").passed
+    # 10 other sessions x 2 fills without ids, plus r1 once (r2 filled nothing).
+    assert report.gate("min_paper_trades").value == 10 * 2 + 1

@@ -9,11 +9,23 @@ retry is off, every request has a timeout, and a POST whose reply is lost or an 
 never sent again before the order is looked up by its ``client_order_id``: if Alpaca has it,
 that order is the answer; if not, the same id is sent again a bounded number of times. A
 second order with a known id is refused by Alpaca anyway, so nothing is ever filled twice.
+
+An order that no try got confirmed is ``unconfirmed``, not rejected: Alpaca may or may not
+have it, and the next run looks it up before sending it. A circuit breaker stops sending
+orders after ``breaker_failures`` consecutive 429/5xx/no-reply answers (or a
+``Retry-After`` longer than ``max_retry_after_s``), so a rate-limited API is not hammered
+order after order; reads (lookups, the account) go on, each with its own bounded tries,
+so the run can still log what it knows. A ``Retry-After`` is always waited for in full.
+
+The endpoint is ``live.alpaca.base_url``, else ``$APCA_API_BASE_URL`` (the variable
+alpaca-py users know), else Alpaca's own (:func:`resolve_base_url`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import email.utils
 import json
 import logging
 import math
@@ -23,13 +35,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 import requests
 
 from py_finance.errors import PyFinanceError
+from py_finance.live.alerts import Redactor
 from py_finance.live.brokers._common import StateFileBroker, session_key, utc_now
-from py_finance.live.brokers.base import Account, Fill, MarketClock
+from py_finance.live.brokers.base import Account, BrokerUnavailable, Fill, MarketClock
 from py_finance.live.orders import QTY_EPS, OrderIntent
 from py_finance.live.state_db import connect, transaction
 
@@ -38,6 +52,11 @@ T = TypeVar("T")
 
 KEY_VARIABLES = ("APCA_API_KEY_ID", "ALPACA_API_KEY")
 SECRET_VARIABLES = ("APCA_API_SECRET_KEY", "ALPACA_SECRET_KEY")
+BASE_URL_VARIABLE = "APCA_API_BASE_URL"
+PAPER_URL = "https://paper-api.alpaca.markets"
+LIVE_URL = "https://api.alpaca.markets"
+# Plain http sends the API keys in clear text: only to this machine (a proxy, a fake).
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # Alpaca takes fractional share quantities with up to 9 decimals.
 _QTY_DECIMALS = 9
@@ -124,6 +143,116 @@ class _Failure:
         return f"HTTP {self.status}: {self.message}" if self.message else f"HTTP {self.status}"
 
 
+def resolve_base_url(configured: str | None, env: Mapping[str, str], *, paper: bool) -> str | None:
+    """The trading endpoint: ``configured`` (``live.alpaca.base_url``), else ``$APCA_API_BASE_URL``.
+
+    Returns None when neither is set (alpaca-py then uses Alpaca's paper or live endpoint).
+    A trailing ``/v2`` is dropped: alpaca-py adds it to every path.
+
+    Raises
+    ------
+    PyFinanceError
+        The URL is not http(s), carries credentials, a query or a fragment, is plain http
+        to another machine (the keys would travel unencrypted), or is Alpaca's endpoint of
+        the other account kind (paper keys and orders must never reach the live account).
+    """
+    source, url = "live.alpaca.base_url", (configured or "").strip()
+    if not url:
+        source, url = BASE_URL_VARIABLE, (env.get(BASE_URL_VARIABLE) or "").strip()
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        has_credentials = parts.username is not None or parts.password is not None
+    except ValueError:
+        parts, host, has_credentials = urlsplit(""), "", False
+    if parts.scheme not in ("http", "https") or not host:
+        raise PyFinanceError(f"{source} must be an http(s) URL such as {PAPER_URL}, got {url!r}")
+    if has_credentials or parts.query or parts.fragment:
+        raise PyFinanceError(
+            f"{source} must be a plain endpoint URL (no user:password@, query or fragment)"
+        )
+    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS:
+        raise PyFinanceError(
+            f"{source} {url!r} would send the API keys unencrypted: use https "
+            "(plain http only to 127.0.0.1 or localhost)"
+        )
+    kind, other, own = ("paper", LIVE_URL, PAPER_URL) if paper else ("live", PAPER_URL, LIVE_URL)
+    if host == urlsplit(other).hostname:
+        raise PyFinanceError(
+            f"{source} points the {kind} broker at {other}, Alpaca's endpoint for the other "
+            f"kind of account: use {own} (or unset it), or pick the matching --broker"
+        )
+    path = parts.path.rstrip("/")
+    path = path.removesuffix("/v2")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - now).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+class _Breaker:
+    """Circuit breaker on sending orders: open after ``threshold`` consecutive failures.
+
+    Sends and reads are counted apart (either count opens it): in a storm on
+    ``POST /v2/orders`` alone, the lookups between the sends answer 404 and must not hide
+    that every send failed. Once open it stays open for the broker's life (one run).
+    """
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.sends = 0
+        self.reads = 0
+        self.reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.reason is not None
+
+    def answered(self, send: bool) -> None:
+        """Alpaca answered (any status but 429/5xx): the API is up."""
+        self.reads = 0
+        if send:
+            self.sends = 0
+
+    def failed(self, what: str, failure: _Failure, send: bool) -> None:
+        if send:
+            self.sends += 1
+        else:
+            self.reads += 1
+        count = max(self.sends, self.reads)
+        if count >= self.threshold and self.reason is None:
+            self.trip(f"{count} consecutive failed requests, last {what}: {failure.describe()}")
+
+    def trip(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+            log.error("alpaca circuit breaker open (%s): nothing more is sent in this run", reason)
+
+    def check(self) -> None:
+        """Raise :class:`BrokerUnavailable` when open (called before each send)."""
+        if self.reason is not None:
+            raise BrokerUnavailable(
+                f"alpaca circuit breaker open ({self.reason}); no more orders were sent: run "
+                "the loop again for the same session once Alpaca answers"
+            )
+
+
 def _failure(exc: BaseException) -> _Failure | None:
     """Classify an exception raised by a client call; None when it is not a request failure."""
     from alpaca.common.exceptions import APIError
@@ -146,10 +275,7 @@ def _failure(exc: BaseException) -> _Failure | None:
                 message = "non-JSON error page"
         retry_after = None
         if response is not None:
-            try:
-                retry_after = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                retry_after = None
+            retry_after = _retry_after(response.headers.get("Retry-After"), utc_now())
         return _Failure(status, message, retry_after)
     if isinstance(exc, requests.Timeout):
         return _Failure(None, "no reply before the request timeout")
@@ -210,7 +336,13 @@ class AlpacaBroker(StateFileBroker):
     max_attempts
         Tries per request (and sends per order) before giving up on transient failures.
     retry_base_s, retry_max_s
-        Exponential backoff between tries: ``retry_base_s * 2**(try - 1)``, capped.
+        Exponential backoff between tries: ``retry_base_s * 2**(try - 1)``, capped; a
+        ``Retry-After`` is waited for in full.
+    breaker_failures
+        Consecutive 429/5xx/no-reply answers that open the circuit breaker: every later
+        :meth:`submit` raises :class:`BrokerUnavailable` without sending anything.
+    max_retry_after_s
+        A ``Retry-After`` longer than this opens the breaker instead of being waited for.
     clock
         Current tz-aware time (stamps of open orders and rejections); injected for tests.
     sleep, monotonic
@@ -233,6 +365,8 @@ class AlpacaBroker(StateFileBroker):
         max_attempts: int = 4,
         retry_base_s: float = 0.5,
         retry_max_s: float = 8.0,
+        breaker_failures: int = 5,
+        max_retry_after_s: float = 30.0,
         clock: Callable[[], dt.datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -252,11 +386,15 @@ class AlpacaBroker(StateFileBroker):
             ("fill_timeout_s", fill_timeout_s),
             ("retry_base_s", retry_base_s),
             ("retry_max_s", retry_max_s),
+            ("max_retry_after_s", max_retry_after_s),
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise PyFinanceError(f"{name} must be a finite number >= 0, got {value}")
-        if max_attempts < 1:
-            raise PyFinanceError(f"max_attempts must be >= 1, got {max_attempts}")
+        if max_attempts < 1 or breaker_failures < 1:
+            raise PyFinanceError(
+                f"max_attempts and breaker_failures must be >= 1, got {max_attempts} and "
+                f"{breaker_failures}"
+            )
         from alpaca.trading.client import TradingClient
 
         self.paper = bool(paper)
@@ -267,6 +405,10 @@ class AlpacaBroker(StateFileBroker):
         self.max_attempts = int(max_attempts)
         self.retry_base_s = float(retry_base_s)
         self.retry_max_s = float(retry_max_s)
+        self.max_retry_after_s = float(max_retry_after_s)
+        self._breaker = _Breaker(int(breaker_failures))
+        # Alpaca may echo a key in an error body: it never gets into a message of ours.
+        self._scrub = Redactor([api_key, secret_key])
         self.state_path = Path(state_path)
         self._clock = clock
         self._sleep = sleep
@@ -308,6 +450,7 @@ class AlpacaBroker(StateFileBroker):
         state_path: str | os.PathLike[str],
         *,
         environ: Mapping[str, str] | None = None,
+        base_url: str | None = None,
         **options: Any,
     ) -> AlpacaBroker:
         """Build a broker with keys from the environment (or a ``.env`` in the working dir).
@@ -320,13 +463,16 @@ class AlpacaBroker(StateFileBroker):
             SQLite file of the equity marks.
         environ
             Variables to read instead of ``os.environ`` (then no ``.env`` is read).
+        base_url
+            ``live.alpaca.base_url``; when None, ``APCA_API_BASE_URL`` of the environment
+            (see :func:`resolve_base_url`). An explicit ``url_override`` option wins.
         **options
-            Passed to the constructor (``url_override``, timeouts, ...).
+            Passed to the constructor (timeouts, retries, ...).
 
         Raises
         ------
         PyFinanceError
-            When the key or the secret is not set.
+            When the key or the secret is not set, or the endpoint is refused.
         """
         if environ is None:
             env: dict[str, str] = {}
@@ -351,6 +497,8 @@ class AlpacaBroker(StateFileBroker):
                 + " and ".join(missing)
                 + " in the environment or in a .env file in the working directory"
             )
+        if options.get("url_override") is None:
+            options["url_override"] = resolve_base_url(base_url, env, paper=paper)
         return cls(key, secret, paper=paper, state_path=state_path, **options)
 
     def __repr__(self) -> str:
@@ -365,11 +513,56 @@ class AlpacaBroker(StateFileBroker):
 
     # -- plumbing --------------------------------------------------------------------------
 
+    @property
+    def breaker_open(self) -> str | None:
+        """Why the circuit breaker is open, or None while it is closed."""
+        return self._breaker.reason
+
+    def _classify(self, exc: BaseException) -> _Failure | None:
+        failure = _failure(exc)
+        if failure is None:
+            return None
+        return dataclasses.replace(failure, message=self._scrub(failure.message))
+
     def _backoff(self, attempt: int, failure: _Failure) -> float:
+        """Seconds before the next try; a ``Retry-After`` is honoured in full."""
         wait = min(self.retry_max_s, self.retry_base_s * 2 ** (attempt - 1))
         if failure.retry_after_s is not None and failure.retry_after_s > 0:
-            wait = max(wait, min(failure.retry_after_s, self.retry_max_s))
+            wait = max(wait, failure.retry_after_s)
         return wait
+
+    def _pause(self, attempt: int, failure: _Failure, what: str, *, send: bool) -> None:
+        """Wait before try ``attempt + 1``; open the breaker rather than wait too long.
+
+        Raises
+        ------
+        BrokerUnavailable
+            Alpaca asks for a longer wait than ``max_retry_after_s`` (the breaker opens), or
+            ``send`` and the breaker is open.
+        """
+        wait = self._backoff(attempt, failure)
+        if failure.retry_after_s is not None and failure.retry_after_s > self.max_retry_after_s:
+            reason = (
+                f"{what}: alpaca asks to wait {failure.retry_after_s:g}s (Retry-After), more "
+                f"than max_retry_after_s={self.max_retry_after_s:g}"
+            )
+            self._breaker.trip(reason)
+            raise BrokerUnavailable(f"alpaca {reason}; not tried again in this run")
+        if send:
+            self._breaker.check()
+        log.warning(
+            "alpaca %s: %s; try %d of %d in %.2fs",
+            what,
+            failure.describe(),
+            attempt + 1,
+            self.max_attempts,
+            wait,
+        )
+        self._sleep(wait)
+
+    def _unavailable(self, what: str, failure: _Failure, attempts: int) -> BrokerUnavailable:
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        return BrokerUnavailable(f"alpaca {what} failed{tries}: {failure.describe()}")
 
     def _error(self, what: str, failure: _Failure, attempts: int) -> PyFinanceError:
         if failure.auth:
@@ -382,28 +575,36 @@ class AlpacaBroker(StateFileBroker):
         return PyFinanceError(f"alpaca {what} failed{tries}: {failure.describe()}")
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
-        """Run one idempotent request, retrying transient failures with backoff."""
+        """Run one idempotent request, retrying transient failures with backoff.
+
+        Raises
+        ------
+        BrokerUnavailable
+            Every try failed with 429/5xx/no reply, or a ``Retry-After`` was too long.
+        PyFinanceError
+            Alpaca refused the request (keys, a bad request).
+        """
         attempt = 0
         while True:
             attempt += 1
             try:
-                return call()
+                return_value = call()
             except Exception as exc:
-                failure = _failure(exc)
+                failure = self._classify(exc)
                 if failure is None:
                     raise
-                if not failure.transient or attempt >= self.max_attempts:
-                    raise self._error(what, failure, attempt) from exc
-                wait = self._backoff(attempt, failure)
-                log.warning(
-                    "alpaca %s: %s; try %d of %d in %.2fs",
-                    what,
-                    failure.describe(),
-                    attempt + 1,
-                    self.max_attempts,
-                    wait,
-                )
-                self._sleep(wait)
+            else:
+                self._breaker.answered(send=False)
+                return return_value
+            # Raised outside the except block, so the SDK's error (its body may echo a key)
+            # is not chained to ours.
+            if not failure.transient:
+                self._breaker.answered(send=False)
+                raise self._error(what, failure, attempt)
+            self._breaker.failed(what, failure, send=False)
+            if attempt >= self.max_attempts:
+                raise self._unavailable(what, failure, attempt)
+            self._pause(attempt, failure, what, send=False)
 
     def _get_or_none(self, what: str, get: Callable[[], Any]) -> Any:
         """``get()`` through :meth:`_call`; None when Alpaca answers "not found"."""
@@ -413,7 +614,7 @@ class AlpacaBroker(StateFileBroker):
             try:
                 return get()
             except APIError as exc:
-                failure = _failure(exc)
+                failure = self._classify(exc)
                 if failure is not None and failure.not_found:
                     return None
                 raise
@@ -500,6 +701,17 @@ class AlpacaBroker(StateFileBroker):
             "rejected %s %s %s: %s", intent.client_order_id, intent.side, intent.symbol, reason
         )
         return Fill.unfilled(intent, "rejected", self._now(), reason)
+
+    def _unconfirmed(self, intent: OrderIntent, reason: str) -> Fill:
+        log.error(
+            "unconfirmed %s %s %s: %s (the next run looks it up and sends it only if alpaca "
+            "never got it)",
+            intent.client_order_id,
+            intent.side,
+            intent.symbol,
+            reason,
+        )
+        return Fill.unfilled(intent, "unconfirmed", self._now(), reason)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -626,16 +838,20 @@ class AlpacaBroker(StateFileBroker):
         -------
         Fill
             The order's state once Alpaca has it (after waiting up to ``fill_timeout_s``
-            for a final one), or a ``rejected`` fill when Alpaca refused it (buying power,
-            wash trade, not tradable, ...), does not know the symbol, a non-fractionable
-            quantity rounds down to zero, or no try got it accepted. An id Alpaca already
-            has returns that order's state and sends nothing.
+            for a final one); a ``rejected`` fill when Alpaca refused it (buying power,
+            wash trade, not tradable, ...), does not know the symbol, or a non-fractionable
+            quantity rounds down to zero; an ``unconfirmed`` fill when it was sent but no
+            try got an answer (429/5xx/no reply, or the circuit breaker opened), so Alpaca
+            may or may not have it. An id Alpaca already has returns that order's state
+            and sends nothing.
 
         Raises
         ------
+        BrokerUnavailable
+            Nothing was sent: the circuit breaker is open, or Alpaca could not be asked
+            whether the order exists.
         PyFinanceError
-            The keys are refused, the order id belongs to another symbol/side, or
-            Alpaca could not be asked whether the order exists.
+            The keys are refused, or the order id belongs to another symbol/side.
         """
         price = float(price)
         if not (math.isfinite(price) and price > 0):
@@ -643,6 +859,7 @@ class AlpacaBroker(StateFileBroker):
                 f"order {intent.client_order_id}: price must be a finite number > 0, got {price}"
             )
         coid = intent.client_order_id
+        self._breaker.check()
         existing = self._lookup(coid)
         if existing is not None:
             fill = self._checked(intent, existing)
@@ -688,12 +905,15 @@ class AlpacaBroker(StateFileBroker):
             try:
                 raw = _order(self._client.submit_order(request))
             except Exception as exc:
-                failure = _failure(exc)
+                failure = self._classify(exc)
                 if failure is None:
                     raise
-                if failure.auth:
-                    raise self._error(f"order {coid}", failure, 1) from exc
+                if failure.transient:
+                    self._breaker.failed(f"order {coid}", failure, send=True)
+                else:
+                    self._breaker.answered(send=True)
             else:
+                self._breaker.answered(send=True)
                 fill = self._fill(raw)
                 log.info(
                     "sent %s %s %.9g sh %s (ref %.4f): %s",
@@ -705,9 +925,19 @@ class AlpacaBroker(StateFileBroker):
                     fill.status,
                 )
                 return self._settle(fill, raw)
+            assert failure is not None
+            if failure.auth:  # outside the except block: nothing of the SDK's is chained
+                raise self._error(f"order {coid}", failure, 1)
             # The reply is an error or lost, but the order may exist all the same: ask
             # before anything is sent again.
-            found = self._lookup(coid)
+            try:
+                found = self._lookup(coid)
+            except BrokerUnavailable as exc:
+                return self._unconfirmed(
+                    intent,
+                    f"sent ({failure.describe()}), but alpaca could not be asked whether it "
+                    f"has the order: {exc}",
+                )
             if found is not None:
                 log.warning(
                     "order %s: send failed (%s) but alpaca has the order; using it",
@@ -719,25 +949,19 @@ class AlpacaBroker(StateFileBroker):
             if not (failure.transient or failure.duplicate_id):
                 return self._rejected(intent, f"alpaca refused the order: {failure.describe()}")
             if attempt < self.max_attempts:
-                wait = self._backoff(attempt, failure)
-                log.warning(
-                    "order %s not at alpaca after %s; sending again (try %d of %d) in %.2fs",
-                    coid,
-                    failure.describe(),
-                    attempt + 1,
-                    self.max_attempts,
-                    wait,
-                )
-                self._sleep(wait)
+                try:
+                    self._pause(attempt, failure, f"order {coid} (not at alpaca)", send=True)
+                except BrokerUnavailable as exc:
+                    return self._unconfirmed(intent, f"not confirmed after {attempt} tries: {exc}")
         assert failure is not None
         if failure.duplicate_id:
             raise PyFinanceError(
                 f"alpaca says client_order_id {coid} is taken but does not return that "
                 "order; check the account's orders before running again"
             )
-        return self._rejected(
+        return self._unconfirmed(
             intent,
-            f"alpaca did not accept the order after {self.max_attempts} attempts "
+            f"alpaca did not confirm the order after {self.max_attempts} attempts "
             f"(last: {failure.describe()})",
         )
 
@@ -754,7 +978,13 @@ class AlpacaBroker(StateFileBroker):
         """Wait up to ``fill_timeout_s`` for a just-accepted order to become final."""
         if fill.final or self.fill_timeout_s <= 0 or str(raw.get("status")) in _QUEUED:
             return fill
-        settled = self.wait_for_fills([fill.client_order_id], self.fill_timeout_s)
+        try:
+            settled = self.wait_for_fills([fill.client_order_id], self.fill_timeout_s)
+        except BrokerUnavailable as exc:  # accepted: its state is read again later
+            log.warning(
+                "order %s accepted; its fill could not be read: %s", fill.client_order_id, exc
+            )
+            return fill
         return settled[0] if settled else fill
 
     def cancel_open_orders(self) -> int:

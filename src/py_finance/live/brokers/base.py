@@ -18,9 +18,28 @@ from py_finance.live.orders import OrderIntent
 
 # An order's state as the broker reports it. ``pending``: accepted, nothing filled yet (an
 # order sent after the close waits for the next open); ``partially_filled`` may still fill
-# more while the order is open. The others are final.
-FILL_STATUSES = ("pending", "filled", "partially_filled", "rejected", "canceled", "expired")
+# more while the order is open. ``unconfirmed``: ours, not the broker's: the broker neither
+# confirmed nor refused the order (every try hit 429/5xx or no reply, or the circuit breaker
+# stopped sending), so the broker may or may not have it; the next run looks it up by its
+# ``client_order_id`` and sends it only if the broker never saw it. The others are final.
+FILL_STATUSES = (
+    "pending",
+    "filled",
+    "partially_filled",
+    "rejected",
+    "canceled",
+    "expired",
+    "unconfirmed",
+)
 FINAL_STATUSES = frozenset({"filled", "rejected", "canceled", "expired"})
+
+
+class BrokerUnavailable(PyFinanceError):
+    """The broker cannot be reached now (every try failed, or the circuit breaker is open).
+
+    Nothing was sent by the call that raised it; what the run did not send is sent by the
+    next run of the same session.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +114,7 @@ class Fill:
 
     @classmethod
     def unfilled(cls, intent: OrderIntent, status: str, at: dt.datetime, reason: str = "") -> Fill:
-        """An order with nothing filled: ``rejected`` (final) or ``pending`` (open)."""
+        """An order with nothing filled: ``rejected``, ``unconfirmed`` or ``pending`` (open)."""
         return cls(
             intent.client_order_id,
             intent.symbol,
@@ -111,8 +130,13 @@ class Fill:
 
     @property
     def final(self) -> bool:
-        """Whether nothing more can happen to the order."""
+        """Whether waiting cannot change the order's state (an unconfirmed one included)."""
         return not self.open
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the broker answered for the order (it has it, or refused it)."""
+        return self.status != "unconfirmed"
 
     @property
     def notional(self) -> float:
