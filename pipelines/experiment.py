@@ -8,13 +8,19 @@ See docs/platform.md; the job body is py_finance.pipeline.experiment.hydra_job.
 """
 
 import sys
+import warnings
 from pathlib import Path
 
-import hydra
+# Framework deprecation chatter is not the user's business on a normal run.
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", message="The version_base parameter is deprecated")
 
-from py_finance.errors import PyFinanceError
-from py_finance.pipeline.cli import setup_logging
-from py_finance.pipeline.experiment import hydra_job
+import hydra  # noqa: E402
+
+from py_finance.errors import cli_errors  # noqa: E402
+from py_finance.pipeline.cli import setup_logging  # noqa: E402
+from py_finance.pipeline.experiment import check_command_line, hydra_job, run_hydra_job  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -22,14 +28,17 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 @hydra.main(version_base=None, config_path=CONF, config_name="experiment")
 def main(cfg) -> float:
     setup_logging()
-    try:
-        return hydra_job(cfg)
-    except PyFinanceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return run_hydra_job(hydra_job, cfg)
+
+
+@cli_errors
+def checked() -> bool:
+    """Check the overrides before Hydra creates anything; True for a multirun."""
+    return check_command_line(sys.argv[1:])
 
 
 if __name__ == "__main__":
-    # The Optuna sweeper's default SQLite study lives in outputs/ (relative to the cwd).
-    Path("outputs").mkdir(exist_ok=True)
+    if checked():
+        # The Optuna sweeper's default SQLite study lives in outputs/ (relative to the cwd).
+        Path("outputs").mkdir(exist_ok=True)
     main()

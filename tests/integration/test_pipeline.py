@@ -72,7 +72,7 @@ def test_pipeline_on_a_small_slice_promotes_a_champion_and_trades_a_paper_day(tm
     assert elapsed < 120, f"pipeline slice took {elapsed:.0f}s"
 
     report = ctx.path("reports", "results.md").read_text()
-    assert "Survivorship bias" in report and "| Sharpe |" in report
+    assert "Survivorship bias" in report and "| Sharpe (`sharpe`) |" in report
 
     # An MLflow run per backtest with the contract's metrics.
     import mlflow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +39,19 @@ def context_from_args(argv: list[str] | None = None, description: str = "") -> C
     return Context(build(load_params(params)), root)
 
 
+RECOVER_HINT = (
+    "hint: DVC removed this stage's outputs before running it; the last good ones are in the "
+    "DVC cache: `.venv/bin/dvc checkout` restores them (and `git checkout params.yaml` undoes "
+    "a `dvc exp run -S` that rewrote params.yaml)"
+)
+
+
 def stage_main(stage: Callable[[Context], Any], argv: list[str] | None = None) -> None:
-    """Run one stage function from the command line."""
+    """Run one stage function from the command line.
+
+    A user error prints one ``error:`` line and exits 2 (:func:`~py_finance.errors.cli_errors`);
+    under DVC (``$DVC_STAGE`` set) a failure also says how to get the last good outputs back.
+    """
 
     @cli_errors
     def main() -> None:
@@ -47,4 +59,10 @@ def stage_main(stage: Callable[[Context], Any], argv: list[str] | None = None) -
         ctx = context_from_args(argv, description=stage.__doc__ or "")
         stage(ctx)
 
-    main()
+    try:
+        main()
+    except BaseException as exc:
+        failed = not isinstance(exc, SystemExit) or exc.code not in (0, None)
+        if failed and os.environ.get("DVC_STAGE") and not isinstance(exc, KeyboardInterrupt):
+            print(RECOVER_HINT, file=sys.stderr)
+        raise

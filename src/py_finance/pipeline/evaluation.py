@@ -3,8 +3,16 @@
 The backtest covers the out-of-sample period of the walk-forward predictions. Three
 curves: Baseline (top-k, no overlays), Regime-Aware (all configured overlays: caps,
 regime exposure, drawdown throttle) and the benchmark's buy-and-hold. Each strategy
-backtest is an MLflow run; the Regime-Aware run also logs the final model and registers it
-as a new version of ``py-finance-h{h}``, which the promote stage may mark ``@champion``.
+backtest is an MLflow run tagged with its research question and trial (the ledger the
+promotion gate counts); the Regime-Aware run also logs the final model. Only the promote
+stage registers it, as a version of ``py-finance-h{h}``, and may mark it ``@champion``.
+
+Metric conventions (metrics.json, MLflow and the results table use the same names): returns,
+drawdowns, volatility and exposure are fractions of 1 (``cagr`` 0.071 is 7.1% a year,
+``total_return`` 6.2 is +620%, ``max_drawdown`` -0.32 is -32%); ``sharpe`` and ``sortino``
+are annualised ratios; ``turnover`` is annual one-way turnover in multiples of equity;
+``psr`` and ``dsr`` are probabilities, ``dsr`` deflated for ``n_trials`` trials of the
+research question; ``rank_ic``/``ic`` are out-of-sample correlations.
 """
 
 from __future__ import annotations
@@ -178,8 +186,72 @@ def equal_weight_targets(prices: pd.DataFrame, every: int) -> pd.DataFrame:
     return w
 
 
-def backtest(ctx: Context) -> dict[str, Any]:
-    """Backtest Baseline and Regime-Aware on out-of-sample scores; log them to MLflow."""
+def research_question(ctx: Context) -> str:
+    """The research question a backtest of ``ctx`` answers: data snapshot, universe, horizon."""
+    return tracking.research_question(ctx.store.fingerprint(), ctx.store.symbols(), ctx.horizon)
+
+
+def _trial_params(ctx: Context, variant: str) -> dict[str, Any]:
+    """The params a variant's run logs (and its trial identity is hashed from)."""
+    params = flatten(ctx.settings.raw)
+    if variant == "baseline":
+        params = {k: v for k, v in params.items() if not k.startswith(("risk.", "regime_policy."))}
+    return {**params, "variant": variant}
+
+
+def candidate_returns(curve: pd.Series) -> pd.Series:
+    """Per-session returns of a growth-of-1 curve, its first session's included (the gate's)."""
+    curve = curve.dropna()
+    returns = curve.pct_change()
+    if len(returns):
+        returns.iloc[0] = curve.iloc[0] - 1.0
+    return returns
+
+
+def held_every_name(weights: pd.DataFrame, scores: pd.DataFrame) -> bool:
+    """True when every scored name is held on every rebalance: the model cannot matter."""
+    rows = weights.notna().any(axis=1)
+    if not rows.any():
+        return False
+    held = (weights[rows].fillna(0.0) > 0.0).sum(axis=1)
+    scored = scores[rows].notna().sum(axis=1)
+    return bool((held >= scored).all())
+
+
+def backtest(ctx: Context, *, log_model: bool = True) -> dict[str, Any]:
+    """Backtest Baseline and Regime-Aware on out-of-sample scores; log them to MLflow.
+
+    Every variant is a run tagged with the research question and its trial key, whether it
+    finished or failed; ``dsr`` in the metrics is the promotion gate's, deflated for the
+    trials the ledger holds for the question after this backtest (``n_trials`` beside it).
+    ``log_model`` logs the final model in the Regime-Aware run (for the promote stage to
+    register); sweeps leave it out.
+    """
+    question = research_question(ctx)
+    try:
+        return _backtest(ctx, question, log_model=log_model)
+    except Exception as exc:
+        _record_failure(ctx, question, exc)
+        raise
+
+
+def _record_failure(ctx: Context, question: str, exc: BaseException) -> None:
+    """Log one FAILED run per variant: a crashed configuration is still a trial."""
+    try:
+        s = ctx.settings
+        tracking.setup(s.tracking, ctx.root)
+        for variant in VARIANTS:
+            params = _trial_params(ctx, variant)
+            tags = {
+                **tracking.trial_tags(question, params, variant),
+                "error": f"{type(exc).__name__}: {exc}"[:5000],
+            }
+            tracking.record_failed_run(f"backtest-h{ctx.horizon}-{variant}", params, tags)
+    except Exception:  # the original error matters more than the ledger entry
+        log.exception("could not record the failed backtest in the trial ledger")
+
+
+def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]:
     s = ctx.settings
     px = prices(ctx)
     # Returns into each close, from the whole stored history (lookbacks before the start).
@@ -213,6 +285,14 @@ def backtest(ctx: Context) -> dict[str, Any]:
             periods_per_year=s.backtest.periods_per_year,
         ),
     }
+    model_matters = not held_every_name(weights["baseline"], scores)
+    if not model_matters:
+        log.warning(
+            "every scored name is held on every rebalance (top_k %d): the model's scores "
+            "cannot change the book, so these results do not depend on the model; lower "
+            "portfolio.top_k or widen the universe",
+            s.portfolio.top_k,
+        )
     results: dict[str, BacktestResult] = {
         "baseline": run_backtest(px, weights["baseline"], s.backtest),
         "regime_aware": run_backtest(px, weights["regime_aware"], s.backtest, risk=s.risk),
@@ -228,7 +308,6 @@ def backtest(ctx: Context) -> dict[str, Any]:
             periods_per_year=ppy,
             exposure=res.exposure,
             benchmark=bench_rets.reindex(res.returns.index),
-            n_trials=len(VARIANTS),
         )
         for name, res in results.items()
     }
@@ -244,6 +323,8 @@ def backtest(ctx: Context) -> dict[str, Any]:
     }
     metrics["skill"] = {k: skill[k] for k in ("oos_ic", "oos_rank_ic", "oos_icir")}
     metrics["survivorship_biased"] = bool(store_meta.get("survivorship_biased", True))
+    metrics["model_matters"] = model_matters
+    metrics["question"] = question
 
     out = ctx.backtest_dir()
     equity = pd.DataFrame(
@@ -255,29 +336,115 @@ def backtest(ctx: Context) -> dict[str, Any]:
         }
     )
     equity.index.name = "session"
-    write_parquet(equity, out / "equity.parquet")
-    weekly = equity.resample("W-FRI").last().dropna(how="all").round(6)
-    write_text(weekly.to_csv(date_format="%Y-%m-%d"), out / "equity.csv")
-    held = results["regime_aware"].weights
-    write_parquet(held.astype("float64"), out / "weights.parquet")
     states = results["regime_aware"].states.value_counts().to_dict()
     metrics["regime_aware_states"] = {str(k): int(v) for k, v in states.items()}
 
-    model_ref = _track(ctx, results, weights, metrics, equity, skill, regimes)
-    write_json(model_ref, out / "model_ref.json")
+    runs = _track(ctx, question, results, weights, metrics, equity, skill, regimes, log_model)
+    _deflate(ctx, question, metrics, equity, runs)
+
+    write_parquet(equity, out / "equity.parquet")
+    held = results["regime_aware"].weights
+    write_parquet(held.astype("float64"), out / "weights.parquet")
+    fig = _plot(equity, f"Growth of 1, out of sample (h={ctx.horizon}, {s.model_name})")
+    _save_png(fig, out / "plots" / "equity.png")
+    write_json(
+        {
+            "name": s.tracking.model_name(ctx.horizon),
+            "question": question,
+            "trial_key": tracking.trial_tags(
+                question, _trial_params(ctx, "regime_aware"), "regime_aware"
+            )[tracking.TRIAL_TAG],
+            "variant": "regime_aware",
+        },
+        out / "model_ref.json",
+    )
     write_json(metrics, out / "metrics.json")
+    write_json(summary(metrics), out / "summary.json")
     return metrics
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The few figures DVC compares across experiments (``summary.json``).
+
+    The Regime-Aware candidate's Sharpe, CAGR, max drawdown, DSR (with its trial count),
+    annual turnover and the out-of-sample rank IC, plus Baseline's and the benchmark's
+    Sharpe: ``dvc exp show`` stays readable in 120 columns.
+    """
+    cand = metrics["regime_aware"]
+
+    def r(x: Any, digits: int = 4) -> float | None:
+        x = float(x)
+        return round(x, digits) if np.isfinite(x) else None
+
+    return {
+        "sharpe": r(cand["sharpe"], 3),
+        "cagr": r(cand["cagr"]),
+        "max_dd": r(cand["max_drawdown"]),
+        "dsr": r(cand["dsr"], 3),
+        "n_trials": int(cand["n_trials"]),
+        "rank_ic": r(metrics["skill"]["oos_rank_ic"]),
+        "turnover": r(cand["turnover"], 2),
+        "base_sharpe": r(metrics["baseline"]["sharpe"], 3),
+        "bench_sharpe": r(metrics["benchmark"]["sharpe"], 3),
+    }
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    """Save a figure as a PNG with no run-dependent metadata (byte-identical reruns)."""
+    import matplotlib.pyplot as plt
+
+    from py_finance.io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+
+
+def _deflate(
+    ctx: Context,
+    question: str,
+    metrics: dict[str, Any],
+    equity: pd.DataFrame,
+    runs: dict[str, str],
+) -> None:
+    """Replace each variant's ``dsr`` by the gate's, over the trials now in the ledger."""
+    s = ctx.settings
+    cfg = s.promotion if s.promotion is not None else tracking.PromotionConfig()
+    record = tracking.count_trials(question)
+    n_trials = int(cfg.n_trials) if cfg.n_trials is not None else record.n_trials
+    for variant in VARIANTS:
+        evidence = tracking.gate_evidence(
+            candidate_returns(equity[variant]),
+            metrics["benchmark"]["sharpe"],
+            n_trials=n_trials,
+            trial_sharpes=record.sharpes,
+            sr_variance=cfg.sr_variance,
+            periods_per_year=s.backtest.periods_per_year,
+        )
+        metrics[variant]["dsr"] = evidence.dsr
+        metrics[variant]["psr"] = evidence.psr
+        metrics[variant]["n_trials"] = float(n_trials)
+        if variant in runs:
+            tracking.log_metrics_to(
+                runs[variant], {"dsr": evidence.dsr, "psr": evidence.psr, "n_trials": n_trials}
+            )
 
 
 def _track(
     ctx: Context,
+    question: str,
     results: dict[str, BacktestResult],
     weights: dict[str, pd.DataFrame],
     metrics: dict[str, Any],
     equity: pd.DataFrame,
     skill: dict[str, Any],
     regimes: pd.Series | None = None,
-) -> dict[str, Any]:
+    log_model: bool = True,
+) -> dict[str, str]:
+    """Log one run per variant; returns their ids. Registers nothing (see :func:`promote`)."""
     s = ctx.settings
     tracking.setup(s.tracking, ctx.root)
     tags = tracking.standard_tags(
@@ -288,23 +455,20 @@ def _track(
         cwd=ctx.root,
     )
     tags["survivorship_biased"] = str(metrics["survivorship_biased"]).lower()
+    tags["model_matters"] = str(metrics["model_matters"]).lower()
     # turnover, exposure and beta are undefined for an index: log what the index has
     bench = {
         f"benchmark_{k}": v
         for k, v in metrics["benchmark"].items()
         if isinstance(v, int | float) and np.isfinite(v)
     }
-    ref: dict[str, Any] = {}
+    runs: dict[str, str] = {}
     for variant in VARIANTS:
-        with tracking.start_run(
-            f"backtest-h{ctx.horizon}-{variant}", tags={**tags, "variant": variant}
-        ) as run_id:
-            params = flatten(s.raw)
-            if variant == "baseline":
-                params = {
-                    k: v for k, v in params.items() if not k.startswith(("risk.", "regime_policy."))
-                }
-            tracking.log_params({**params, "variant": variant})
+        params = _trial_params(ctx, variant)
+        run_tags = {**tags, **tracking.trial_tags(question, params, variant)}
+        with tracking.start_run(f"backtest-h{ctx.horizon}-{variant}", tags=run_tags) as run_id:
+            runs[variant] = run_id
+            tracking.log_params(params)
             # The store as a dataset input, versioned by its DVC hash when DVC tracks it.
             store_path = s.paths["store"]
             tracking.log_dataset(
@@ -312,13 +476,8 @@ def _track(
                 digest=tracking.dvc_hash(ctx.root, store_path) or tags["data_hash"],
                 source=str(ctx.path("store")),
             )
-            tracking.log_metrics(
-                {
-                    **metrics[variant],
-                    **bench,
-                    **{f"oos_{k}": v for k, v in metrics["skill"].items()},
-                }
-            )
+            # skill keys already carry their oos_ prefix
+            tracking.log_metrics({**metrics[variant], **bench, **metrics["skill"]})
             folds = pd.read_parquet(ctx.model_dir() / "folds.parquet")
             for fold, ic, rank_ic in zip(folds["fold"], folds["ic"], folds["rank_ic"], strict=True):
                 tracking.log_metrics({"fold_ic": ic, "fold_rank_ic": rank_ic}, step=int(fold))
@@ -355,16 +514,22 @@ def _track(
                 ),
                 "overlay_states.parquet",
             )
+            notes = "SPY B&H is the S&P 500 price index standing in for SPY (bundled data)."
+            if not metrics["model_matters"]:
+                notes += (
+                    "\n\nEvery scored name was held on every rebalance: the model could not "
+                    "change the book."
+                )
             _log_report(
                 backtest_report(
                     f"{LABELS[variant]} h={ctx.horizon}",
                     metrics[variant],
                     metrics["period"],
                     bool(metrics["survivorship_biased"]),
-                    "SPY B&H is the S&P 500 price index standing in for SPY (bundled data).",
+                    notes,
                 )
             )
-            if variant == "regime_aware":
+            if variant == "regime_aware" and log_model:
                 with (ctx.model_dir() / "model.pkl").open("rb") as fh:
                     model = pickle.load(fh)
                 feats = pd.read_parquet(ctx.path("features", "features.parquet"))
@@ -377,15 +542,9 @@ def _track(
                     model,
                     feature_names=list(skill["feature_names"]),
                     input_example=example,
-                    registered_model_name=s.tracking.model_name(ctx.horizon),
                 )
-                ref = {
-                    "name": logged.name,
-                    "version": logged.version,
-                    "run_id": run_id,
-                    "model_uri": logged.model_uri,
-                }
-    return ref
+                tracking.set_run_tags(run_id, {tracking.MODEL_URI_TAG: logged.model_uri})
+    return runs
 
 
 def _log_report(text: str) -> None:
@@ -398,12 +557,16 @@ def _log_report(text: str) -> None:
 
 
 def results_table(metrics: dict[str, Any]) -> str:
-    """Markdown table of CAGR, Sharpe and max drawdown: Baseline, Regime-Aware, benchmark."""
+    """Markdown table: CAGR, Sharpe, max drawdown and the gate's DSR of each curve.
+
+    Row labels name the metric keys of metrics.json and MLflow (``cagr``, ``sharpe``,
+    ``max_drawdown``, ``dsr``); the DSR row gives the trial count it was deflated for.
+    """
     cols = [c for c in ("baseline", "regime_aware", "benchmark", "equal_weight") if c in metrics]
     rows = [
-        ("CAGR", "cagr", "{:.1%}"),
-        ("Sharpe", "sharpe", "{:.2f}"),
-        ("Max DD", "max_drawdown", "{:.1%}"),
+        ("CAGR (`cagr`)", "cagr", "{:.1%}"),
+        ("Sharpe (`sharpe`)", "sharpe", "{:.2f}"),
+        ("Max DD (`max_drawdown`)", "max_drawdown", "{:.1%}"),
     ]
     lines = [
         "| Metric | " + " | ".join(LABELS[c] for c in cols) + " |",
@@ -411,6 +574,14 @@ def results_table(metrics: dict[str, Any]) -> str:
     ]
     for label, key, fmt in rows:
         lines.append(f"| {label} | " + " | ".join(fmt.format(metrics[c][key]) for c in cols) + " |")
+    if all("n_trials" in metrics[c] for c in VARIANTS if c in metrics):
+        cells = []
+        for c in cols:
+            m = metrics[c]
+            cells.append(
+                f"{m['dsr']:.3f} ({int(m['n_trials'])} trials)" if "n_trials" in m else "n/a"
+            )
+        lines.append("| DSR (`dsr`) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -437,11 +608,18 @@ def report(ctx: Context) -> str:
             f"Out-of-sample rank IC {skill['oos_rank_ic']:.4f} (ICIR {skill['oos_icir']:.3f}).",
             "",
             caveat,
-            "",
+            ""
+            if metrics.get("model_matters", True)
+            else "**Every scored name was held on every rebalance: the model could not change "
+            "the book, so these results do not depend on it.**\n",
             "*SPY B&H is the S&P 500 price index (no dividends) standing in for SPY; "
             "costs: "
             f"{ctx.settings.backtest.cost_bps:g} bps of traded notional; decisions at the close "
             f"of t fill at the close of t+{ctx.settings.backtest.execution_lag}.",
+            "",
+            "Returns and drawdowns are fractions of 1 shown as percentages; the DSR is the "
+            "promotion gate's, deflated for the trials of this research question (data "
+            "snapshot, universe, horizon) in every MLflow experiment.",
             "",
             "Runs, metrics, equity curves and the registered model: `make ui`, then "
             "http://127.0.0.1:5000 (experiment "
@@ -454,11 +632,12 @@ def report(ctx: Context) -> str:
 
 
 def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
-    """The candidate's registry reference, the gate's evidence and its settings.
+    """The candidate's run, the gate's evidence and its settings.
 
-    Reads ``model_ref.json``, ``metrics.json`` and ``equity.parquet`` of the backtest stage;
-    counts the trials recorded in the configured MLflow experiment (unless the promotion
-    config fixes ``n_trials``).
+    Reads ``model_ref.json`` (the candidate's research question and trial key),
+    ``metrics.json`` and ``equity.parquet`` of the backtest stage; finds the candidate's
+    latest finished run in the tracking store and counts the trials of its research question
+    (unless the promotion config fixes ``n_trials``).
     """
     s = ctx.settings
     cfg = s.promotion if s.promotion is not None else tracking.PromotionConfig()
@@ -469,14 +648,23 @@ def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
     ref = json.loads((out / "model_ref.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     equity = pd.read_parquet(out / "equity.parquet")
-    curve = equity[cfg.candidate].dropna()  # growth of 1 from the initial cash
-    returns = curve.pct_change()
-    returns.iloc[0] = curve.iloc[0] - 1.0  # the first session's return (its trading costs)
     tracking.setup(s.tracking, ctx.root)
-    record = tracking.count_trials(s.tracking.experiment)
+    run = tracking.find_trial_run(ref["question"], ref["trial_key"], ref["variant"])
+    if run is None:
+        raise DataError(
+            f"no finished MLflow run with a logged model for the backtest in {out} "
+            f"(trial {ref['trial_key']}) in {s.tracking.tracking_uri}: rerun the backtest "
+            "stage (`.venv/bin/dvc repro -f backtest`)"
+        )
+    ref = {
+        **ref,
+        "run_id": run.info.run_id,
+        "model_uri": run.data.tags[tracking.MODEL_URI_TAG],
+    }
+    record = tracking.count_trials(ref["question"])
     n_trials = int(cfg.n_trials) if cfg.n_trials is not None else record.n_trials
     evidence = tracking.gate_evidence(
-        returns,
+        candidate_returns(equity[cfg.candidate]),
         metrics["benchmark"]["sharpe"],
         n_trials=n_trials,
         trial_sharpes=record.sharpes,
@@ -487,29 +675,44 @@ def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
 
 
 def promote(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
-    """Run the promotion gate on the version the backtest registered.
+    """Register the candidate backtest's model and run the promotion gate on it.
 
+    The promotion path is the only one that creates registry versions: the candidate's
+    model (logged by its backtest run) becomes a version of ``py-finance-h{h}`` (once per
+    run), then the gate decides. Before that, the current champion is re-checked against the
+    trials its research question holds now (:func:`py_finance.tracking.recheck_champion`).
     Writes ``promotion/h{h}.json`` (decision, reasons, figures) unless ``dry_run``, which
     decides and explains without touching the registry or the file.
     """
     ref, evidence, cfg = gate_inputs(ctx)
-    decision = tracking.promote(ref["name"], ref["version"], evidence, config=cfg, dry_run=dry_run)
+    recheck = tracking.recheck_champion(
+        ref["name"], cfg, periods_per_year=ctx.settings.backtest.periods_per_year, dry_run=dry_run
+    )
+    if dry_run:
+        version = tracking.version_of_run(ref["name"], ref["run_id"]) or "(not registered)"
+    else:
+        registered = tracking.register_logged_model(ref["name"], ref["run_id"], ref["model_uri"])
+        version = registered.version or ""
+    decision = tracking.promote(ref["name"], version, evidence, config=cfg, dry_run=dry_run)
     if dry_run:  # what @champion would be after the decision
-        champion = str(ref["version"]) if decision.promote else decision.previous_champion
+        champion = str(version) if decision.promote else decision.previous_champion
+        if recheck is not None and not recheck.passed and champion == recheck.version:
+            champion = None
     else:
         champion = tracking.get_alias_version(ref["name"], tracking.CHAMPION)
     out = {
         "model": ref["name"],
-        "candidate_version": ref["version"],
+        "candidate_version": version,
         "promoted": decision.promote,
         "reasons": list(decision.reasons),
         "previous_champion": decision.previous_champion,
         "champion": champion,
         "evidence": evidence.as_dict(),
+        "champion_recheck": None if recheck is None else recheck.as_dict(),
         "dry_run": dry_run,
     }
     verdict = "promoted to @champion" if decision.promote else "not promoted"
-    log.info("%s v%s %s: %s", ref["name"], ref["version"], verdict, "; ".join(decision.reasons))
+    log.info("%s v%s %s: %s", ref["name"], version, verdict, "; ".join(decision.reasons))
     if not decision.promote:
         log.warning(
             "keeping the previous champion (%s)",

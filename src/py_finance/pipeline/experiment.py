@@ -99,16 +99,142 @@ def run_job(
         research.labels(ctx)
         research.regimes(ctx)
         research.train(ctx, progress=False)
-        metrics = evaluation.backtest(ctx)
+        # Sweeps log runs but never a model: only the promotion path registers versions.
+        metrics = evaluation.backtest(ctx, log_model=False)
         cand = metrics[candidate]
         tracking.log_metrics(cand)
         tracking.log_metrics(
             {f"baseline_{k}": v for k, v in metrics["baseline"].items()}
             | {f"benchmark_{k}": v for k, v in metrics["benchmark"].items()}
-            | {f"oos_{k}": v for k, v in metrics["skill"].items()}
+            | dict(metrics["skill"])  # already named oos_*
         )
     objective = float(cand.get(OBJECTIVE, math.nan))
     return {"metrics": metrics, "run_id": run_id, "objective": objective}
+
+
+# Options of the Hydra app that take no value, and those that take the next argument.
+_FLAGS = ("-m", "--multirun", "--info", "-i", "--cfg", "-c", "--resolve", "--help", "-h")
+_WITH_VALUE = (
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--package",
+    "-p",
+)
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (Hydra's, OmegaConf's) folded into one line.
+
+    Hydra's list of config search paths is dropped and a list of options becomes
+    ``a, b, c``.
+    """
+    lines = [p.strip() for p in str(text).splitlines() if p.strip()]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    out: list[str] = []
+    for line in lines:
+        listed = out and " " not in line and out[-1].startswith("Available options")
+        if listed:  # one option per line in Hydra's message
+            sep = " " if out[-1].endswith(":") else ", "
+            out[-1] = f"{out[-1]}{sep}{line}"
+        else:
+            out.append(line)
+    return "; ".join(out)
+
+
+def _compose_error(exc: BaseException) -> str:
+    """One line for a failed compose: Hydra's message and OmegaConf's hint ("Did you mean")."""
+    text = one_line(str(exc))
+    text = text.split(": ", 1)[1] if text.startswith("cannot compose config") else text
+    cause = exc.__cause__
+    while cause is not None:
+        first = str(cause).splitlines()[0] if str(cause) else ""
+        if "Did you mean" in first and first not in text:
+            text = f"{text} ({first})"
+            break
+        cause = cause.__cause__
+    return text
+
+
+def check_command_line(argv: list[str], config_dir: Path | None = None) -> bool:
+    """Validate the overrides of ``pipelines/experiment.py`` before Hydra runs anything.
+
+    Every override (each value of a sweep such as ``model=lightgbm,xgboost`` in turn) is
+    composed with the others against ``conf/`` and the schemas, so a mistyped key, an unknown
+    option or a wrong type fails at once with one line naming it, before Hydra creates a run
+    folder. ``hydra.*`` and ``hydra/...`` overrides are left to Hydra. Returns True for a
+    multirun (``-m``).
+
+    Raises
+    ------
+    ConfigError
+        The first override that does not compose, with the reason on one line.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from py_finance.config import compose
+    from py_finance.errors import ConfigError
+
+    multirun = False
+    overrides: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-m", "--multirun"):
+            multirun = True
+        elif arg in _WITH_VALUE:
+            skip = True
+        elif arg.startswith("-") or arg in _FLAGS:
+            continue
+        else:
+            overrides.append(arg)
+    task = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(task)
+    except HydraException as exc:
+        raise ConfigError(f"bad override: {one_line(str(exc))}") from None
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    variants: list[list[str]] = [fixed]
+    for o in parsed:
+        if not o.is_sweep_override():
+            continue
+        if not multirun:
+            raise ConfigError(
+                f"override {o.input_line!r} is a sweep: add -m (a multirun) to run each value"
+            )
+        try:
+            values = list(o.sweep_string_iterator())
+        except HydraException:  # a range or interval the sweeper samples: left to it
+            continue
+        key = o.get_key_element()
+        variants += [[*fixed, f"{key}={v}"] for v in values]
+    for lines in variants:
+        try:
+            compose(lines, config_dir=config_dir)
+        except ConfigError as exc:
+            raise ConfigError(_compose_error(exc)) from None
+    return multirun
+
+
+def run_hydra_job(job: Any, cfg: Any) -> float:
+    """Run ``job(cfg)``; a :class:`~py_finance.errors.PyFinanceError` is one line, exit 2."""
+    import sys
+
+    from py_finance.errors import PyFinanceError
+
+    try:
+        return float(job(cfg))
+    except PyFinanceError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def parent_run_id(sweep_dir: Path | None) -> str | None:

@@ -22,6 +22,22 @@ from py_finance.pipeline.context import Context
 
 HORIZON = "${labels.horizon}"
 STAGES = ("features", "regimes", "labels", "train", "backtest")
+# The pipeline's template (tracked) and where ``init`` puts it (git-ignored): DVC sees the
+# matrix, in ``dvc status`` and ``dvc metrics show``, only once a user asks for it.
+TEMPLATE = Path("pipelines/matrix/template.yaml")
+PIPELINE = Path("pipelines/matrix/dvc.yaml")
+
+
+def init(root: Path) -> Path:
+    """Copy the matrix pipeline's template to ``pipelines/matrix/dvc.yaml`` under ``root``."""
+    src, dest = root / TEMPLATE, root / PIPELINE
+    if not src.exists():
+        raise ConfigError(f"{src} not found: run this from the project root (or pass --root)")
+    text = src.read_text()
+    if dest.exists() and dest.read_text() == text:
+        return dest
+    dest.write_text(text)
+    return dest
 
 
 @functools.lru_cache(maxsize=4)
@@ -95,11 +111,13 @@ def run_cell(stage: str, ctx: Context) -> Any:
 
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
-    """``python pipelines/matrix.py STAGE [--model NAME] [--horizon H]``."""
+    """``python pipelines/matrix_stage.py STAGE [--model NAME] [--horizon H]``, or ``init``."""
     from py_finance.pipeline.cli import setup_logging
 
     parser = argparse.ArgumentParser(description="one stage of a DVC matrix cell")
-    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument(
+        "stage", choices=("init", *STAGES), help="init: write pipelines/matrix/dvc.yaml"
+    )
     parser.add_argument("--model", default=None, help="matrix model (default: the first)")
     parser.add_argument("--horizon", type=int, default=None, help="label horizon (sessions)")
     parser.add_argument("--params", default="params.yaml")
@@ -107,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     root = Path(args.root).resolve()
+    if args.stage == "init":
+        dest = init(root)
+        print(f"wrote {dest.relative_to(root)}: `.venv/bin/dvc repro {PIPELINE}` runs it")
+        return
     params = load_params(root / args.params)
     model = args.model or str(params.matrix.models[0])
     horizon = args.horizon or int(params.labels.horizon)

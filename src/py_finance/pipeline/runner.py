@@ -129,5 +129,6 @@ def run_backtest_cli(
     research.labels(ctx)
     research.regimes(ctx)
     research.train(ctx)
-    metrics = evaluation.backtest(ctx)
+    # Logged to MLflow as trials of their research question; never registered.
+    metrics = evaluation.backtest(ctx, log_model=False)
     return metrics, evaluation.report(ctx)

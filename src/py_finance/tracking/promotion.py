@@ -7,13 +7,14 @@ A candidate always becomes ``@challenger``. It becomes ``@champion`` only when e
 - its Deflated Sharpe Ratio (Bailey and López de Prado, 2014) is at least ``dsr_confidence``:
   the probability that its true Sharpe exceeds the best Sharpe that ``n_trials`` tries of
   skill-less strategies would show by chance, ``n_trials`` being the number of distinct
-  strategy configurations recorded in the MLflow experiment (so a big sweep raises the bar);
+  strategy configurations tried on the same research question (data snapshot, universe,
+  horizon), in any MLflow experiment, failed tries included (so a big sweep raises the bar);
 - its maximum drawdown is within ``max_drawdown``;
 - the out-of-sample period has at least ``min_oos_sessions`` sessions.
 
 :func:`evaluate_gate` is a pure function of the figures; :func:`promote` applies it to the
 registry and writes the decision and its figures as tags on the model version;
-:func:`count_trials` reads the trials recorded in an experiment.
+:func:`count_trials` reads the trials of a research question from the tracking store.
 """
 
 from __future__ import annotations
@@ -178,16 +179,17 @@ class GateDecision:
 
 @dataclass(frozen=True, slots=True)
 class TrialRecord:
-    """Trials recorded in an MLflow experiment.
+    """Trials recorded for one research question (:func:`count_trials`).
 
     Attributes
     ----------
     n_trials
-        Distinct strategy configurations among finished backtest runs (at least 1).
+        Distinct strategy configurations among the backtest runs that ended, failed ones
+        included (at least 1).
     sharpes
-        Annualised Sharpe of each distinct configuration (its latest run).
+        Annualised Sharpe of each finished configuration (its latest run).
     n_runs
-        Finished backtest runs read (repeats of one configuration count once).
+        Backtest runs read (repeats of one configuration count once in ``n_trials``).
     """
 
     n_trials: int
@@ -467,54 +469,88 @@ def trial_key(params: Mapping[str, str], variant: str = "") -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def count_trials(experiment: str, *, metric: str = SHARPE) -> TrialRecord:
-    """Count the strategy configurations backtested in an MLflow experiment.
+# Tags of every backtest run: the research question it answers and the trial (configuration).
+QUESTION_TAG = "trial.question"
+TRIAL_TAG = "trial.key"
+# Runs that ended: a FAILED backtest was still a try at the question.
+_ENDED = ("FINISHED", "FAILED", "KILLED")
+
+
+def research_question(data_hash: str, universe: Sequence[str], horizon: int) -> str:
+    """Identity of a research question: the data snapshot, the universe and the horizon.
+
+    Trials are counted per question, across MLflow experiments: a quick look on another slice
+    of the data is another question and does not raise this one's bar, and logging under
+    another experiment name does not reset it.
+    """
+    text = json.dumps([str(data_hash), sorted(str(u) for u in universe), int(horizon)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trial_tags(question: str, params: Mapping[str, Any], variant: str) -> dict[str, str]:
+    """The ledger tags of one backtest run (see :func:`count_trials`)."""
+    flat = {k: str(v) for k, v in params.items()}
+    return {QUESTION_TAG: question, TRIAL_TAG: trial_key(flat, variant), "variant": variant}
+
+
+def count_trials(question: str, *, metric: str = SHARPE) -> TrialRecord:
+    """Count the strategy configurations tried on one research question.
+
+    The ledger is the tracking store itself: every backtest run carries the tags
+    :data:`QUESTION_TAG` and :data:`TRIAL_TAG` (:func:`trial_tags`), in whatever experiment it
+    was logged, deleted experiments and runs included.
 
     Parameters
     ----------
-    experiment
-        Experiment name, in the tracking store :func:`py_finance.tracking.setup` pointed at.
+    question
+        :func:`research_question` of the candidate.
     metric
         The metric each trial reports (annualised Sharpe).
 
     Returns
     -------
     TrialRecord
-        Finished runs that carry a ``variant`` tag (one per backtested strategy; sweep parent
-        and job runs do not) and the metric, grouped by :func:`trial_key` of their params, so
-        re-running one configuration does not count as a new trial. At least one trial.
+        Distinct trial keys among the runs of the question that ended (finished or failed:
+        a configuration that crashed was still tried); the Sharpe of each finished trial
+        (the latest run of a repeated configuration). At least one trial.
     """
     from py_finance.tracking._mlflow import import_mlflow
 
     mlflow = import_mlflow()
+    from mlflow.entities import ViewType
+
     client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return TrialRecord(n_trials=1, sharpes=(), n_runs=0)
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    keys: set[str] = set()
     latest: dict[str, tuple[int, float]] = {}
     n_runs = 0
-    token = None
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id],
-            filter_string="attributes.status = 'FINISHED' and tags.variant != ''",
-            max_results=1000,
-            page_token=token,
-        )
-        for run in page:
-            value = run.data.metrics.get(metric)
-            if value is None:
-                continue
-            n_runs += 1
-            key = trial_key(run.data.params, run.data.tags.get("variant", ""))
-            started = int(run.info.start_time or 0)
-            if key not in latest or started >= latest[key][0]:
-                latest[key] = (started, float(value))
-        token = page.token
-        if not token:
-            break
+    for chunk in range(0, len(ids), 100):
+        token = None
+        while True:
+            page = client.search_runs(
+                ids[chunk : chunk + 100],
+                filter_string=f"tags.`{QUESTION_TAG}` = '{question}'",
+                run_view_type=ViewType.ALL,
+                max_results=1000,
+                page_token=token,
+            )
+            for run in page:
+                key = run.data.tags.get(TRIAL_TAG)
+                if not key or run.info.status not in _ENDED:
+                    continue
+                n_runs += 1
+                keys.add(key)
+                value = run.data.metrics.get(metric)
+                if run.info.status != "FINISHED" or value is None:
+                    continue
+                started = int(run.info.start_time or 0)
+                if key not in latest or started >= latest[key][0]:
+                    latest[key] = (started, float(value))
+            token = page.token
+            if not token:
+                break
     sharpes = tuple(v for _, v in latest.values())
-    return TrialRecord(n_trials=max(len(sharpes), 1), sharpes=sharpes, n_runs=n_runs)
+    return TrialRecord(n_trials=max(len(keys), 1), sharpes=sharpes, n_runs=n_runs)
 
 
 def _nan_low(x: float) -> float:
@@ -535,3 +571,130 @@ def _format_pair(a: float, b: float) -> tuple[str, str]:
         if text_a != text_b or a == b or math.isnan(a) or math.isnan(b):
             return text_a, text_b
     return repr(a), repr(b)
+
+
+def find_trial_run(question: str, key: str, variant: str) -> Any | None:
+    """The latest finished run of a trial that logged a model, in any experiment; or None."""
+    from py_finance.tracking._mlflow import import_mlflow
+    from py_finance.tracking.runs import MODEL_URI_TAG
+
+    mlflow = import_mlflow()
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient()
+    ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    best = None
+    for chunk in range(0, len(ids), 100):
+        runs = client.search_runs(
+            ids[chunk : chunk + 100],
+            filter_string=(
+                f"tags.`{QUESTION_TAG}` = '{question}' and tags.`{TRIAL_TAG}` = '{key}' "
+                f"and tags.variant = '{variant}' and attributes.status = 'FINISHED'"
+            ),
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
+        for run in runs:
+            if MODEL_URI_TAG not in run.data.tags:
+                continue
+            if best is None or int(run.info.start_time) > int(best.info.start_time):
+                best = run
+            break
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """The current champion judged again with the trials its question holds now."""
+
+    version: str
+    passed: bool
+    reasons: list[str]
+    n_trials_then: int | None
+    n_trials_now: int
+    demoted: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for the promotion file)."""
+        return asdict(self)
+
+
+def recheck_champion(
+    name: str,
+    config: PromotionConfig,
+    *,
+    periods_per_year: int = 252,
+    dry_run: bool = False,
+) -> Recheck | None:
+    """Judge ``name@champion`` again when its research question has gained trials.
+
+    The champion was promoted with the trial count of its day; every configuration tried on
+    the same question since raises the bar. When its DSR over the current count fails the
+    gate, the alias is removed (live trading then has no model until a candidate passes) and
+    the version is tagged ``gate.recheck``. Returns None when there is no champion, its trial
+    count is unchanged, or its run cannot be read.
+    """
+    import pandas as pd
+
+    from py_finance.tracking._mlflow import import_mlflow
+    from py_finance.tracking.registry import _client
+
+    version = get_alias_version(name, CHAMPION)
+    if version is None:
+        return None
+    client = _client()
+    mv = client.get_model_version(name, version)
+    then_text = (mv.tags or {}).get("gate.n_trials")
+    then = int(then_text) if then_text else None
+    if not mv.run_id:
+        return None
+    run = client.get_run(mv.run_id)
+    question = run.data.tags.get(QUESTION_TAG)
+    if not question:
+        return None
+    record = count_trials(question)
+    now = int(config.n_trials) if config.n_trials is not None else record.n_trials
+    if then is not None and now <= then:
+        return None
+    mlflow = import_mlflow()
+    path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path="equity.parquet")
+    equity = pd.read_parquet(path)
+    variant = run.data.tags.get("variant", config.candidate)
+    curve = equity[variant].dropna()
+    returns = curve.pct_change()
+    returns.iloc[0] = curve.iloc[0] - 1.0
+    bench = equity["benchmark"].reindex(curve.index).pct_change().fillna(0.0)
+    std = float(bench.std(ddof=1))
+    bench_sharpe = float(bench.mean()) / std * math.sqrt(periods_per_year) if std else math.nan
+    evidence = gate_evidence(
+        returns,
+        bench_sharpe,
+        n_trials=now,
+        trial_sharpes=record.sharpes,
+        sr_variance=config.sr_variance,
+        periods_per_year=periods_per_year,
+    )
+    passed, reasons = evaluate_gate(evidence, config=config)
+    demoted = not passed and not dry_run
+    if not dry_run:
+        set_version_tags(
+            name,
+            version,
+            {
+                "gate.recheck": ("passed" if passed else "failed") + f" over {now} trials",
+                "gate.recheck_reasons": "; ".join(reasons),
+                "gate.recheck_dsr": repr(evidence.dsr),
+            },
+        )
+        if demoted:
+            client.delete_registered_model_alias(name, CHAMPION)
+    log.log(
+        logging.INFO if passed else logging.WARNING,
+        "champion %s v%s re-checked over %d trials (was %s): %s",
+        name,
+        version,
+        now,
+        then,
+        "still passes" if passed else "fails, @champion removed" if demoted else "fails",
+    )
+    return Recheck(version, passed, reasons, then, now, demoted)

@@ -183,6 +183,44 @@ def log_model(
     return ref
 
 
+def register_logged_model(name: str, run_id: str, model_uri: str) -> ModelRef:
+    """Register the model a run logged as a version of ``name`` (the promotion path only).
+
+    Idempotent: when a version of ``name`` already comes from ``run_id``, that version is
+    returned instead of a new one, so promoting the same backtest twice registers it once.
+
+    Parameters
+    ----------
+    name
+        Registered model name, e.g. ``py-finance-h5``.
+    run_id
+        The run that logged the model (the candidate backtest run).
+    model_uri
+        The logged model's URI (``models:/m-...``, as :func:`log_model` returned it).
+
+    Returns
+    -------
+    ModelRef
+        The version.
+    """
+    mlflow = import_mlflow()
+    known = version_of_run(name, run_id)
+    if known is not None:
+        return ModelRef(name, known, run_id, model_uri)
+    mv = mlflow.register_model(model_uri, name)
+    log.info("registered %s version %s from run %s", name, mv.version, run_id)
+    return ModelRef(name=name, version=str(mv.version), run_id=run_id, model_uri=model_uri)
+
+
+def version_of_run(name: str, run_id: str) -> str | None:
+    """The version of ``name`` registered from ``run_id``, or None."""
+    escaped = name.replace("'", "\\'")
+    for version in _client().search_model_versions(f"name = '{escaped}'"):
+        if version.name == name and version.run_id == run_id:
+            return str(version.version)
+    return None
+
+
 def set_alias(name: str, alias: str, version: str | int) -> None:
     """Point ``name@alias`` at ``version`` (moving it if it pointed elsewhere).
 

@@ -30,6 +30,11 @@ MAX_PARAM_VALUE_LENGTH = 6000
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
 MAX_KEY_LENGTH = 250
+MAX_TAG_VALUE_LENGTH = 8000
+# The UI opens an experiment of this kind on its training runs (not on GenAI traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
 
 # mlflow accepts slashes, alphanumerics, underscores, periods, dashes, spaces (and colons, but
 # not on Windows); anything else in a config key would make the whole batch fail.
@@ -97,8 +102,9 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
 
     Notes
     -----
-    Creates the experiment (with ``cfg.artifact_location``) when it does not exist and
-    restores it when it was deleted. The artifact location of an existing experiment is
+    Creates the experiment (with ``cfg.artifact_location``, tagged as a model-training
+    experiment so that the UI opens on its runs) when it does not exist and restores it when
+    it was deleted. The artifact location of an existing experiment is
     never changed: mlflow fixes it at creation.
     """
     mlflow = import_mlflow()
@@ -114,7 +120,7 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
         artifact_location = resolve_artifact_location(cfg.artifact_location, root)
         try:
             experiment_id = client.create_experiment(
-                cfg.experiment, artifact_location=artifact_location
+                cfg.experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS
             )
         except MlflowException:
             # Another process (a parallel multirun job) may have created it first.
@@ -131,6 +137,9 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
         if experiment.lifecycle_stage == "deleted":
             log.warning("experiment %r was deleted; restoring it", cfg.experiment)
             client.restore_experiment(experiment_id)
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+            # an experiment created before the tag existed (or by hand): open on its runs too
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     mlflow.set_experiment(experiment_id=experiment_id)
     log.debug("tracking to %s, experiment %r (%s)", uri, cfg.experiment, experiment_id)
 
@@ -249,6 +258,56 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     if skipped:
         log.warning("not logging non-finite metrics: %s", skipped)
         mlflow.set_tags(skipped)
+
+
+# Tag of a backtest run that logged its model: the URI the promote stage registers.
+MODEL_URI_TAG = "model_uri"
+
+
+def log_metrics_to(run_id: str, metrics: Mapping[str, float]) -> None:
+    """Log finite metrics to a run by id (which may have ended); non-finite ones are skipped."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    for name, value in metrics.items():
+        number = float(value)
+        if math.isfinite(number):
+            client.log_metric(run_id, _clean_key(str(name)), number)
+
+
+def set_run_tags(run_id: str, tags: Mapping[str, str]) -> None:
+    """Set tags on a run by id (which may have ended)."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value)[:MAX_TAG_VALUE_LENGTH])
+
+
+def record_failed_run(name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    """Create a run that ended FAILED, with its params and tags (a ledger entry of a crash).
+
+    Created through the client, so that it neither needs nor disturbs an active run.
+    """
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    active = mlflow.active_run()
+    experiment_id = (
+        active.info.experiment_id
+        if active is not None
+        else mlflow.tracking.fluent._get_experiment_id()  # the experiment setup() chose
+    )
+    all_tags = {"mlflow.runName": name, **{k: str(v) for k, v in tags.items()}}
+    if active is not None:
+        all_tags["mlflow.parentRunId"] = active.info.run_id
+    run = client.create_run(experiment_id, tags=all_tags, run_name=name)
+    run_id = run.info.run_id
+    items = list(flatten_params(params).items())
+    from mlflow.entities import Param
+
+    for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        batch = [Param(k, v) for k, v in items[start : start + MAX_PARAMS_PER_BATCH]]
+        client.log_batch(run_id, params=batch)
+    client.set_terminated(run_id, status="FAILED")
+    return run_id
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:

@@ -145,18 +145,93 @@ def test_dry_run_changes_nothing_and_a_real_run_tags_the_figures(store):
     assert tracking.get_alias_version(NAME, "champion") == version
 
 
+def _trial(question: str, params: dict, sharpe: float | None, *, fail: bool = False) -> None:
+    tags = tracking.trial_tags(question, params, "regime_aware")
+    if fail:
+        tracking.record_failed_run("t-failed", params, tags)
+        return
+    with tracking.start_run("t", tags=tags):
+        tracking.log_params(params)
+        if sharpe is not None:
+            tracking.log_metrics({"sharpe": sharpe})
+
+
 def test_count_trials_groups_repeats_of_one_configuration(store):
     from py_finance.tracking.config import TrackingConfig
 
-    cfg = TrackingConfig(experiment="py-finance-trial-count")
-    tracking.setup(cfg, root=store.root)
-    for i, (leaves, sharpe) in enumerate([(15, 0.5), (15, 0.6), (31, 0.9)]):
-        with tracking.start_run(f"t{i}", tags={"variant": "regime_aware"}):
-            tracking.log_params({"model": {"num_leaves": leaves}})
-            tracking.log_metrics({"sharpe": sharpe})
-    with tracking.start_run("not-a-backtest"):  # no variant tag: a sweep or job run
+    question = tracking.research_question("snapshot-repeats", ["A", "B"], 5)
+    tracking.setup(TrackingConfig(experiment="py-finance-trial-count"), root=store.root)
+    for leaves, sharpe in [(15, 0.5), (15, 0.6), (31, 0.9)]:
+        _trial(question, {"model.num_leaves": leaves}, sharpe)
+    with tracking.start_run("not-a-backtest"):  # no ledger tags: a sweep or job run
         tracking.log_metrics({"sharpe": 9.0})
-    record = tracking.count_trials("py-finance-trial-count")
+    record = tracking.count_trials(question)
     assert record.n_trials == 2 and record.n_runs == 3
     assert sorted(record.sharpes) == [0.6, 0.9]  # the latest run of a repeated config
-    assert tracking.count_trials("no-such-experiment").n_trials == 1
+    assert tracking.count_trials("no-such-question").n_trials == 1
+
+
+def test_trials_of_a_question_count_across_experiments_failures_included(store):
+    from py_finance.tracking.config import TrackingConfig
+
+    question = tracking.research_question("snapshot-across", ["A", "B"], 5)
+    other = tracking.research_question("snapshot-toy-slice", ["A"], 5)
+    assert question != other
+    assert question != tracking.research_question("snapshot-across", ["A", "B"], 20)
+    for i, experiment in enumerate(["ledger-a", "ledger-b"]):
+        tracking.setup(TrackingConfig(experiment=experiment), root=store.root)
+        _trial(question, {"model.num_leaves": i}, 0.4 + i)
+    tracking.setup(TrackingConfig(experiment="ledger-c"), root=store.root)
+    _trial(question, {"model.num_leaves": 99}, None, fail=True)
+    _trial(other, {"model.num_leaves": 5}, 3.0)  # a quick look on another slice
+    record = tracking.count_trials(question)
+    # two experiments, one crash: three configurations tried; the crash has no Sharpe
+    assert record.n_trials == 3
+    assert sorted(record.sharpes) == [0.4, 1.4]
+    assert tracking.count_trials(other).n_trials == 1
+
+
+def test_the_champion_is_rechecked_and_demoted_when_its_question_gains_trials(store):
+    from py_finance.tracking.config import TrackingConfig
+
+    name = "py-finance-recheck-test-h5"
+    question = tracking.research_question("snapshot-recheck", ["A", "B"], 5)
+    tracking.setup(TrackingConfig(experiment="ledger-recheck"), root=store.root)
+    returns = _returns(1.2, 1000, seed=3)
+    curve = (1.0 + returns).cumprod()
+    bench = (1.0 + _returns(0.2, 1000, seed=4)).cumprod()
+    equity = pd.DataFrame({"regime_aware": curve, "benchmark": bench})
+    params = {"model.num_leaves": 7}
+
+    class _Constant:
+        def predict(self, x):
+            return np.zeros(len(x))
+
+    with tracking.start_run("champion", tags=tracking.trial_tags(question, params, "regime_aware")):
+        tracking.log_params(params)
+        tracking.log_metrics({"sharpe": 1.2})
+        tracking.log_frame(equity, "equity.parquet")
+        ref = tracking.log_model(
+            _Constant(),
+            feature_names=["f"],
+            input_example=pd.DataFrame({"f": [0.1, 0.2]}),
+            pip_requirements=["numpy"],
+        )
+    version = tracking.register_logged_model(name, ref.run_id, ref.model_uri).version
+    # registering the same run again gives the same version
+    assert tracking.register_logged_model(name, ref.run_id, ref.model_uri).version == version
+    assert tracking.version_of_run(name, ref.run_id) == version
+    cfg = PromotionConfig(min_oos_sessions=500)
+    tracking.set_version_tags(name, version, {"gate.n_trials": "1"})
+    tracking.set_alias(name, "champion", version)
+
+    assert tracking.recheck_champion(name, cfg) is None  # still one trial: nothing to do
+    for i in range(40):  # a sweep on the same question, Sharpes spread widely
+        _trial(question, {"model.num_leaves": 100 + i}, float(np.linspace(-2, 2, 40)[i]))
+    dry = tracking.recheck_champion(name, cfg, dry_run=True)
+    assert dry is not None and not dry.passed and not dry.demoted
+    assert tracking.get_alias_version(name, "champion") == version
+    done = tracking.recheck_champion(name, cfg)
+    assert done is not None and done.n_trials_now == 41 and done.demoted
+    assert tracking.get_alias_version(name, "champion") is None
+    assert tracking.get_version_tags(name, version)["gate.recheck"].startswith("failed over 41")
