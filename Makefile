@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
+.PHONY: exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ run: $(STAMP)
 	elif [ $$rc -eq 1 ]; then echo "skipping the live dry run: no @champion to trade"; \
 	else exit $$rc; fi
 	@$(BIN)/python scripts/show_results.py
+
+# DVC experiments side by side in 120 columns: the model, the changed params and the figures
+# of summary.json (Sharpe, CAGR, max drawdown, the gate's DSR and its trials, rank IC, turnover).
+exps: $(STAMP)
+	@$(BIN)/dvc exp show --only-changed --drop 'Created|data/.*|model\..*'
 
 # Default loop: fast tests. With CI=true (as .ci/run sets) the slow ones run too.
 test: $(STAMP)

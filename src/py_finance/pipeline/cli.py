@@ -41,8 +41,8 @@ def context_from_args(argv: list[str] | None = None, description: str = "") -> C
 
 RECOVER_HINT = (
     "hint: DVC removed this stage's outputs before running it; the last good ones are in the "
-    "DVC cache: `.venv/bin/dvc checkout` restores them (and `git checkout params.yaml` undoes "
-    "a `dvc exp run -S` that rewrote params.yaml)"
+    "DVC cache: `.venv/bin/dvc checkout` restores them (after a failed `dvc exp run -S`, first "
+    "`git checkout params.yaml dvc.lock` to undo its overrides)"
 )
 
 
