@@ -35,6 +35,19 @@ def explain(out: dict, cfg) -> str:
     best = ev.get("best_trial_sharpe", math.nan)
     if best is not None and math.isfinite(best):
         lines.append(f"  best raw sharpe among the recorded trials {best:.3f}")
+    recheck = out.get("champion_recheck")
+    if recheck:
+        verdict = (
+            "still passes"
+            if recheck["passed"]
+            else ("fails: @champion removed" if recheck["demoted"] else "fails")
+        )
+        lines += [
+            "",
+            f"champion v{recheck['version']} re-checked over {recheck['n_trials_now']} trials "
+            f"(promoted over {recheck['n_trials_then']}): {verdict}",
+            *[f"  {r}" for r in recheck["reasons"]],
+        ]
     lines += [
         "",
         f"@champion before: {out['previous_champion'] or 'none'}; "

@@ -1,16 +1,28 @@
-"""Atomic file writes: a reader never sees a half-written output."""
+"""Atomic file writes, and Parquet outputs verified against their checksum when read.
+
+A reader never sees a half-written output: every write goes to a temp file renamed onto the
+target. :func:`write_parquet` also writes ``<file>.sha256`` beside the file (the hex sha256
+of its bytes, nothing else, so the pair stays byte-deterministic); :func:`read_parquet`
+checks the file against it before parsing, so a file damaged on disk, or restored without
+its checksum, is reported by name with the way to rebuild it instead of being read.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from py_finance.errors import DataError
+
+CHECKSUM_SUFFIX = ".sha256"
 
 
 @contextmanager
@@ -35,9 +47,90 @@ def _write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) ->
     return Path(path)
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of the bytes of ``path``."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def checksum_path(path: str | os.PathLike[str]) -> Path:
+    """The checksum file of ``path``: ``<path>.sha256``."""
+    target = Path(path)
+    return target.with_name(target.name + CHECKSUM_SUFFIX)
+
+
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` to Parquet atomically."""
-    return _write_with(path, lambda p: df.to_parquet(p))
+    """Write ``df`` to Parquet atomically, and its sha256 to ``<path>.sha256``.
+
+    The checksum is written after the file: a crash between the two leaves a pair that
+    :func:`read_parquet` reports as corrupt, never one it reads.
+    """
+    digest: list[str] = []
+
+    def writer(p: Path) -> None:
+        df.to_parquet(p)
+        digest.append(sha256_file(p))
+
+    out = _write_with(path, writer)
+    write_text(digest[0] + "\n", checksum_path(out))
+    return out
+
+
+def read_parquet(
+    path: str | os.PathLike[str],
+    *,
+    stage: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Read a Parquet file written by :func:`write_parquet`, after checking its sha256.
+
+    ``stage`` is the DVC stage that writes the file (a ``dvc repro`` target); it goes into
+    the message of the :class:`DataError` raised when the file is missing, has no checksum
+    file, does not match it, or cannot be parsed.
+    """
+    import pyarrow as pa
+
+    target = Path(path)
+    shown = relative_to_cwd(target)
+    sidecar = checksum_path(target)
+    if stage:
+        fix = (
+            f"rebuild it with `.venv/bin/dvc repro -f {stage}` "
+            f"or restore it with `.venv/bin/dvc checkout --force {stage}`"
+        )
+    else:
+        fix = (
+            "rebuild it with the DVC stage that writes it (`.venv/bin/dvc repro -f STAGE`) "
+            f"or restore it with `.venv/bin/dvc checkout --force {shown} {shown}{CHECKSUM_SUFFIX}`"
+        )
+    if not target.exists():
+        run = f"`.venv/bin/dvc repro {stage}`" if stage else "the pipeline stage that writes it"
+        raise DataError(f"{shown} not found: run {run} first")
+    try:
+        expected = sidecar.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise DataError(
+            f"{shown} is unverified (its checksum file {sidecar.name} is missing): {fix}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{shown} is unverified (cannot read {sidecar.name}: {exc}): {fix}"
+        ) from exc
+    if sha256_file(target) != expected:
+        raise DataError(f"{shown} is corrupt (sha256 mismatch with {sidecar.name}): {fix}")
+    try:
+        return pd.read_parquet(target, columns=list(columns) if columns is not None else None)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{shown} is corrupt (unreadable Parquet: {first}): {fix}") from exc
+
+
+def relative_to_cwd(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when inside it (as commands take it)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
 
 
 def write_text(text: str, path: str | os.PathLike[str]) -> Path:

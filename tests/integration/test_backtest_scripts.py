@@ -63,9 +63,20 @@ def test_run_backtest_on_a_slice_reports_all_columns_and_the_caveat(tmp_path):
     flags = BacktestFlags(regime_aware=True, drawdown_throttle=True, top_k=4)
     metrics, report = run_backtest_cli(flags, SLICE, root=tmp_path)
     assert {"baseline", "regime_aware", "benchmark", "equal_weight"} <= set(metrics)
-    assert "Survivorship bias" in report and "| Sharpe |" in report
+    assert "Survivorship bias" in report and "| Sharpe (`sharpe`) |" in report
     assert (tmp_path / "outputs/backtests" / flags.tag() / "data/backtest/h5/metrics.json").exists()
     assert (tmp_path / "mlflow.db").exists()
+    # logged as trials of their question, never as versions of the production model
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.search_registered_models() == []
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="tags.`trial.question` != ''",
+    )
+    assert {r.data.tags["variant"] for r in runs} == {"baseline", "regime_aware"}
+    assert metrics["regime_aware"]["n_trials"] == 2
 
 
 def test_cli_prints_one_line_errors():

@@ -47,3 +47,23 @@ def test_dvc_repro_twice_second_run_changes_nothing(tmp_path):
     assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout
     assert elapsed < 5.0, f"second dvc repro took {elapsed:.1f}s"
+
+
+@pytest.mark.slow
+def test_make_run_on_a_fresh_clone_leaves_git_status_clean(tmp_path):
+    """The committed dvc.lock is exactly what `make run` produces: byte-identical outputs."""
+    from tests.integration._clone import link_venv, run
+
+    if shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("git and make are needed")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    link_venv(clone)
+    # the linked venv is installed: make must not reinstall it (from this clone) into it
+    os.utime(clone / "pyproject.toml", (0, 0))
+    done = run(clone, ["make", "run"], timeout=1800)
+    assert "| Sharpe (`sharpe`) |" in done.stdout
+    status = run(clone, ["git", "status", "--porcelain"]).stdout
+    assert status == "", f"make run changed tracked files:\n{status}"
+    diff = run(clone, ["git", "diff", "--stat"]).stdout
+    assert diff == ""

@@ -56,7 +56,7 @@ def runs(tmp_path: Path) -> list:
 
 @pytest.mark.slow
 def test_multirun_of_two_models_by_two_horizons_is_a_parent_and_four_children(tmp_path):
-    run_app(
+    done = run_app(
         tmp_path,
         "-m",
         "model=lightgbm,xgboost",
@@ -64,6 +64,11 @@ def test_multirun_of_two_models_by_two_horizons_is_a_parent_and_four_children(tm
         *SMALL,
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
+    # the summary table, best first, with the gate's DSR and its trial count
+    assert "4 jobs, best first" in done.stdout, done.stdout[-2000:]
+    table = done.stdout.split("best first", 1)[1]
+    assert "dsr" in table and "n_trials" in table
+    assert "DeprecationWarning" not in done.stderr and "Warning:" not in done.stderr
     every = runs(tmp_path)
     parents = [r for r in every if r.data.tags.get("sweep") == "parent"]
     assert len(parents) == 1
@@ -80,6 +85,18 @@ def test_multirun_of_two_models_by_two_horizons_is_a_parent_and_four_children(tm
         assert key in common
     assert {c.data.params["labels.horizon"] for c in children} == {"1", "5"}
     assert all("sharpe" in c.data.metrics and "dsr" in c.data.metrics for c in children)
+    assert all(c.data.metrics["n_trials"] >= 2 for c in children)
+    # one prefix per name: the skill metrics are oos_*, never oos_oos_*
+    assert all("oos_rank_ic" in c.data.metrics for c in children)
+    assert not any(k.startswith("oos_oos") for r in every for k in r.data.metrics)
+    # the chart of every job's curves and the table, on the parent
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"compare.png", "compare.md"} <= logged, logged
+    # sweeps log runs, never versions of the production model
+    assert client.search_registered_models() == []
     # Each child's backtests are its own children, and its dataset is logged with its hash.
     for child in children:
         grand = [r for r in every if r.data.tags.get("mlflow.parentRunId") == child.info.run_id]

@@ -10,7 +10,8 @@ small supersession table. "As known at T" is then the plain filter
 Layout under the store root::
 
     manifest.json                   the committed snapshot: parts per table, row counts,
-                                    content hash, the last ingest (source, symbols, range)
+                                    content hash, the last ingest (source, symbols, range),
+                                    and the sha256 of every data file below
     <table>/part-<hash>.parquet     rows (immutable, named by content hash)
     <table>/sup-<hash>.parquet      key, available_at, superseded_at of replaced versions
     _index/<table>-<hash>/          read index of a bar table (derived; see ``index.py``)
@@ -23,6 +24,12 @@ Tables: ``bars`` and ``benchmark`` (daily bars), ``actions`` (splits and dividen
 a file lock: new parts are written first, then ``manifest.json`` is replaced atomically. A
 crash before that rename leaves the previous snapshot exactly as it was (the new parts are
 unreferenced, and a rerun writes the same content-named parts again).
+
+Every file a read uses (parts, supersession files, the read index, the sector map) is checked
+against its sha256 in the manifest before its first use in a process; a mismatch, or a file
+that is missing, raises :class:`DataError` naming it and the way to restore or rebuild the
+store. Manifests written before checksums were recorded are read with a size check only and
+a warning; the next committed write (any ingest) records the checksums.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
+import io
 import json
 import logging
 import os
@@ -47,14 +55,16 @@ from py_finance.data.calendar import session_closes
 from py_finance.data.index import NEVER, BarIndex
 from py_finance.data.sources.base import BAR_COLUMNS
 from py_finance.errors import DataError
-from py_finance.io import atomic_path, write_json
+from py_finance.io import atomic_path, relative_to_cwd, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
 TABLES = ("bars", "benchmark")
 VALUE_COLUMNS = ("open", "high", "low", "close", "adj_close", "volume")
 MANIFEST = "manifest.json"
-FORMAT = 2
+FORMAT = 3  # 3: sha256 of every data file under "checksums"
+SECTORS = "reference/sectors.parquet"
+INDEX_FILES = ("index.bin", "index.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,10 @@ class IngestSummary:
 _INDEXES: dict[tuple[str, str, str], BarIndex] = {}
 _VERSIONS: dict[tuple[str, str, str], pd.DataFrame] = {}
 _MANIFESTS: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+# Files whose sha256 was checked in this process: path -> (stat signature, digest). A file
+# rewritten since (new size, mtime or inode) is checked again.
+_VERIFIED: dict[str, tuple[tuple[int, int, int], str]] = {}
+_UNVERIFIED_WARNED: set[str] = set()
 
 
 class Store:
@@ -192,10 +206,15 @@ class Store:
                     stale.unlink(missing_ok=True)
             base = copy.deepcopy(self.manifest())
             base.setdefault("tables", {})
+            # a snapshot written before checksums were recorded gets them at this commit
+            upgrade = "checksums" not in base and bool(base["tables"])
+            base.setdefault("checksums", {})
+            if upgrade:
+                base["_unverified"] = True  # until then its files get the size check
             self._txn = base
-            before = json.dumps(base["tables"], sort_keys=True)
+            before = _state(base)
             yield self
-            if json.dumps(self._txn["tables"], sort_keys=True) != before:
+            if upgrade or _state(self._txn) != before:
                 self._commit(self._txn)
         finally:
             self._txn = None
@@ -210,9 +229,24 @@ class Store:
                 self._save_index(table, entry["hash"], self._build_index(table))
         manifest["format"] = FORMAT
         manifest["content_hash"] = _content_hash(manifest["tables"])
+        manifest["checksums"] = self._checksums(manifest)
         write_json(manifest, self.root / MANIFEST)
         self._drop_stale_indexes(manifest)
         log.info("committed snapshot %s", manifest["content_hash"])
+
+    def _checksums(self, manifest: dict[str, Any]) -> dict[str, str]:
+        """sha256 of every data file of ``manifest``: recorded ones kept, others hashed now."""
+        known = manifest.get("checksums") or {}
+        names: list[str] = []
+        for table, entry in manifest["tables"].items():
+            for kind in ("parts", "superseded"):
+                names += [f"{table}/{name}" for name in sorted(entry.get(kind) or {})]
+            directory = f"_index/{table}-{entry.get('hash')}"
+            if table in TABLES and (self.root / directory).is_dir():
+                names += [f"{directory}/{name}" for name in INDEX_FILES]
+        if (self.root / SECTORS).exists():
+            names.append(SECTORS)
+        return {n: known.get(n) or sha256_file(self.root / n) for n in sorted(names)}
 
     def _save_index(self, table: str, table_hash: str, index: BarIndex) -> None:
         directory = self.root / "_index" / f"{table}-{table_hash}"
@@ -415,6 +449,7 @@ class Store:
                 pq.write_table(arrow, tmp)
         entry = self._txn["tables"].setdefault(table, {"parts": {}, "superseded": {}, "rows": 0})
         entry.setdefault(kind, {})[path.name] = path.stat().st_size
+        self._txn.setdefault("checksums", {})[f"{table}/{path.name}"] = sha256_file(path)
         entry.pop("hash", None)  # recomputed at commit; stale inside the transaction
         if kind == "parts":
             entry["rows"] = int(entry.get("rows") or 0) + len(rows)
@@ -425,9 +460,19 @@ class Store:
         """Store the sector map (``symbol, name, sector``) known from ``available_at``."""
         frame = sectors[["symbol", "name", "sector"]].copy()
         frame["available_at"] = to_utc(available_at)
-        path = self.root / "reference" / "sectors.parquet"
-        with atomic_path(path) as tmp:
-            frame.to_parquet(tmp, index=False)
+        path = self.root / SECTORS
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        data = buffer.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        with self.transaction():
+            assert self._txn is not None
+            sums = self._txn.setdefault("checksums", {})
+            # the same map again writes nothing, like any no-op ingest
+            if sums.get(SECTORS) != digest or not path.exists():
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+                sums[SECTORS] = digest
         return path
 
     def write_meta(self, meta: dict[str, Any]) -> Path:
@@ -491,7 +536,7 @@ class Store:
     def _read_parquet(self, table: str, files: Sequence[Path]) -> pd.DataFrame:
         import duckdb
 
-        self._check_files(table, files)
+        self._verify(files)
         try:
             with duckdb.connect() as con:
                 con.execute("SET TimeZone = 'UTC'")
@@ -503,25 +548,70 @@ class Store:
             where = f" ({bad})" if bad else ""
             raise DataError(
                 f"cannot read the {table} Parquet files{where}: {str(exc).splitlines()[0]}; "
-                "delete the store and re-run ingest"
+                f"{self._fix()}"
             ) from exc
 
-    def _check_files(self, table: str, files: Sequence[Path]) -> None:
-        entry = self.manifest().get("tables", {}).get(table) or {}
-        sizes = {**(entry.get("parts") or {}), **(entry.get("superseded") or {})}
+    def _fix(self) -> str:
+        """How to get an intact store back."""
+        root = relative_to_cwd(self.root)
+        return (
+            f"restore the store with `.venv/bin/dvc checkout --force {root}`, or rebuild it with "
+            f"`.venv/bin/dvc repro -f ingest` (outside DVC: delete {root} and re-run the ingest)"
+        )
+
+    def _verify(self, files: Sequence[Path]) -> None:
+        """Check ``files`` against the snapshot's sha256 before they are read.
+
+        Each file is hashed once per process while it is unchanged on disk. A snapshot without
+        checksums (written by an older version) gets a size check and a warning instead.
+        """
+        manifest = self.manifest()
+        sums = manifest.get("checksums")
+        legacy = sums is None or bool(manifest.get("_unverified"))
         for path in files:
+            shown = relative_to_cwd(path)
             try:
-                size = path.stat().st_size
+                st = path.stat()
             except FileNotFoundError:
                 raise DataError(
-                    f"{path} is listed in the snapshot but missing: "
-                    "delete the store and re-run ingest"
+                    f"{shown} is listed in the store's snapshot but missing: {self._fix()}"
                 ) from None
-            if sizes.get(path.name) not in (None, size):
+            rel = path.relative_to(self.root).as_posix()
+            expected = (sums or {}).get(rel)
+            if expected is None and legacy:
+                self._check_size(manifest, rel, path, st.st_size)
+                continue
+            if expected is None:
                 raise DataError(
-                    f"{path} changed since it was written (corrupt?): "
-                    "delete the store and re-run ingest"
+                    f"{shown} has no checksum in {relative_to_cwd(self.root / MANIFEST)} "
+                    f"(unverified): {self._fix()}"
                 )
+            sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+            key = str(path.absolute())
+            if _VERIFIED.get(key) == (sig, expected):
+                continue
+            if sha256_file(path) != expected:
+                raise DataError(
+                    f"{shown} is corrupt (sha256 mismatch with the store's manifest.json): "
+                    f"{self._fix()}"
+                )
+            _VERIFIED[key] = (sig, expected)
+
+    def _check_size(self, manifest: dict[str, Any], rel: str, path: Path, size: int) -> None:
+        if self._cache_root not in _UNVERIFIED_WARNED:
+            _UNVERIFIED_WARNED.add(self._cache_root)
+            log.warning(
+                "%s records no checksums (written by an older version): its files are "
+                "checked by size only; re-run the ingest to record them",
+                relative_to_cwd(self.root / MANIFEST),
+            )
+        table, _, name = rel.partition("/")
+        entry = manifest.get("tables", {}).get(table) or {}
+        sizes = {**(entry.get("parts") or {}), **(entry.get("superseded") or {})}
+        if sizes.get(name) not in (None, size):
+            raise DataError(
+                f"{relative_to_cwd(path)} changed since it was written (corrupt?): {self._fix()}"
+            )
 
     def sql(self) -> Any:
         """A DuckDB connection with one view per table, ``superseded_at`` included.
@@ -536,8 +626,9 @@ class Store:
             parts = self._parts(table)
             if not parts:
                 continue
-            rows = f"read_parquet({_sql_list(parts)}, union_by_name=true)"
             sups = self._files(table, "superseded")
+            self._verify([*parts, *sups])
+            rows = f"read_parquet({_sql_list(parts)}, union_by_name=true)"
             if sups:
                 keys = ", ".join([*spec.key, "available_at"])
                 marks = f"read_parquet({_sql_list(sups)}, union_by_name=true)"
@@ -564,9 +655,16 @@ class Store:
         key = (self._cache_root, table, table_hash)
         index = _INDEXES.get(key)
         if index is None:
-            self._check_files(table, [*self._parts(table), *self._files(table, "superseded")])
             directory = self.root / "_index" / f"{table}-{table_hash}"
-            if directory.is_dir():
+            self._verify([*self._parts(table), *self._files(table, "superseded")])
+            saved = [directory / name for name in INDEX_FILES] if directory.is_dir() else []
+            try:
+                self._verify(saved)
+            except DataError:
+                if directory.is_dir():
+                    raise
+                saved = []  # a newer snapshot's commit removed it: build from the parts
+            if saved:
                 try:
                     index = BarIndex.load(directory)
                 except (OSError, ValueError) as exc:
@@ -870,14 +968,27 @@ class Store:
         parts = self._parts("quarantine")
         if not parts:
             return pd.DataFrame(columns=["table", "symbol", "session", "reason", "source", "row"])
-        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+        self._verify(parts)
+        return pd.concat([self._read_file(p) for p in parts], ignore_index=True)
+
+    def _read_file(self, path: Path) -> pd.DataFrame:
+        import pyarrow as pa
+
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise DataError(
+                f"{relative_to_cwd(path)} is corrupt (unreadable Parquet: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): {self._fix()}"
+            ) from exc
 
     def sectors(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.Series:
         """Sector per symbol as known at ``as_of``."""
-        path = self.root / "reference" / "sectors.parquet"
+        path = self.root / SECTORS
         if not path.exists():
             raise DataError(f"no sector map in the store at {self.root}: run ingest first")
-        frame = pd.read_parquet(path)
+        self._verify([path])
+        frame = self._read_file(path)
         frame = frame[pd.to_datetime(frame["available_at"], utc=True) <= to_utc(as_of)]
         return frame.set_index("symbol")["sector"].astype(str)
 
@@ -966,6 +1077,11 @@ def _diff(
         marks = pd.DataFrame()
     added = pd.concat([first, restated[new.columns]], ignore_index=True)
     return added, marks
+
+
+def _state(manifest: dict[str, Any]) -> str:
+    """What a commit would change: tables and checksums."""
+    return json.dumps([manifest.get("tables"), manifest.get("checksums")], sort_keys=True)
 
 
 def _table_hash(entry: dict[str, Any]) -> str:

@@ -44,3 +44,19 @@ class Context:
     def backtest_dir(self) -> Path:
         """Directory of backtest outputs for this horizon."""
         return self.path("backtest", f"h{self.horizon}")
+
+    def dvc_stage(self, name: str) -> str:
+        """The ``dvc repro`` target of stage ``name`` (``features``, ``train``, ...) of this run.
+
+        A matrix cell (paths under ``<models>/matrix/<model>``, see ``pipeline/matrix.py``)
+        names its stage in ``pipelines/matrix/dvc.yaml``; any other run the default pipeline's.
+        """
+        models = Path(self.settings.paths["models"])
+        if models.parent.name != "matrix":
+            return name
+        cell = {
+            "labels": f"@{self.horizon}",
+            "train": f"@{models.name}-{self.horizon}",
+            "backtest": f"@{models.name}-{self.horizon}",
+        }
+        return f"pipelines/matrix/dvc.yaml:m_{name}{cell.get(name, '')}"

@@ -31,7 +31,7 @@ from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtes
 from py_finance.backtest.metrics import compute_metrics
 from py_finance.config import flatten
 from py_finance.errors import DataError
-from py_finance.io import write_json, write_parquet, write_text
+from py_finance.io import read_parquet, write_json, write_parquet, write_text
 from py_finance.pipeline.context import Context
 from py_finance.pipeline.research import prices
 from py_finance.risk.targets import NO_RISK, target_weights
@@ -60,7 +60,7 @@ SURVIVORSHIP_CAVEAT = (
 def _read(path: Path, what: str) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path} not found: run the {what} stage first (`dvc repro {what}`)")
-    return pd.read_parquet(path)
+    return read_parquet(path, stage=what)
 
 
 def _plot(equity: pd.DataFrame, title: str) -> Any:
@@ -257,8 +257,8 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
     # Returns into each close, from the whole stored history (lookbacks before the start).
     rets = px.pct_change(fill_method=None)
     index = prices(ctx, table="benchmark").iloc[:, 0]
-    preds = _read(ctx.model_dir() / "predictions.parquet", "train")
-    regimes = _read(ctx.path("features", "regimes.parquet"), "regimes")["regime"]
+    preds = _read(ctx.model_dir() / "predictions.parquet", ctx.dvc_stage("train"))
+    regimes = _read(ctx.path("features", "regimes.parquet"), ctx.dvc_stage("regimes"))["regime"]
     scores = preds["score"].unstack("symbol").reindex(columns=px.columns)
     start = scores.index[0]
     px = px.loc[start:]
@@ -477,7 +477,7 @@ def _track(
             )
             # skill keys already carry their oos_ prefix
             tracking.log_metrics({**metrics[variant], **bench, **metrics["skill"]})
-            folds = pd.read_parquet(ctx.model_dir() / "folds.parquet")
+            folds = read_parquet(ctx.model_dir() / "folds.parquet", stage=ctx.dvc_stage("train"))
             for fold, ic, rank_ic in zip(folds["fold"], folds["ic"], folds["rank_ic"], strict=True):
                 tracking.log_metrics({"fold_ic": ic, "fold_rank_ic": rank_ic}, step=int(fold))
             tracking.log_frame(folds, "walk_forward_folds.parquet")
@@ -531,7 +531,9 @@ def _track(
             if variant == "regime_aware" and log_model:
                 with (ctx.model_dir() / "model.pkl").open("rb") as fh:
                     model = pickle.load(fh)
-                feats = pd.read_parquet(ctx.path("features", "features.parquet"))
+                feats = read_parquet(
+                    ctx.path("features", "features.parquet"), stage=ctx.dvc_stage("features")
+                )
                 # The last sessions with their (session, symbol) index: sequence models
                 # score a row from the window of sessions that ends at it.
                 context = int(getattr(model, "context_sessions", 0))
@@ -646,7 +648,7 @@ def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
             raise DataError(f"{out / name} not found: run the backtest stage first")
     ref = json.loads((out / "model_ref.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
-    equity = pd.read_parquet(out / "equity.parquet")
+    equity = read_parquet(out / "equity.parquet", stage=ctx.dvc_stage("backtest"))
     tracking.setup(s.tracking, ctx.root)
     run = tracking.find_trial_run(ref["question"], ref["trial_key"], ref["variant"])
     if run is None:

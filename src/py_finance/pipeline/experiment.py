@@ -103,6 +103,7 @@ def run_job(
         metrics = evaluation.backtest(ctx, log_model=False)
         cand = metrics[candidate]
         tracking.log_metrics(cand)
+        tracking.log_dict(metrics, "metrics.json")
         tracking.log_metrics(
             {f"baseline_{k}": v for k, v in metrics["baseline"].items()}
             | {f"benchmark_{k}": v for k, v in metrics["benchmark"].items()}
@@ -201,7 +202,7 @@ def check_command_line(argv: list[str], config_dir: Path | None = None) -> bool:
         parsed = OverridesParser.create().parse_overrides(task)
     except HydraException as exc:
         raise ConfigError(f"bad override: {one_line(str(exc))}") from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
     variants: list[list[str]] = [fixed]
     for o in parsed:
         if not o.is_sweep_override():
@@ -309,12 +310,16 @@ class MlflowSweepCallback(Callback):
         log.info("sweep parent run %s (%s)", self.parent, overrides)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        """Summarise the children into the parent and end it."""
+        """Summarise the children into the parent, print the table, log the chart, end it."""
         if self.parent is None:
             return
         children = tracking.child_runs(self.parent)
         values = [c.data.metrics.get(OBJECTIVE) for c in children]
         finite = [v for v in values if v is not None and math.isfinite(v)]
+        try:
+            summarise_sweep(self.parent)
+        except Exception:  # the sweep's results stand without their summary
+            log.exception("could not summarise sweep %s", self.parent)
         tracking.finish_run(
             self.parent,
             metrics={
@@ -324,3 +329,19 @@ class MlflowSweepCallback(Callback):
         )
         os.environ.pop(PARENT_ENV, None)
         self.parent = None
+
+
+def summarise_sweep(parent: str) -> str:
+    """Print a sweep's summary table (best first) and log ``compare.png``/``compare.md``.
+
+    The chart overlays every finished job's candidate equity and drawdown on the benchmark;
+    both go to the parent run. Returns the table as Markdown ("" for a sweep without jobs).
+    """
+    jobs = tracking.sweep_job_ids(parent)
+    if not jobs:
+        return ""
+    table = tracking.sweep_summary(parent)
+    text = tracking.table_markdown(table)
+    print(f"\nsweep {parent}: {len(jobs)} jobs, best first\n\n{text}\n", flush=True)
+    tracking.log_comparison(parent, jobs)
+    return text

@@ -17,7 +17,7 @@ from py_finance.errors import DataError
 from py_finance.features.labels import forward_returns, target_column
 from py_finance.features.regimes import detect_regimes
 from py_finance.features.technical import build_features
-from py_finance.io import atomic_path, write_json, write_parquet
+from py_finance.io import atomic_path, read_parquet, write_json, write_parquet
 from py_finance.models.walk_forward import skill_summary, walk_forward
 from py_finance.pipeline.context import Context
 
@@ -185,8 +185,10 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
     on every row whose label is known at the end of the data) under ``models/h{h}/``.
     """
     s = ctx.settings
-    feats = pd.read_parquet(ctx.path("features", "features.parquet"))
-    labs = pd.read_parquet(ctx.path("features", f"labels_h{ctx.horizon}.parquet"))
+    feats = read_parquet(ctx.path("features", "features.parquet"), stage=ctx.dvc_stage("features"))
+    labs = read_parquet(
+        ctx.path("features", f"labels_h{ctx.horizon}.parquet"), stage=ctx.dvc_stage("labels")
+    )
     target = target_column(s.labels)
     result = walk_forward(
         feats,

@@ -9,7 +9,7 @@ from py_finance.config import build, compose
 from py_finance.errors import ConfigError
 from py_finance.pipeline.matrix import cell_config, horizon_keys
 
-ROOT_DVC = "pipelines/matrix/dvc.yaml"
+ROOT_DVC = "pipelines/matrix/template.yaml"
 
 
 def test_horizon_bound_keys_come_from_conf():

@@ -394,6 +394,7 @@ def test_an_index_of_another_layout_is_rebuilt_not_trusted(tmp_path):
     import json as _json
 
     import py_finance.data.store as store_mod
+    from py_finance.io import sha256_file
 
     store = Store(tmp_path)
     store.write_bars(_bars())
@@ -401,5 +402,10 @@ def test_an_index_of_another_layout_is_rebuilt_not_trusted(tmp_path):
     meta = _json.loads(header.read_text())
     meta["version"] = 1
     header.write_text(_json.dumps(meta))
+    # an index written by an older version is intact: its checksum is the recorded one
+    manifest = _json.loads((tmp_path / "manifest.json").read_text())
+    rel = header.relative_to(tmp_path).as_posix()
+    manifest["checksums"][rel] = sha256_file(header)
+    (tmp_path / "manifest.json").write_text(_json.dumps(manifest))
     store_mod._INDEXES.clear()
     assert Store(tmp_path).point("BBB", "2020-01-06", UTC_LATE) == 13.0

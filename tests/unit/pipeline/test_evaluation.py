@@ -1,0 +1,55 @@
+"""Evaluation helpers: the 'model cannot matter' check, the DVC summary, the gate's returns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from py_finance.pipeline.evaluation import candidate_returns, held_every_name, summary
+
+
+def _scores(n_sessions: int, n_names: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(rng.standard_normal((n_sessions, n_names)))
+
+
+def test_holding_every_scored_name_on_every_rebalance_is_flagged():
+    scores = _scores(10, 6)
+    every = pd.DataFrame(np.nan, index=scores.index, columns=scores.columns)
+    every.iloc[::5] = 1 / 6
+    assert held_every_name(every, scores)
+    some = every.copy()
+    some.iloc[5, :3] = 0.0  # one rebalance holds three names of six: the scores chose them
+    assert not held_every_name(some, scores)
+    scores.iloc[0, 5] = np.nan  # an unscored name need not be held
+    every.iloc[0, 5] = np.nan
+    assert held_every_name(every, scores)
+
+
+def test_candidate_returns_keep_the_first_sessions_cost():
+    curve = pd.Series([0.999, 1.01, 1.0])
+    r = candidate_returns(curve)
+    assert math.isclose(r.iloc[0], -0.001) and math.isclose(r.iloc[1], 1.01 / 0.999 - 1)
+
+
+def test_the_summary_is_the_candidates_figures_rounded():
+    m = {"sharpe": 0.5881, "cagr": 0.07071, "max_drawdown": -0.3211, "dsr": 0.99612}
+    metrics = {
+        "regime_aware": {**m, "n_trials": 2.0, "turnover": 16.949},
+        "benchmark": {"sharpe": 0.4771},
+        "skill": {"oos_rank_ic": 0.018239},
+    }
+    assert summary(metrics) == {
+        "sharpe": 0.588,
+        "cagr": 0.0707,
+        "max_dd": -0.3211,
+        "dsr": 0.996,
+        "n_trials": 2,
+        "rank_ic": 0.0182,
+        "turnover": 16.95,
+        "bench_sharpe": 0.477,
+    }
+    metrics["regime_aware"]["sharpe"] = float("nan")
+    assert summary(metrics)["sharpe"] is None

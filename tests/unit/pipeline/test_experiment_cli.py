@@ -1,0 +1,62 @@
+"""The Hydra app's command line: every user error is one `error:` line, exit 2, nothing left."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from py_finance.errors import ConfigError
+from py_finance.pipeline.experiment import check_command_line, one_line
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["model.n_estimatorz=5"], "Did you mean: 'n_estimators'"),
+        (["model=xgboostt"], "Available options in 'model': lightgbm, lstm, tcn, xgboost"),
+        (["model.num_leaves=many"], "config key 'model.num_leaves'"),
+        (["-m", "model=lightgbm,xgboostt"], "model/xgboostt"),
+        (["-m", "model=xgboost", "model.max_depth=deep"], "model.max_depth"),
+        (["model=lightgbm,xgboost"], "add -m"),
+        (["portfolio.top_k=abc"], "portfolio.top_k"),
+    ],
+)
+def test_a_bad_override_is_one_line_naming_it(argv, needle):
+    with pytest.raises(ConfigError) as info:
+        check_command_line(argv)
+    text = str(info.value)
+    assert needle in text and "\n" not in text and "search path" not in text
+
+
+def test_good_overrides_pass_and_a_multirun_is_reported():
+    assert check_command_line(["model=xgboost", "labels=h20"]) is False
+    assert check_command_line(["-m", "model=lightgbm,xgboost", "hydra/launcher=parallel"])
+    # hydra's own keys and sampled ranges are left to Hydra and the sweeper
+    assert check_command_line(["-m", "hydra/sweeper=tpe", "hydra.sweeper.n_trials=3"])
+
+
+def test_one_line_folds_hydras_option_list():
+    text = "Could not find 'model/x'\nAvailable options in 'model':\n\ta\n\tb\n"
+    text += "Config search path:\n\tp"
+    assert one_line(text) == "Could not find 'model/x'; Available options in 'model': a, b"
+
+
+@pytest.mark.parametrize("arg", ["model.n_estimatorz=5", "model.num_leaves=many"])
+def test_the_app_prints_one_error_line_exits_2_and_leaves_no_folder(arg, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "experiment.py"), arg],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert done.stdout == ""
+    assert list(tmp_path.iterdir()) == []

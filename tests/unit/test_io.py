@@ -1,0 +1,113 @@
+"""Parquet outputs carry a sha256 beside them and are checked against it when read."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from py_finance.errors import DataError
+from py_finance.io import checksum_path, read_parquet, write_parquet
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    index = pd.MultiIndex.from_product(
+        [pd.date_range("2020-01-01", periods=400, name="session"), ["AAA", "BBB", "CCC"]],
+        names=["session", "symbol"],
+    )
+    return pd.DataFrame(
+        {"mom_20": rng.normal(size=len(index)), "vol_20": rng.random(len(index))}, index=index
+    )
+
+
+def _flip(path: Path, where: str) -> int:
+    data = bytearray(path.read_bytes())
+    offset = {"start": 0, "middle": len(data) // 2, "footer": len(data) - 12}[where]
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return offset
+
+
+@pytest.fixture()
+def written(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return write_parquet(_frame(), tmp_path / "data" / "features" / "features.parquet")
+
+
+def test_round_trip_returns_the_frame_and_the_checksum_is_the_bare_digest(written):
+    pd.testing.assert_frame_equal(read_parquet(written, stage="features"), _frame())
+    sidecar = checksum_path(written)
+    assert sidecar.name == "features.parquet.sha256"
+    assert sidecar.read_text() == hashlib.sha256(written.read_bytes()).hexdigest() + "\n"
+
+
+def test_the_same_frame_writes_the_same_bytes_and_checksum(tmp_path):
+    a = write_parquet(_frame(), tmp_path / "a" / "features.parquet")
+    b = write_parquet(_frame(), tmp_path / "b" / "features.parquet")
+    assert a.read_bytes() == b.read_bytes()
+    assert checksum_path(a).read_bytes() == checksum_path(b).read_bytes()
+
+
+@pytest.mark.parametrize("where", ["start", "middle", "footer"])
+def test_one_flipped_byte_is_named_with_the_stage_that_rebuilds_it(written, where):
+    _flip(written, where)
+    with pytest.raises(DataError) as err:
+        read_parquet(written, stage="features")
+    message = str(err.value)
+    assert message.startswith("data/features/features.parquet is corrupt (sha256 mismatch")
+    assert "`.venv/bin/dvc repro -f features`" in message
+    assert "`.venv/bin/dvc checkout --force features`" in message
+
+
+def test_a_file_without_its_checksum_is_refused_as_unverified(written):
+    checksum_path(written).unlink()
+    with pytest.raises(DataError, match=r"features\.parquet is unverified .*sha256 is missing"):
+        read_parquet(written, stage="features")
+
+
+def test_unparseable_parquet_is_a_data_error_not_a_pyarrow_traceback(written):
+    written.write_bytes(written.read_bytes()[:-4] + b"XXXX")  # the trailing magic "PAR1"
+    # a checksum that matches the damaged bytes: only the Parquet reader can notice
+    checksum_path(written).write_text(hashlib.sha256(written.read_bytes()).hexdigest() + "\n")
+    with pytest.raises(DataError, match=r"features\.parquet is corrupt \(unreadable Parquet"):
+        read_parquet(written, stage="features")
+
+
+def test_a_missing_file_says_which_stage_writes_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"regimes\.parquet not found: run `.*dvc repro regimes`"):
+        read_parquet(tmp_path / "regimes.parquet", stage="regimes")
+
+
+def test_without_a_stage_the_message_restores_both_files(written):
+    os.truncate(written, written.stat().st_size - 1)
+    with pytest.raises(DataError) as err:
+        read_parquet(written)
+    assert (
+        "dvc checkout --force data/features/features.parquet data/features/features.parquet.sha256"
+        in str(err.value)
+    )
+
+
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "pipelines/matrix/template.yaml"])
+def test_every_parquet_output_of_a_dvc_stage_has_its_checksum_as_an_output(pipeline):
+    """``dvc checkout`` and ``dvc exp`` move a file and its checksum together."""
+    import yaml
+
+    from py_finance.config import project_root
+
+    stages = yaml.safe_load((project_root() / pipeline).read_text())["stages"]
+    checked = 0
+    for name, stage in stages.items():
+        stage = stage.get("do", stage)
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage.get("outs", [])]
+        for out in outs:
+            if out.endswith(".parquet"):
+                assert f"{out}.sha256" in outs, f"{pipeline}:{name} lacks {out}.sha256"
+                checked += 1
+    assert checked >= 5
