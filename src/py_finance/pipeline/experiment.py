@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PARENT_FILE = "mlflow_parent_run_id"
 PARENT_ENV = "PY_FINANCE_PARENT_RUN_ID"
 OBJECTIVE = "sharpe"
+# Jobs drawn on a sweep's comparison chart (the best ones); the table lists every job.
+CHART_JOBS = 10
 
 
 def _absolute_tracking(cfg: Any, root: Path) -> Any:
@@ -334,14 +336,16 @@ class MlflowSweepCallback(Callback):
 def summarise_sweep(parent: str) -> str:
     """Print a sweep's summary table (best first) and log ``compare.png``/``compare.md``.
 
-    The chart overlays every finished job's candidate equity and drawdown on the benchmark;
-    both go to the parent run. Returns the table as Markdown ("" for a sweep without jobs).
+    The chart overlays the candidate equity and drawdown of the best :data:`CHART_JOBS`
+    finished jobs on the benchmark; chart and table go to the parent run. Returns the table
+    as Markdown ("" for a sweep without jobs).
     """
     jobs = tracking.sweep_job_ids(parent)
     if not jobs:
         return ""
     table = tracking.sweep_summary(parent)
     text = tracking.table_markdown(table)
-    print(f"\nsweep {parent}: {len(jobs)} jobs, best first\n\n{text}\n", flush=True)
-    tracking.log_comparison(parent, jobs)
+    print(f"\nsweep {parent}: {len(table)} jobs, best first\n\n{text}\n", flush=True)
+    finished = table[table["status"] == "FINISHED"]["run_id"].tolist()
+    tracking.log_comparison(parent, finished[:CHART_JOBS] or jobs[:CHART_JOBS])
     return text
