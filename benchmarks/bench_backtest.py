@@ -1,7 +1,9 @@
 """Backtest engine benchmark: py-finance vs vectorbt 1.2 (numba and rust engines) vs numpy.
 
-500 assets x 5040 sessions of synthetic prices and daily target weights (about 45% daily
-two-way turnover, 10 bps fees), in one run:
+500 assets x 5040 sessions of synthetic prices and two books: daily random target weights
+(about 45% daily two-way turnover) and a daily equal-weight top-50 book (exactly 1/50 per
+name, so new buys tie and the last of them in column order is the one cash runs short
+for), 10 bps fees, in one run:
 
 * py-finance ``run_backtest`` warm (best of N) and cold (first call in a fresh process with
   an empty numba cache, so compilation is included; also with the on-disk cache warm);
@@ -10,8 +12,8 @@ two-way turnover, 10 bps fees), in one run:
   engine, warm and first call in a fresh process;
 * a bare numpy pass over the same arrays (sum of w x r per session and turnover), the floor.
 
-Checks that the equity curve equals vectorbt's within 1e-9 relative (both engines), then
-writes every figure and the machine to ``benchmarks/results/backtest.md``.
+Checks that both books' equity curves equal vectorbt's within 1e-9 relative (both
+engines), then writes every figure and the machine to ``benchmarks/results/backtest.md``.
 
 Run: ``.venv/bin/python benchmarks/bench_backtest.py [--sessions N --assets M --repeat R]``.
 """
@@ -56,6 +58,28 @@ def make_data(n: int, m: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame
     for t in range(1, n):
         raw[t] = np.where(redraw[t], fresh[t], raw[t - 1])
     w = raw / raw.sum(axis=1, keepdims=True)
+    idx = pd.date_range("2000-01-03", periods=n, freq="B", tz="UTC")
+    cols = [f"A{i:03d}" for i in range(m)]
+    return pd.DataFrame(px, index=idx, columns=cols), pd.DataFrame(w, index=idx, columns=cols)
+
+
+def make_topk(n: int, m: int, k: int = 50, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Closes in cents and a daily equal-weight top-k book on persistent random scores.
+
+    Weights are exactly 1 / k on the k best scores and 0 elsewhere: every session buys new
+    names at tied weights, and with fees the buys need more cash than there is.
+    """
+    rng = np.random.default_rng(seed)
+    px = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.02, (n, m)), axis=0))
+    px = np.round(px * 100.0) / 100.0
+    scores = np.empty((n, m))
+    scores[0] = rng.normal(size=m)
+    noise = rng.normal(size=(n, m))
+    for t in range(1, n):
+        scores[t] = 0.9 * scores[t - 1] + 0.45 * noise[t]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    w = np.zeros((n, m))
+    np.put_along_axis(w, top, 1.0 / k, axis=1)
     idx = pd.date_range("2000-01-03", periods=n, freq="B", tz="UTC")
     cols = [f"A{i:03d}" for i in range(m)]
     return pd.DataFrame(px, index=idx, columns=cols), pd.DataFrame(w, index=idx, columns=cols)
@@ -130,7 +154,6 @@ print(json.dumps(dict(first=first, second=second, imports=t_import)))
 
 def child(what: str, prices_path: str, weights_path: str, cache_dir: str | None) -> dict:
     """First and second call in a fresh process (empty numba cache if given)."""
-    """Best and all wall times of ``repeat`` calls."""
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
@@ -190,6 +213,7 @@ def main() -> None:
     n, m = args.sessions, args.assets
     prices, weights = make_data(n, m)
     px_arr, w_arr = prices.to_numpy(), weights.to_numpy()
+    topk_prices, topk_weights = make_topk(n, m, k=min(50, m))
 
     # Correctness first (this also warms every engine in this process).
     eq = ours(prices, weights).to_numpy()
@@ -203,14 +227,27 @@ def main() -> None:
         diffs[engine] = float(np.max(np.abs(eq / ref - 1.0)))
         assert diffs[engine] <= TOL, f"equity differs from vectorbt ({engine}): {diffs[engine]}"
     final_rel = abs(eq[-1] / vbt(prices, weights, "rust").to_numpy()[-1] - 1.0)
+    eq_topk = ours(topk_prices, topk_weights).to_numpy()
+    diffs_topk = {}
+    for engine in ("numba", "rust"):
+        ref = vbt(topk_prices, topk_weights, engine).to_numpy()
+        diffs_topk[engine] = float(np.max(np.abs(eq_topk / ref - 1.0)))
+        print(f"top-k book vs vectorbt {engine}: {diffs_topk[engine]:.2e}", flush=True)
+        assert diffs_topk[engine] <= TOL, f"top-k book differs from vectorbt ({engine})"
 
     warm: dict[str, float] = {}
     all_times: dict[str, list[float]] = {}
     for name, fn, rep in [
         ("ours", lambda: ours(prices, weights), args.repeat),
+        ("ours, top-k book", lambda: ours(topk_prices, topk_weights), args.repeat),
         ("numpy floor", lambda: floor(px_arr, w_arr), args.repeat),
         ("vectorbt numba", lambda: vbt(prices, weights, "numba"), max(3, args.repeat // 2)),
         ("vectorbt rust", lambda: vbt(prices, weights, "rust"), max(3, args.repeat // 2)),
+        (
+            "vectorbt rust, top-k book",
+            lambda: vbt(topk_prices, topk_weights, "rust"),
+            max(3, args.repeat // 2),
+        ),
     ]:
         warm[name], all_times[name] = best_of(fn, rep)
         print(f"warm {name}: {warm[name] * 1e3:.1f} ms", flush=True)
@@ -238,6 +275,8 @@ def main() -> None:
     checks = [
         ("equity curve equals vectorbt numba within 1e-9 rel", diffs["numba"] <= TOL),
         ("equity curve equals vectorbt rust within 1e-9 rel", diffs["rust"] <= TOL),
+        ("top-k book equals vectorbt numba within 1e-9 rel", diffs_topk["numba"] <= TOL),
+        ("top-k book equals vectorbt rust within 1e-9 rel", diffs_topk["rust"] <= TOL),
         ("warm >= 20x faster than vectorbt rust", ratio_rust >= 20.0),
         ("warm within 2.5x of the numpy floor", ratio_floor <= 2.5),
         ("first call faster than vectorbt's first call", cold_ok),
@@ -263,6 +302,9 @@ def main() -> None:
         f"{diffs['numba']:.2e}",
         f"- same vs vectorbt rust engine: {diffs['rust']:.2e}",
         f"- final equity: ours {eq[-1]:,.6f}, relative difference to vectorbt {final_rel:.2e}",
+        f"- equal-weight top-{min(50, m)} book (weights exactly 1/{min(50, m)}, daily, closes "
+        "in cents: tied buys, cash short by about the fees every session), whole equity "
+        f"curve vs vectorbt numba: {diffs_topk['numba']:.2e}, vs rust: {diffs_topk['rust']:.2e}",
         "",
         "## Warm (best of repeated calls in one process)",
         "",

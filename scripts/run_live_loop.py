@@ -128,8 +128,15 @@ def main(argv: list[str]) -> None:
     overrides = [*overlay_overrides(args), *args.overrides]
     if args.horizon is not None:
         overrides.append(f"labels=h{args.horizon}")
-    cfg = compose(overrides) if overrides else load_params(root / args.params)
-    ctx = Context(build(cfg), root)
+    try:
+        cfg = compose(overrides) if overrides else load_params(root / args.params)
+        ctx = Context(build(cfg), root)
+    except PyFinanceError as exc:
+        if args.halt is None:
+            raise
+        # The halt file's place is in the config: without one, nothing was written.
+        print(f"trading is NOT halted: the config could not be read ({exc})")
+        raise PyFinanceError(f"trading is NOT halted: {exc}") from None
     from py_finance.live import control
     from py_finance.live.loop import run_live_day
 

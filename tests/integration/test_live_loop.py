@@ -398,3 +398,30 @@ def test_a_throttle_that_trips_between_rebalances_resizes_the_holdings(live_root
     day3 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-26T23:00Z"))
     assert day3.payload["plan"] == "none" and day3.payload["orders"] == []
     assert day3.payload["positions"] == pytest.approx({s: q / 2 for s, q in held.items()})
+
+
+def test_a_throttle_halt_between_rebalances_sells_the_book_that_session(live_root):
+    ctx = ctx_at(live_root, "risk.halt_drawdown=0.3")
+    day1 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-21T23:00Z"))
+    assert day1.payload["rebalance"]["due"] and day1.payload["orders"]
+    db = sqlite3.connect(live_root / "data/live/paper_broker.sqlite")
+    with db:  # an earlier high-water mark twice today's equity: a 50% drawdown
+        db.execute(
+            "INSERT INTO equity (session, equity) VALUES (?, ?)",
+            ("2000-12-20", 2 * day1.payload["equity"]),
+        )
+    db.close()
+
+    day2 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-22T23:00Z"))
+    p = day2.payload
+    assert not p["rebalance"]["due"]
+    assert p["risk_state"] == "HALTED" and p["throttle_multiplier"] == 0.0
+    assert p["plan"] == "resize" and p["rebalance"]["throttle_resize"]["ratio"] == 0.0
+    held = p["positions"]
+    assert held and {o["side"] for o in p["orders"]} == {"sell"}
+    assert {o["symbol"]: o["qty"] for o in p["orders"]} == pytest.approx(held)  # all of it
+    # The sells fill at the next close; an emptied book has nothing left to resize.
+    day3 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-26T23:00Z"))
+    assert day3.payload["risk_state"] == "HALTED"
+    assert day3.payload["plan"] == "none" and day3.payload["orders"] == []
+    assert day3.payload["positions"] == {}

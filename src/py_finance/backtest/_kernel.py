@@ -56,18 +56,25 @@ _throttle_update = njit(
 )(throttle_update)
 
 
+# Scratch vectors (one value per name) that :func:`simulate` takes after ``held``.
+N_SCRATCH = 9
+
+
 def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
     """``series``, ``held`` and the scratch arrays, in the order :func:`simulate` takes them.
 
     The scratch arrays are separate allocations, so the compiled loops may assume that they
-    do not overlap.
+    do not overlap. The last vector is the throttle multiplier each name's holding was sized
+    with (1 before any trade).
     """
     series = np.zeros((N_SERIES, n_sessions))
     series[MULT] = 1.0
     rows = np.zeros((2 * BLOCK + 1, n_names))
     rows[NO_PRICE] = np.nan
     held = np.empty((n_sessions, n_names))
-    return series, held, *(np.zeros(n_names) for _ in range(7)), rows
+    scratch = [np.zeros(n_names) for _ in range(N_SCRATCH)]
+    scratch[-1][:] = 1.0
+    return series, held, *scratch, rows
 
 
 # One explicit signature: one compile (at import, or a load from the cache), whatever the
@@ -88,9 +95,10 @@ _SIGNATURE = types.int64(
     types.float64,
     types.float64,
     types.int64,
+    types.float64,
     _MATRIX,
     _MATRIX,
-    *[_VECTOR] * 7,
+    *[_VECTOR] * N_SCRATCH,
     _MATRIX,
 )
 
@@ -108,6 +116,7 @@ def simulate(
     halt_drawdown: float,
     recovery_drawdown: float,
     reset_after_sessions: int,
+    max_gross: float,
     series: np.ndarray,
     held: np.ndarray,
     shares: np.ndarray,
@@ -117,6 +126,8 @@ def simulate(
     buy_amt: np.ndarray,
     sell_amt: np.ndarray,
     buy_tgt: np.ndarray,
+    key: np.ndarray,
+    held_mult: np.ndarray,
     rows: np.ndarray,
 ) -> int:
     """Run the whole backtest; fills ``series`` and ``held``.
@@ -125,15 +136,15 @@ def simulate(
     (Fortran order, as pandas hands them out). ``series`` is ``N_SERIES x session`` (rows
     ``EQUITY`` .. ``STATE``; ``STATE`` gets the throttle state code after each close) and
     ``held`` is ``session x name`` (weights held after trading); both and the scratch that
-    follows come from :func:`buffers`. Returns 1 if a weight that traded was negative or
-    infinite, else 0.
+    follows come from :func:`buffers`. Returns 0, or 1 + the first row of ``w`` that has a
+    negative or infinite weight or whose weights (NaN left out) sum above ``max_gross``;
+    the simulation stops there and the caller names the cell.
     """
     n, m = px.shape
     cash = init_cash
     peak = 0.0
     state = 0
     in_state = 0
-    bad = 0
     # The row of ``held`` closed at the top of each session and 1 / its equity (row 0 is
     # written twice: first with NaN, at s = 0).
     hrow = 0
@@ -177,31 +188,56 @@ def simulate(
             break
         paid = 0.0
         if s >= lag:
-            scale = series[MULT, s - lag] * value
+            mult = series[MULT, s - lag]
             kw = WEIGHTS + kp
-            # Sells execute at once (shares only go down here); buys are recorded in
-            # ``buy_amt`` (0 for no buy) and ``buy_tgt`` (the target shares; the current
-            # ones for a name without an order).
+            # Orders, as vectorbt's from_orders(size_type="targetpercent") builds them: the
+            # target is w x mult x V / close shares and the order's notional is
+            # (target - held) x close. A name without a weight (NaN) gets no order, unless
+            # the throttle's multiplier moved since its holding was sized: then the holding
+            # is resized by new / old multiplier (``py_finance.risk.throttle_resize``; an
+            # empty holding, after HALTED, waits for the next weight). Sells execute at once
+            # (shares only go down here); buys are recorded in ``buy_amt`` (0 for no buy)
+            # and ``buy_tgt`` (the shares held once filled; the current ones for a name
+            # without an order). ``key`` is vectorbt's sort key of call_seq="auto",
+            # computed as it does: w x V - held x close. It can differ from the notional by
+            # an ulp, and only the key decides which buys cash cannot cover (ties are
+            # common: equal weights on names not held give equal keys).
             for j in range(m):
                 wj = rows[kw, j]
                 p = rows[kp, j]
                 sh = shares[j]
-                bad |= (wj < 0.0) | (wj == np.inf)
-                ok = (wj == wj) & (p > 0.0) & (p < np.inf)
-                tgt = wj * scale / p
+                hm = held_mult[j]
+                priced = (p > 0.0) & (p < np.inf)
+                has_w = wj == wj
+                resize = (not has_w) & (hm > 0.0) & (hm != mult)
+                ok = priced & (has_w | resize)
+                # One division either way: (w x mult) x V / close, or shares x new / old.
+                num = wj * mult * value if has_w else sh * mult
+                tgt = num / (p if has_w else hm)
                 tgt = tgt if ok else sh
-                d = (tgt - sh) * p
+                k = (num if has_w else tgt * p) - sh * p
+                key[j] = k if ok else np.nan
+                # vectorbt fills the order's size, target - held, so a filled name holds
+                # held + (target - held): an ulp off the target, and near-ties between
+                # held names' keys depend on that ulp.
+                dsh = tgt - sh
+                d = dsh * p
                 d = d if ok else 0.0
                 buy_amt[j] = max(d, 0.0)
                 sell_amt[j] = max(-d, 0.0)
-                shares[j] = min(sh, tgt)
-                buy_tgt[j] = tgt
-            # Buys fill smallest first, so the ones cash cannot cover are the largest: they
-            # are dropped largest first (ties: the later column, as a stable sort orders
-            # them) until the rest is affordable; the last one dropped is partly filled
-            # with the cash left. Each pass sums, in name order, the sells, the buys not
-            # dropped (``total``) and those without the largest (``excl``). Usually one
-            # pass suffices: with weights summing to <= 1 the shortfall is about the fees.
+                pos = sh + dsh
+                shares[j] = min(sh, pos)
+                buy_tgt[j] = pos
+                held_mult[j] = mult if ok else hm
+            # vectorbt then executes the orders one by one in ascending key order, ties in
+            # column order: sells first, then buys from the smallest key, the first one cash
+            # cannot cover filled with what is left (after its fee) and the rest dropped.
+            # Equivalently, buys are dropped largest key first (ties: the later column)
+            # until the rest is affordable, and the last one dropped is partly filled. Each
+            # pass sums, in name order, the sells, the buys not dropped (``total``) and
+            # those without the one of largest key (``excl``). Usually one pass suffices:
+            # with weights summing to <= 1 the shortfall is about the fees. The first pass
+            # also checks the row of weights (cheaper here than in a loop of its own).
             first = True
             any_buy = False
             traded = 0.0
@@ -213,18 +249,26 @@ def simulate(
                 total = 0.0
                 excl = 0.0
                 top = -1
-                top_amt = 0.0
+                top_key = -np.inf
+                gross_w = 0.0
+                bad = False
                 for j in range(m):
                     b = buy_amt[j]
+                    kj = key[j]
                     kept = max(b, 0.0)  # dropped buys are negative
                     sold += sell_amt[j]
-                    new = (b > 0.0) & (b >= top_amt)
+                    new = (b > 0.0) & (kj >= top_key)
                     excl = total if new else excl + kept
                     top = j if new else top
-                    top_amt = max(top_amt, b)
+                    top_key = kj if new else top_key
                     total += kept
+                    wj = rows[kw, j]
+                    bad |= (wj < 0.0) | (wj == np.inf)
+                    gross_w += wj if wj > 0.0 else 0.0
                 full = total
                 if first:
+                    if bad or gross_w > max_gross:
+                        return s - lag + 1
                     first = False
                     any_buy = top >= 0
                     cash += sold * (1.0 - fee)
@@ -282,4 +326,4 @@ def simulate(
             series[STATE, s] = state
         hrow = s
         inv = 1.0 / eq if eq > 0.0 else np.nan
-    return bad
+    return 0

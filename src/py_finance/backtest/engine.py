@@ -12,7 +12,12 @@ import pandas as pd
 from py_finance.backtest.config import BacktestConfig
 from py_finance.errors import DataError
 from py_finance.risk.config import RiskConfig
-from py_finance.risk.overlays import THROTTLE_STATES, throttle_params
+from py_finance.risk.overlays import (
+    THROTTLE_STATES,
+    check_weights,
+    gross_bound,
+    throttle_params,
+)
 
 # Throttle settings passed to the compiled loop when no risk config is given (unused there).
 NO_THROTTLE = RiskConfig(drawdown_throttle=None, recovery_drawdown=0.0)
@@ -83,15 +88,6 @@ def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndar
     return np.asfortranarray(px), np.asfortranarray(w)
 
 
-def _weight_error(w: np.ndarray) -> DataError:
-    """The error for the last negative or infinite weight, row by row."""
-    flat = w.ravel(order="C")
-    last = flat[np.flatnonzero((flat < 0.0) | (flat == np.inf))[-1]]
-    if last < 0.0:
-        return DataError("the backtest is long-only: target weights must be >= 0")
-    return DataError("target weights must be finite")
-
-
 def run_backtest(
     prices: pd.DataFrame,
     target_weights: pd.DataFrame,
@@ -113,14 +109,21 @@ def run_backtest(
         Same sessions and symbols: weights decided at the close of session t, traded at the
         close of t + ``cfg.execution_lag``. Rows ``0 .. lag-1`` trade nothing. NaN means
         "no order" for that name (as a NaN size in vectorbt): its shares are kept, so a
-        row of NaN is a session without rebalancing. Static overlays (caps, regime exposure) should
-        already be applied (``py_finance.risk.apply_static_overlays``).
+        row of NaN is a session without rebalancing. Static overlays (caps, regime exposure)
+        should already be applied (``py_finance.risk.apply_static_overlays``). Every weight
+        must be finite and >= 0 and every row's non-NaN weights must sum to at most the
+        gross limit (``risk.max_leverage``, 1.0 without ``risk``): anything else is a
+        :class:`~py_finance.errors.DataError` naming the session and symbol.
     cfg
         Execution lag, costs, initial cash.
     risk
         If given with ``drawdown_throttle`` set, the drawdown throttle runs here: after the
         close of t it is updated with t's equity, and its multiplier scales the weights
-        decided at t (those that fill at t + lag).
+        decided at t (those that fill at t + lag). When the multiplier moves on a session
+        without new weights (between rebalances), the holdings are resized by new / old
+        multiplier at t + lag all the same (:func:`py_finance.risk.throttle_resize`), so
+        the throttle acts on the first fill after the close it trips at, not at the next
+        rebalance.
 
     Returns
     -------
@@ -130,24 +133,29 @@ def run_backtest(
     -----
     At each session: the equity ``V = cash + sum(shares x close)`` is taken once, before any
     trade (a name without a price today is valued at its last known close); each tradable
-    name's target is ``w x V / close`` shares (fractional). Sells execute first, then buys in
-    ascending order of their notional. Fees (``cost_bps / 1e4`` of traded notional) are paid
-    from cash, never taken out of the targets; a buy that the remaining cash cannot cover is
-    filled with what is left after its fee, so cash never goes negative and later buys get
-    nothing. A name with no price at the trade session is not traded: held shares are kept
-    (valued at the last price), and a target on a name not held stays in cash.
+    name's target is ``w x V / close`` shares (fractional). Orders execute in ascending
+    order of ``w x V - shares x close`` (vectorbt's ``call_seq="auto"`` key, computed as
+    vectorbt computes it), exact ties in column order: sells first, then buys from the
+    smallest key. Fees (``cost_bps / 1e4`` of traded notional) are paid from cash, never
+    taken out of the targets; the first buy that the remaining cash cannot cover is filled
+    with what is left after its fee, so cash never goes negative and the buys after it get
+    nothing (with equal weights among new names, the last of them in column order is the
+    partial one). A name with no price at the trade session is not traded: held shares are
+    kept (valued at the last price), and a target on a name not held stays in cash.
     """
     from py_finance.backtest import _kernel
 
     px, w = _arrays(prices, target_weights)
     n_sessions, n_names = px.shape
     lag = int(cfg.execution_lag)
+    max_gross = 1.0 if risk is None else float(risk.max_leverage)
     throttle = risk is not None and risk.drawdown_throttle is not None
     dd_thr, halt, recovery, reset = throttle_params(risk if risk is not None else NO_THROTTLE)
     # ``held`` is session-major: the frame below wraps it without a copy.
     series, held, *scratch = _kernel.buffers(n_sessions, n_names)
     bad = 0
     if n_sessions:
+        # The kernel checks the rows it trades as it goes and stops at the first bad one.
         bad = _kernel.simulate(
             px,
             w,
@@ -160,14 +168,23 @@ def run_backtest(
             halt,
             recovery,
             reset,
+            gross_bound(max_gross),
             series,
             held,
             *scratch,
         )
-    # Rows decided in the last ``lag`` sessions never trade, but are still validated.
-    tail = w[max(n_sessions - lag, 0) :]
-    if bad or ((tail < 0.0) | (tail == np.inf)).any():
-        raise _weight_error(w)
+    # The row the kernel stopped at (it sums as check_weights does, so that raises), or the
+    # rows decided in the last ``lag`` sessions: they never trade but are checked all the same.
+    first = bad - 1 if bad else max(n_sessions - lag, 0)
+    stop = first + 1 if bad else n_sessions
+    check_weights(
+        w[first:stop], max_gross, sessions=prices.index[first:stop], symbols=prices.columns
+    )
+    if bad:  # unreachable while both sum alike; never return a half-run backtest
+        raise DataError(
+            f"target weights of session {prices.index[first]} are not finite, negative or "
+            f"sum above the gross limit {max_gross:g} (risk.max_leverage)"
+        )
     equity = series[_kernel.EQUITY]
     rets = np.zeros(n_sessions)
     if n_sessions > 1:

@@ -46,6 +46,7 @@ import pandas as pd
 from py_finance import tracking
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.features.regimes import detect_regimes
+from py_finance.io import read_parquet
 from py_finance.live.alerts import (
     Alert,
     Alerter,
@@ -291,7 +292,7 @@ def _score_history(ctx: Context, model: Any, feats: pd.DataFrame, session: dt.da
             f"regime policy {ctx.settings.regime_policy.name!r} needs the walk-forward's "
             f"out-of-sample predictions at {path}: run the pipeline (dvc repro) first"
         )
-    oos = pd.read_parquet(path)["score"].unstack("symbol")
+    oos = read_parquet(path, stage=ctx.dvc_stage("train"))["score"].unstack("symbol")
     oos = oos[oos.index <= pd.Timestamp(session)]
     own = model.predict(feats).unstack("symbol")
     if len(oos):

@@ -22,9 +22,12 @@ from py_finance.risk.overlays import (
     apply_vol_target,
     cap_positions,
     cap_sectors,
+    check_weights,
     drawdown_from_peak,
+    gross_bound,
     throttle_multiplier,
     throttle_params,
+    throttle_resize,
     throttle_step,
 )
 
@@ -48,8 +51,11 @@ __all__ = [
     "apply_vol_target",
     "cap_positions",
     "cap_sectors",
+    "check_weights",
     "drawdown_from_peak",
+    "gross_bound",
     "throttle_multiplier",
     "throttle_params",
+    "throttle_resize",
     "throttle_step",
 ]

@@ -115,7 +115,12 @@ class RiskConfig:
     vol_lookback
         Sessions of returns behind the volatility estimate.
     max_leverage
-        Largest scale vol targeting may apply; 1.0 (the default) never levers up a row, and
+        The gross limit: the largest total a row of target weights may have before the
+        overlays (and in the engine). A row above it, like an infinite or negative weight,
+        is a :class:`~py_finance.errors.DataError` naming the session and symbol. 1.0 (the
+        default) is a fully invested book; more is leverage and only ever an explicit
+        setting (the backtest's cash account still never borrows: buys beyond the cash are
+        filled in order until it runs out). Also the largest scale vol targeting may apply;
         no scale ever lifts a row above a total of 1 or a name/sector above its cap.
     sector_tilts
         Regime sector tilts (:class:`SectorTiltConfig`), or ``None``.

@@ -4,7 +4,9 @@ Pure functions of (weights, state, config), used unchanged by the backtester and
 loop. Every weight function accepts one row (1-D array, one session) or a matrix (2-D array,
 one row per session) and returns a new float64 array of the same shape; the input is never
 modified. Weights are long-only fractions of equity; what a function takes out of a row and
-cannot place elsewhere stays in cash, so no overlay ever increases a row's total.
+cannot place elsewhere stays in cash, so no overlay ever increases a row's total. A weight
+that is infinite or negative is a :class:`~py_finance.errors.DataError` before any overlay
+runs (:func:`check_weights`), so no overlay turns a bad row into a plausible one.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from py_finance.errors import ConfigError
+from py_finance.errors import ConfigError, DataError
 from py_finance.risk.config import RegimePolicy, RegimePolicyConfig, RiskConfig, SectorTiltConfig
 from py_finance.risk.throttle import ACTIVE_CODE, throttle_update
 
@@ -31,6 +35,103 @@ THROTTLE_STATES = (ACTIVE, REDUCING, HALTED)
 _ABS_TOL = 1e-13
 # A name or sector within this relative distance of its cap counts as full.
 _REL_TOL = 1e-12
+# Rows normalised to sum to the gross limit land a few ulps on either side of it (n names
+# add up to n x 1.1e-16 of rounding); this much above the limit is rounding, not leverage.
+GROSS_TOL = 1e-9
+
+
+def gross_bound(max_gross: float) -> float:
+    """The largest row total :func:`check_weights` accepts for the limit ``max_gross``."""
+    return float(max_gross) * (1.0 + GROSS_TOL)
+
+
+def _label(labels: Sequence[Any] | pd.Index | None, i: int, what: str) -> str:
+    if labels is None:
+        return f"{what} {i}"
+    label = labels[i]
+    return (
+        str(label.date())
+        if isinstance(label, pd.Timestamp) and label == label.normalize()
+        else str(label)
+    )
+
+
+def check_weights(
+    w: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+    max_gross: float = 1.0,
+    *,
+    sessions: Sequence[Any] | pd.Index | None = None,
+    symbols: Sequence[Any] | pd.Index | None = None,
+) -> None:
+    """Raise a :class:`~py_finance.errors.DataError` unless the target weights are usable.
+
+    Every weight must be finite and >= 0 (NaN is allowed: "no order" for that name), and the
+    positive weights of each row, added in column order, must sum to at most
+    ``max_gross`` (plus ``GROSS_TOL`` relative, for rounding). The backtest engine checks
+    the rows it trades with the same sum, in the same order, so both agree on every row.
+
+    Parameters
+    ----------
+    w
+        One row (1-D) or ``session x symbol`` (2-D) of weights decided at the close of each
+        session, fractions of equity.
+    max_gross
+        Largest total of a row: ``risk.max_leverage`` (1.0, fully invested, unless set).
+    sessions, symbols
+        Labels of the rows and columns for the message (row and column numbers if not
+        given).
+
+    Raises
+    ------
+    DataError
+        For the first offending row in session order, naming its session and a symbol: the
+        first infinite or negative weight, or else the symbol at which the row's running
+        total passes the limit.
+    """
+    arr = np.asarray(w, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"weights must be 1-D or 2-D, got {arr.ndim}-D")
+    if arr.size == 0:
+        return
+    bad = (arr < 0.0) | (arr == np.inf)
+    bad_rows = bad.any(axis=1)
+    bound = gross_bound(max_gross)
+    if np.isfinite(bound):
+        # A running total in column order, as the engine's loop adds it (np.cumsum is
+        # sequential, unlike np.sum's pairwise sums, so both round alike).
+        running = np.cumsum(np.where(arr > 0.0, arr, 0.0), axis=1)
+        over_rows = running[:, -1] > bound
+    else:
+        running = None
+        over_rows = np.zeros(arr.shape[0], dtype=bool)
+    hits = np.flatnonzero(bad_rows | over_rows)
+    if not len(hits):
+        return
+    r = int(hits[0])
+    session = _label(sessions, r, "row")
+    if bad_rows[r]:
+        c = int(np.flatnonzero(bad[r])[0])
+        value = float(arr[r, c])
+        why = (
+            "weights must be >= 0 (the book is long-only)"
+            if value < 0.0
+            else "weights must be finite"
+        )
+        raise DataError(
+            f"target weight of {_label(symbols, c, 'column')} on session {session} is "
+            f"{value:g}: {why} (NaN means no order); fix the scores or the weighting that "
+            "produced it"
+        )
+    assert running is not None
+    c = int(np.flatnonzero(running[r] > bound)[0])
+    raise DataError(
+        f"target weights of session {session} sum to {running[r, -1]:.10g}, above the gross "
+        f"limit {max_gross:g} (risk.max_leverage), passed at symbol "
+        f"{_label(symbols, c, 'column')}; scale the row down, or set risk.max_leverage "
+        "explicitly to allow more"
+    )
 
 
 def _as_2d(w: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> tuple[np.ndarray, bool]:
@@ -43,9 +144,8 @@ def _as_2d(w: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> tuple
         was_1d = False
     else:
         raise ValueError(f"weights must be 1-D or 2-D, got {arr.ndim}-D")
+    check_weights(arr, math.inf)
     arr[np.isnan(arr)] = 0.0
-    if (arr < 0.0).any():
-        raise ValueError("risk overlays expect long-only weights (>= 0)")
     return arr, was_1d
 
 
@@ -370,6 +470,45 @@ def throttle_multiplier(state: ThrottleState | str | None, cfg: RiskConfig) -> f
     raise ValueError(f"throttle state must be one of {THROTTLE_STATES}, got {name!r}")
 
 
+def throttle_resize(
+    held: np.ndarray | Sequence[float] | float,
+    sized_with: np.ndarray | Sequence[float] | float,
+    multiplier: float,
+) -> np.ndarray:
+    """Holdings resized because the throttle's multiplier moved since they were sized.
+
+    The drawdown throttle acts on the first fill after the close it trips (or lifts) at,
+    also between rebalances: each holding is scaled by ``multiplier / sized_with``, drift
+    included, and kept until the next weights. The backtest engine applies exactly this
+    to its shares on every session without a new weight for the name; the live loop can
+    apply it to the broker's positions.
+
+    Parameters
+    ----------
+    held
+        Shares (or weights) held now, one per name.
+    sized_with
+        Throttle multiplier each holding was last sized with (1.0 before any throttling;
+        0.0 after a HALTED session sold it).
+    multiplier
+        Throttle multiplier after the latest close (:func:`throttle_multiplier`).
+
+    Returns
+    -------
+    np.ndarray
+        Target holdings, same units as ``held``. A holding sized with 0 (emptied by a halt)
+        or with the current multiplier is returned as it is: there is nothing to scale.
+    """
+    h = np.asarray(held, dtype=np.float64)
+    old = np.broadcast_to(np.asarray(sized_with, dtype=np.float64), h.shape)
+    mult = float(multiplier)
+    if not (math.isfinite(mult) and mult >= 0.0):
+        raise ValueError(f"throttle multiplier must be finite and >= 0, got {multiplier}")
+    moved = (old > 0.0) & (old != mult)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(moved, h * mult / np.where(moved, old, 1.0), h)
+
+
 def _require_sectors(sectors: Sequence[str] | None, risk: RiskConfig) -> Sequence[str]:
     if sectors is None:
         raise ConfigError(
@@ -562,7 +701,14 @@ def apply_static_overlays(
     -------
     np.ndarray
         Overlaid weights, same shape as ``W``.
+
+    Raises
+    ------
+    DataError
+        Before any overlay, for an infinite or negative weight or a row summing above
+        ``risk.max_leverage`` (:func:`check_weights`; rows and columns named by number).
     """
+    check_weights(W, risk.max_leverage)
     out, was_1d = _as_2d(W)
     sector_capped = False
     for step in risk.order:
@@ -664,7 +810,14 @@ def apply_overlays(
     -------
     np.ndarray
         Weights to trade at t + execution_lag, same shape as ``w_row``.
+
+    Raises
+    ------
+    DataError
+        Before any overlay, for an infinite or negative weight or a row summing above
+        ``risk.max_leverage`` (:func:`check_weights`).
     """
+    check_weights(w_row, risk.max_leverage)
     out, was_1d = _as_2d(w_row)
     mult = None if regime_multiplier is None else np.array([regime_multiplier])
     out = apply_static_overlays(

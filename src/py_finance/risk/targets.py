@@ -11,7 +11,7 @@ from py_finance.errors import ConfigError
 from py_finance.portfolio.config import PortfolioConfig
 from py_finance.portfolio.topk import topk_weights, trailing_volatility
 from py_finance.risk.config import RegimePolicy, RiskConfig
-from py_finance.risk.overlays import apply_static_overlays
+from py_finance.risk.overlays import apply_static_overlays, check_weights
 
 NO_RISK = RiskConfig(
     max_position=None,
@@ -57,7 +57,10 @@ def target_weights(
     Top-k construction on the rebalance sessions (every ``portfolio.rebalance_every``-th
     row, counted from the first), then the static overlays in ``risk.order`` (the drawdown
     throttle depends on the equity path and is applied by the engine or the live loop).
-    Other sessions get NaN rows: no orders, positions are held.
+    Other sessions get NaN rows: no orders, positions are held. The constructed weights are
+    checked before any overlay: an infinite or negative weight, or a row above
+    ``risk.max_leverage``, is a :class:`~py_finance.errors.DataError` naming the session and
+    symbol (:func:`~py_finance.risk.overlays.check_weights`).
 
     Parameters
     ----------
@@ -100,6 +103,7 @@ def target_weights(
         uncertainty=None if uncertainty is None else uncertainty.reindex(rows),
         previous=previous,
     )
+    check_weights(raw.to_numpy(), risk.max_leverage, sessions=raw.index, symbols=raw.columns)
     if isinstance(sectors, pd.Series):
         sector_list: Sequence[str] | None = [
             str(x) for x in sectors.reindex(scores.columns).fillna("Unknown")

@@ -5,10 +5,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from py_finance.backtest import BacktestConfig, buy_and_hold, run_backtest
 from py_finance.errors import DataError
-from py_finance.risk import RiskConfig
+from py_finance.risk import RiskConfig, check_weights, gross_bound
 
 nan = np.nan
 
@@ -270,3 +272,127 @@ def test_drawdown_throttle_episode_reproduced_by_hand() -> None:
     np.testing.assert_allclose(
         res.exposure.to_numpy(), [0, 1, 1, 1, 0.5, 0.5, 0.5, 1], rtol=1e-13, atol=1e-15
     )
+
+
+def _every(n: int, rows: list[int], weight: list[float]) -> list[list[float]]:
+    """Weights only on ``rows`` (rebalances), NaN rows (hold) in between."""
+    return [list(weight) if t in rows else [nan] * len(weight) for t in range(n)]
+
+
+@pytest.mark.parametrize("lag", [1, 2])
+def test_drawdown_between_rebalances_cuts_exposure_on_the_next_fill(lag: int) -> None:
+    # Rebalances at rows 0 and 5 only. Row 3 closes 20% down: the throttle trips at that
+    # close, on a session without new weights, and the holding is halved at row 3 + lag,
+    # not when row 5's weights fill.
+    px = [[100.0], [100.0], [100.0], [80.0], [80.0], [80.0], [80.0], [80.0], [80.0]]
+    prices, weights = _frames(px, _every(9, [0, 5], [1.0]), cols="A")
+    risk = RiskConfig(drawdown_throttle=0.15, throttle_exposure=0.5, reset_after_sessions=None)
+    cfg = BacktestConfig(execution_lag=lag, cost_bps=0.0, initial_cash=1000.0)
+    res = run_backtest(prices, weights, cfg, risk=risk)
+    assert list(res.states) == ["ACTIVE"] * 3 + ["REDUCING"] * 6
+    expected = [0.0] * lag + [1.0] * 3 + [0.5] * (9 - 3 - lag)
+    np.testing.assert_allclose(res.exposure.to_numpy(), expected, rtol=1e-13, atol=1e-15)
+    shares = res.weights["A"].to_numpy() * res.equity.to_numpy() / prices["A"].to_numpy()
+    assert shares[3 + lag] == pytest.approx(5.0, rel=1e-13)
+    none = run_backtest(prices, weights, cfg)
+    assert none.exposure.iloc[3 + lag] == pytest.approx(1.0)
+
+
+def test_halt_between_rebalances_sells_at_once_and_the_empty_book_waits_for_weights() -> None:
+    # Rebalances at rows 0 and 6. Row 2 closes 30% down: HALTED, so row 3 sells everything
+    # (a NaN row). After two halted sessions the high-water mark resets (ACTIVE after the
+    # close of row 4), but nothing is left to scale back up: the book stays in cash until
+    # row 6's weights fill at row 7.
+    px = [[100.0], [100.0], [70.0], [70.0], [70.0], [70.0], [70.0], [70.0], [70.0]]
+    prices, weights = _frames(px, _every(9, [0, 6], [1.0]), cols="A")
+    risk = RiskConfig(drawdown_throttle=0.15, halt_drawdown=0.25, reset_after_sessions=2)
+    res = run_backtest(
+        prices, weights, BacktestConfig(cost_bps=0.0, initial_cash=1000.0), risk=risk
+    )
+    assert list(res.states) == ["ACTIVE"] * 2 + ["HALTED"] * 2 + ["ACTIVE"] * 5
+    np.testing.assert_allclose(
+        res.exposure.to_numpy(), [0, 1, 1, 0, 0, 0, 0, 1, 1], rtol=1e-13, atol=1e-15
+    )
+    np.testing.assert_allclose(res.cash.to_numpy()[3:7], 700.0, rtol=1e-13)
+
+
+def test_throttle_lifting_between_rebalances_scales_the_drifted_holdings_back_up() -> None:
+    # REDUCING after row 2 (20% down): row 3 halves both names as they stand (drift kept:
+    # 1:3 by value). After two sessions throttled the high-water mark resets (ACTIVE after
+    # the close of row 4): row 5 doubles them again as they stand (250:550), with no new
+    # weights, using the cash the cut left.
+    px = [
+        [100.0, 100.0],
+        [100.0, 100.0],
+        [40.0, 120.0],
+        [40.0, 120.0],
+        [50.0, 110.0],
+        [50.0, 110.0],
+        [50.0, 110.0],
+    ]
+    prices, weights = _frames(px, _every(7, [0], [0.5, 0.5]), cols="AB")
+    risk = RiskConfig(drawdown_throttle=0.15, reset_after_sessions=2)
+    res = run_backtest(
+        prices, weights, BacktestConfig(cost_bps=0.0, initial_cash=1000.0), risk=risk
+    )
+    assert list(res.states) == ["ACTIVE"] * 2 + ["REDUCING"] * 2 + ["ACTIVE"] * 3
+    value = res.weights.to_numpy() * res.equity.to_numpy()[:, None]
+    np.testing.assert_allclose(value[1], [500, 500], rtol=1e-13)
+    np.testing.assert_allclose(value[3], [100, 300], rtol=1e-13)
+    np.testing.assert_allclose(value[4], [125, 275], rtol=1e-13)
+    np.testing.assert_allclose(value[5:], [[250, 550]] * 2, rtol=1e-13)
+    np.testing.assert_allclose(res.equity.to_numpy()[2:], 800.0, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("row", "col", "value", "match"),
+    [
+        (1, "B", np.inf, "B on session 2024-01-03 is inf"),
+        (2, "C", -0.1, "C on session 2024-01-04 is -0.1.*long-only"),
+        (3, "A", np.inf, "A on session 2024-01-05 is inf"),  # never trades (lag 1)
+    ],
+)
+def test_invalid_weights_name_session_and_symbol(
+    row: int, col: str, value: float, match: str
+) -> None:
+    prices, weights = _frames([[10.0, 20.0, 30.0]] * 4, [[0.3, 0.3, 0.3]] * 4)
+    weights.iloc[row, "ABC".index(col)] = value
+    with pytest.raises(DataError, match=match):
+        run_backtest(prices, weights, BacktestConfig())
+
+
+def test_rows_above_the_gross_limit_are_an_error_unless_leverage_is_set() -> None:
+    # [0.8, 0.8] used to be held as [0.8, 0.2]: now it is an error naming the session.
+    prices, weights = _frames([[10.0, 20.0]] * 3, [[0.5, 0.5], [0.8, 0.8], [0.5, 0.5]])
+    with pytest.raises(DataError, match=r"session 2024-01-03 sum to 1\.6.*at symbol B"):
+        run_backtest(prices, weights, BacktestConfig())
+    with pytest.raises(DataError, match=r"risk\.max_leverage"):
+        run_backtest(prices, weights, BacktestConfig(), risk=RiskConfig())
+    lever = RiskConfig(drawdown_throttle=None, recovery_drawdown=0.0, max_leverage=1.6)
+    res = run_backtest(prices, weights, BacktestConfig(cost_bps=0.0), risk=lever)
+    assert res.exposure.iloc[2] == pytest.approx(1.0)
+    assert (res.cash >= 0).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(-4, 4), st.integers(1, 2))
+def test_engine_and_check_weights_agree_at_the_gross_bound(seed: int, ulps: int, lag: int) -> None:
+    # Rows landing within a few ulps of the bound: the compiled loop's check and
+    # check_weights add up alike, so the engine fails exactly when check_weights does, on
+    # the same session.
+    rng = np.random.default_rng(seed)
+    n, m = 6, int(rng.integers(2, 30))
+    w = rng.dirichlet(np.ones(m), n) * gross_bound(1.0)
+    for _ in range(abs(ulps)):
+        w[:, -1] = np.nextafter(w[:, -1], np.inf if ulps > 0 else -np.inf)
+    idx = pd.date_range("2024-01-02", periods=n, freq="B")
+    prices = pd.DataFrame(np.full((n, m), 10.0), index=idx)
+    weights = pd.DataFrame(w, index=idx)
+    try:
+        check_weights(w, sessions=idx, symbols=weights.columns)
+    except DataError as exc:
+        with pytest.raises(DataError) as err:
+            run_backtest(prices, weights, BacktestConfig(execution_lag=lag))
+        assert str(err.value) == str(exc)
+    else:
+        run_backtest(prices, weights, BacktestConfig(execution_lag=lag))

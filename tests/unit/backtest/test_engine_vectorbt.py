@@ -1,4 +1,7 @@
-"""The engine against vectorbt itself (a benchmark-only extra)."""
+"""The engine (and the order-by-order reference) against vectorbt itself (a benchmark-only extra).
+
+Every test here skips when vectorbt is not importable, and only then.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,62 @@ import pytest
 
 from py_finance.backtest import BacktestConfig, run_backtest
 
+from .test_engine_reference import equal_weight_topk, reference_backtest
+
+
+def _vbt_equity(
+    prices: pd.DataFrame,
+    weights: pd.DataFrame,
+    *,
+    fee: float,
+    cash: float,
+    lag: int = 1,
+    engine: str = "numba",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equity and cash of vectorbt's ``from_orders`` with the engine's documented settings."""
+    vbt = pytest.importorskip("vectorbt")
+    pf = vbt.Portfolio.from_orders(
+        close=prices,
+        size=weights.shift(lag),
+        size_type="targetpercent",
+        fees=fee,
+        init_cash=cash,
+        cash_sharing=True,
+        group_by=True,
+        call_seq="auto",
+        min_size=0.0,
+        freq="1D",
+        engine=engine,
+    )
+    return pf.value().to_numpy(), pf.cash().to_numpy()
+
+
+def topk_book(n: int, m: int, k: int, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Closes in cents and a daily equal-weight top-k book on persistent random scores.
+
+    Weights are exactly 1/k on the k best scores (0 elsewhere), so every session buys new
+    names at tied weights, and with fees the buys need more than the cash there is.
+    """
+    rng = np.random.default_rng(seed)
+    px = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.02, (n, m)), axis=0))
+    px = np.round(px * 100.0) / 100.0
+    scores = np.empty((n, m))
+    scores[0] = rng.normal(size=m)
+    noise = rng.normal(size=(n, m))
+    for t in range(1, n):
+        scores[t] = 0.9 * scores[t - 1] + 0.45 * noise[t]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    w = np.zeros((n, m))
+    np.put_along_axis(w, top, 1.0 / k, axis=1)
+    idx = pd.date_range("2000-01-03", periods=n, freq="B", tz="UTC")
+    cols = [f"A{i:03d}" for i in range(m)]
+    return pd.DataFrame(px, index=idx, columns=cols), pd.DataFrame(w, index=idx, columns=cols)
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["numba", "rust"])
 def test_equity_equals_vectorbt_from_orders(engine: str) -> None:
-    vbt = pytest.importorskip("vectorbt")
+    pytest.importorskip("vectorbt")
     if engine == "rust":
         pytest.importorskip("vectorbt_rust")
     rng = np.random.default_rng(11)
@@ -23,18 +77,43 @@ def test_equity_equals_vectorbt_from_orders(engine: str) -> None:
     w[np.arange(n) % 5 != 0] = np.nan  # rebalance every 5 sessions, drift in between
     weights = pd.DataFrame(w, index=idx)
     res = run_backtest(prices, weights, BacktestConfig(cost_bps=10.0, initial_cash=1e6))
-    pf = vbt.Portfolio.from_orders(
-        close=prices,
-        size=weights.shift(1),
-        size_type="targetpercent",
-        fees=0.001,
-        init_cash=1e6,
-        cash_sharing=True,
-        group_by=True,
-        call_seq="auto",
-        min_size=0.0,
-        freq="1D",
-        engine=engine,
+    equity, cash = _vbt_equity(prices, weights, fee=0.001, cash=1e6, engine=engine)
+    np.testing.assert_allclose(res.equity.to_numpy(), equity, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(res.cash.to_numpy(), cash, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_equal_weight_topk_book_equals_vectorbt_at_benchmark_size() -> None:
+    # The benchmark's size (500 names x 5040 sessions), top 50 at exactly 1/50 each, daily,
+    # 10 bps: every session ties new buys and runs short of cash by about the fees.
+    pytest.importorskip("vectorbt")
+    prices, weights = topk_book(5040, 500, 50)
+    res = run_backtest(prices, weights, BacktestConfig(cost_bps=10.0, initial_cash=1e6))
+    equity, cash = _vbt_equity(prices, weights, fee=0.001, cash=1e6)
+    rel = np.max(np.abs(res.equity.to_numpy() / equity - 1.0))
+    assert rel <= 1e-9, f"equity differs from vectorbt by {rel:.3e} relative"
+    np.testing.assert_allclose(res.cash.to_numpy(), cash, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_reference_and_engine_equal_vectorbt_on_tied_books(seed: int) -> None:
+    # Small books with prices in cents, equal weights, rebalances every 1-3 sessions and
+    # lags 1-2: the order-by-order reference is vectorbt's model, and so is the engine.
+    rng = np.random.default_rng(seed)
+    n, m = 40, 9
+    k = int(rng.integers(2, m + 1))
+    every, lag = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    fee, cash = [0.0005, 0.001, 0.0025][seed % 3], [1000.0, 1e6, 1e9 / 3][seed % 3]
+    px = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.03, (n, m)), axis=0)) * 100) / 100
+    w = equal_weight_topk(n, m, k, every, seed)
+    idx = pd.RangeIndex(n)
+    prices, weights = pd.DataFrame(px, index=idx), pd.DataFrame(w, index=idx)
+    equity, vbt_cash = _vbt_equity(prices, weights, fee=fee, cash=cash, lag=lag)
+    ref = reference_backtest(px, w, lag=lag, fee=fee, cash=cash)
+    np.testing.assert_allclose(ref["equity"], equity, rtol=1e-12, atol=0)
+    res = run_backtest(
+        prices, weights, BacktestConfig(execution_lag=lag, cost_bps=fee * 1e4, initial_cash=cash)
     )
-    np.testing.assert_allclose(res.equity.to_numpy(), pf.value().to_numpy(), rtol=1e-9, atol=0)
-    np.testing.assert_allclose(res.cash.to_numpy(), pf.cash().to_numpy(), rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(res.equity.to_numpy(), equity, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(res.cash.to_numpy(), vbt_cash, rtol=0, atol=1e-9 * cash)
