@@ -15,6 +15,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message="The version_base parameter is deprecated")
+# Hydra 1.4 warns when it instantiates a callback without an execution whitelist; the only
+# callback is the project's own (conf/experiment.yaml).
+warnings.filterwarnings("ignore", message=r"hydra\.utils\.instantiate\(\) resolved")
 
 import hydra  # noqa: E402
 
