@@ -22,7 +22,7 @@ from py_finance.pipeline.context import Context
 
 HORIZON = "${labels.horizon}"
 STAGES = ("features", "regimes", "labels", "train", "backtest")
-# The pipeline's template (tracked) and where ``init`` puts it (git-ignored): DVC sees the
+# The pipeline's template (tracked) and where ``init`` puts it (untracked): DVC sees the
 # matrix, in ``dvc status`` and ``dvc metrics show``, only once a user asks for it.
 TEMPLATE = Path("pipelines/matrix/template.yaml")
 PIPELINE = Path("pipelines/matrix/dvc.yaml")
