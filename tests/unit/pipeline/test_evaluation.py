@@ -53,3 +53,23 @@ def test_the_summary_is_the_candidates_figures_rounded():
     }
     metrics["regime_aware"]["sharpe"] = float("nan")
     assert summary(metrics)["sharpe"] is None
+
+
+def test_a_backtest_that_crashes_is_still_a_trial_of_its_question(small_ctx):
+    import mlflow
+    import pytest
+
+    from py_finance import tracking
+    from py_finance.errors import DataError
+    from py_finance.pipeline import evaluation, research
+
+    research.ingest(small_ctx)
+    with pytest.raises(DataError, match="run the train stage first"):
+        evaluation.backtest(small_ctx)  # no predictions: it fails before any result
+    question = evaluation.research_question(small_ctx)
+    record = tracking.count_trials(question)
+    assert record.n_trials == 2 and record.n_runs == 2 and record.sharpes == ()
+    runs = mlflow.search_runs(experiment_names=[small_ctx.settings.tracking.experiment])
+    assert set(runs["status"]) == {"FAILED"}
+    assert set(runs["tags.variant"]) == {"baseline", "regime_aware"}
+    assert all("run the train stage first" in e for e in runs["tags.error"])
