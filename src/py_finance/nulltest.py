@@ -232,8 +232,9 @@ class NullTestResult:
     trials
         Every trial's overrides and raw Sharpe (candidate variant).
     n_trials_recorded
-        Distinct strategy configurations the MLflow experiment recorded (what the DSR
-        deflated for; baseline backtests count too).
+        Distinct strategy configurations recorded for the research questions of the sweep
+        (one per horizon), summed: what the DSR deflated for, since the best trial was
+        picked across them (baseline backtests count too).
     report
         The Markdown report.
     """
@@ -392,7 +393,17 @@ def run_null_test(
 
     finite = [t for t in trials if math.isfinite(t["sharpe"])]
     best = max(finite, key=lambda t: t["sharpe"]) if finite else trials[0]
-    out = evaluation.promote(contexts[best["trial"]])
+    # The best trial was picked across horizons, i.e. across research questions: deflate for
+    # every configuration tried on any of them, not only on the best's own question.
+    tracking.setup(base.settings.tracking, root)
+    questions = {evaluation.research_question(c) for c in contexts.values()}
+    n_all = sum(tracking.count_trials(q).n_trials for q in questions)
+    chosen = contexts[best["trial"]]
+    promotion = dataclasses.replace(chosen.settings.promotion, n_trials=n_all)
+    chosen = dataclasses.replace(
+        chosen, settings=dataclasses.replace(chosen.settings, promotion=promotion)
+    )
+    out = evaluation.promote(chosen)
     evidence = out["evidence"]
     best = {**best, **{k: evidence[k] for k in ("dsr", "psr", "n_trials", "expected_max_sharpe")}}
     best["reasons"] = out["reasons"]

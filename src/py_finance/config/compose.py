@@ -34,10 +34,18 @@ GROUPS = (
 
 
 def project_root() -> Path:
-    """The project root: ``$PY_FINANCE_ROOT`` or the checkout this package lives in."""
+    """The project root.
+
+    ``$PY_FINANCE_ROOT``; else the current directory when it is a py-finance checkout
+    (``conf/config.yaml`` and ``dvc.yaml``), so commands act on the checkout they are run
+    in even with another checkout's virtualenv; else the checkout this package lives in.
+    """
     env = os.environ.get("PY_FINANCE_ROOT")
     if env:
         return Path(env).resolve()
+    cwd = Path.cwd()
+    if (cwd / "conf" / "config.yaml").exists() and (cwd / "dvc.yaml").exists():
+        return cwd.resolve()
     here = Path(__file__).resolve()
     for parent in here.parents:
         if (parent / "conf" / "config.yaml").exists():
