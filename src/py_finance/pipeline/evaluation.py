@@ -35,6 +35,7 @@ from py_finance.io import read_parquet, write_json, write_parquet, write_text
 from py_finance.pipeline.context import Context
 from py_finance.pipeline.research import prices
 from py_finance.risk.targets import NO_RISK, target_weights
+from py_finance.tracking.promotion import candidate_returns
 
 log = logging.getLogger(__name__)
 
@@ -197,15 +198,6 @@ def _trial_params(ctx: Context, variant: str) -> dict[str, Any]:
     if variant == "baseline":
         params = {k: v for k, v in params.items() if not k.startswith(("risk.", "regime_policy."))}
     return {**params, "variant": variant}
-
-
-def candidate_returns(curve: pd.Series) -> pd.Series:
-    """Per-session returns of a growth-of-1 curve, its first session's included (the gate's)."""
-    curve = curve.dropna()
-    returns = curve.pct_change()
-    if len(returns):
-        returns.iloc[0] = curve.iloc[0] - 1.0
-    return returns
 
 
 def held_every_name(weights: pd.DataFrame, scores: pd.DataFrame) -> bool:

@@ -227,6 +227,15 @@ def sharpe_sampling_variance(returns: Sequence[float] | Any) -> float:
     return (1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2) / (r.size - 1)
 
 
+def candidate_returns(curve: Any) -> Any:
+    """Per-session returns of a growth-of-1 curve, its first session's included (the gate's)."""
+    curve = curve.dropna()
+    returns = curve.pct_change()
+    if len(returns):
+        returns.iloc[0] = curve.iloc[0] - 1.0
+    return returns
+
+
 def gate_evidence(
     returns: Any,
     benchmark_sharpe: float,
@@ -661,8 +670,7 @@ def recheck_champion(
     equity = pd.read_parquet(path)
     variant = run.data.tags.get("variant", config.candidate)
     curve = equity[variant].dropna()
-    returns = curve.pct_change()
-    returns.iloc[0] = curve.iloc[0] - 1.0
+    returns = candidate_returns(curve)
     bench = equity["benchmark"].reindex(curve.index).pct_change().fillna(0.0)
     std = float(bench.std(ddof=1))
     bench_sharpe = float(bench.mean()) / std * math.sqrt(periods_per_year) if std else math.nan
