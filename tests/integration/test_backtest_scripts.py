@@ -69,7 +69,10 @@ def test_run_backtest_on_a_slice_reports_all_columns_and_the_caveat(tmp_path):
     # logged as trials of their question, never as versions of the production model
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     assert client.search_registered_models() == []
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],

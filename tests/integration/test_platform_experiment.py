@@ -49,7 +49,10 @@ def run_app(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def runs(tmp_path: Path) -> list:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     exp = client.get_experiment_by_name("platform-test")
     return client.search_runs([exp.experiment_id], max_results=1000)
 
@@ -92,7 +95,10 @@ def test_multirun_of_two_models_by_two_horizons_is_a_parent_and_four_children(tm
     # the chart of every job's curves and the table, on the parent
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"compare.png", "compare.md"} <= logged, logged
     # sweeps log runs, never versions of the production model

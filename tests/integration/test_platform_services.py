@@ -120,7 +120,7 @@ def test_two_workers_share_a_study_on_postgres_and_log_to_the_mlflow_server(serv
     # Their MLflow runs are in the tracking server, whose store is PostgreSQL.
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=server)
+    client = MlflowClient(tracking_uri=server, registry_uri=server)
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)

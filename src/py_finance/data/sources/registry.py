@@ -6,7 +6,7 @@ from typing import Any
 
 from py_finance.errors import ConfigError
 
-SOURCES = ("bundled", "yahoo", "tiingo", "alpaca")
+SOURCES = ("bundled", "files", "synthetic", "yahoo", "tiingo", "alpaca")
 NEWS_SOURCES = ("finnhub",)
 FUNDAMENTALS_SOURCES = ("tiingo",)
 
@@ -17,6 +17,14 @@ def get_source(name: str, **options: Any) -> Any:
         from py_finance.data.sources.bundled import BundledSource
 
         return BundledSource()
+    if name == "files":
+        from py_finance.data.sources.files import FilesSource
+
+        return FilesSource(**options)
+    if name == "synthetic":
+        from py_finance.data.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(**options)
     if name == "yahoo":
         from py_finance.data.sources.yahoo import YahooSource
 
