@@ -40,29 +40,29 @@ def small_ctx(tmp_path, small_settings):
     return Context(small_settings, tmp_path)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_mlflow_uris(monkeypatch):
-    """Each test starts and ends with no process-wide MLflow tracking or registry URI.
+@pytest.fixture(autouse=True, scope="module")
+def _isolated_mlflow_uris():
+    """Each test module starts and ends with no process-wide MLflow tracking or registry URI.
 
     ``mlflow.set_tracking_uri`` / ``set_registry_uri`` write module globals and export
-    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, so without this one test's store would
-    become the next test's registry (and its subprocesses' too).
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, so without this one module's store
+    would become the next module's registry (and its subprocesses' too). Module scope: a
+    module-scoped fixture may set a store for all of its tests.
     """
     import sys
 
-    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.delenv(name, raising=False)
-    if "mlflow" in sys.modules:
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
+    def reset() -> None:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            os.environ.pop(name, None)
+        if "mlflow" in sys.modules:
+            from mlflow.tracking._model_registry import utils as registry_utils
+            from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
-        monkeypatch.setattr(registry_utils, "_registry_uri", None)
+            tracking_utils._tracking_uri = None
+            registry_utils._registry_uri = None
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    reset()
     yield
-    if "mlflow" in sys.modules:
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
-        # mlflow was imported during the test: reset what it set (monkeypatch undoes the rest)
-        tracking_utils._tracking_uri = None
-        registry_utils._registry_uri = None
+    reset()
+    os.environ.update({k: v for k, v in saved.items() if v is not None})

@@ -100,6 +100,8 @@ _SIGNATURE = types.int64(
     _MATRIX,
     *[_VECTOR] * N_SCRATCH,
     _MATRIX,
+    types.Array(types.int64, 1, "C", readonly=True),
+    types.Array(types.float64, 1, "C", readonly=True),
 )
 
 
@@ -129,6 +131,8 @@ def simulate(
     key: np.ndarray,
     held_mult: np.ndarray,
     rows: np.ndarray,
+    delist_at: np.ndarray,
+    delist_px: np.ndarray,
 ) -> int:
     """Run the whole backtest; fills ``series`` and ``held``.
 
@@ -178,6 +182,14 @@ def simulate(
             lj = p if (p > 0.0) & (p < np.inf) else lo
             last[j] = lj
             value_part[j] = sh * lj
+        if s < n:
+            # Delistings of this session: the holder is paid in cash at the delisting value.
+            for j in range(m):
+                if delist_at[j] == s:
+                    cash += shares[j] * delist_px[j]
+                    shares[j] = 0.0
+                    value_part[j] = 0.0
+                    last[j] = delist_px[j]
         value = cash
         gross = 0.0
         for j in range(m):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,10 @@ class BacktestResult:
         scales the weights decided at that close. Always ``ACTIVE`` without a throttle.
     cash
         Cash at the close, after trading.
+    delisted
+        One row per delisting of a name held when it was delisted: ``symbol, date,
+        delisting_return, value`` (the holding at its last close, account currency) and
+        ``cost`` (``value x delisting_return``: what the delisting took, negative for a loss).
     """
 
     equity: pd.Series
@@ -59,6 +64,64 @@ class BacktestResult:
     exposure: pd.Series
     states: pd.Series
     cash: pd.Series
+    delisted: pd.DataFrame = dataclasses.field(default_factory=lambda: _no_delistings())
+
+
+DELISTED_COLUMNS = ("symbol", "date", "delisting_return", "value", "cost")
+
+
+def _no_delistings() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c == "symbol" else "float64") for c in DELISTED_COLUMNS}
+    ).astype({"date": "datetime64[ns]"})
+
+
+def delisting_arrays(
+    prices: pd.DataFrame, delistings: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """Per column: the row of its delisting session (-1: none) and the cash paid per share.
+
+    ``delistings`` has ``symbol, date, delisting_return`` (``date``: the first session the
+    name no longer trades). The payout per share is the name's last close before ``date``
+    times ``1 + delisting_return``. A delisting outside the price index, or of a name
+    without a price before it, is left out. Returns the arrays and the delistings used
+    (with the column position ``col``, the session row ``row`` and ``last_close``).
+    """
+    n, m = prices.shape
+    at = np.full(m, -1, dtype=np.int64)
+    pay = np.zeros(m, dtype=np.float64)
+    used = pd.DataFrame(columns=["symbol", "date", "delisting_return", "col", "row", "last_close"])
+    if delistings is None or delistings.empty or n == 0:
+        return at, pay, used
+    cols = {str(c): j for j, c in enumerate(prices.columns)}
+    index = pd.DatetimeIndex(prices.index)
+    values = prices.to_numpy(dtype=np.float64)
+    syms = delistings["symbol"].astype(str).to_numpy()
+    days = pd.DatetimeIndex(pd.to_datetime(delistings["date"])).normalize()
+    rets = delistings["delisting_return"].to_numpy(dtype=np.float64)
+    rows = []
+    for sym, day, ret in zip(syms, days, rets, strict=True):
+        j = cols.get(str(sym))
+        if j is None:
+            continue
+        r = int(index.searchsorted(day))
+        if r <= 0 or r >= n:
+            continue  # delisted before the first session or after the last
+        before = values[:r, j]
+        ok = np.flatnonzero(np.isfinite(before) & (before > 0.0))
+        if not len(ok):
+            continue
+        if not ret >= -1.0:
+            raise DataError(f"delisting return of {sym} on {day.date()} is {ret}: >= -1")
+        if 0 <= at[j] <= r:
+            continue  # the first delisting of a name counts
+        last_close = float(before[ok[-1]])
+        at[j] = r
+        pay[j] = last_close * (1.0 + float(ret))
+        rows.append((str(sym), day, float(ret), j, r, last_close))
+    if rows:
+        used = pd.DataFrame(rows, columns=list(used.columns))
+    return at, pay, used
 
 
 def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +157,7 @@ def run_backtest(
     cfg: BacktestConfig,
     *,
     risk: RiskConfig | None = None,
+    delistings: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Simulate a long-only cash account that trades to target weights at the close.
 
@@ -124,6 +188,13 @@ def run_backtest(
         multiplier at t + lag all the same (:func:`py_finance.risk.throttle_resize`), so
         the throttle acts on the first fill after the close it trips at, not at the next
         rebalance.
+    delistings
+        ``symbol, date, delisting_return`` (``date``: the first session the name no longer
+        trades). At the top of that session, before anything trades, a held name is paid out
+        in cash at its last close times ``1 + delisting_return``, without fees (a -100%
+        delisting pays nothing); it has no price from then on, so it is never valued at a
+        stale close or bought again. The result's ``delisted`` lists the delistings that hit
+        the book and what each cost.
 
     Returns
     -------
@@ -147,6 +218,11 @@ def run_backtest(
 
     px, w = _arrays(prices, target_weights)
     n_sessions, n_names = px.shape
+    delist_at, delist_px, delisted = delisting_arrays(prices, delistings)
+    if (delist_at >= 0).any():
+        px = px.copy(order="F")
+        for j in np.flatnonzero(delist_at >= 0):
+            px[delist_at[j] :, j] = np.nan  # gone: never valued or traded again
     lag = int(cfg.execution_lag)
     max_gross = 1.0 if risk is None else float(risk.max_leverage)
     throttle = risk is not None and risk.drawdown_throttle is not None
@@ -156,7 +232,8 @@ def run_backtest(
     bad = 0
     if n_sessions:
         # The kernel checks the rows it trades as it goes and stops at the first bad one.
-        bad = _kernel.simulate(
+        simulate: Any = _kernel.simulate  # a numba dispatcher
+        bad = simulate(
             px,
             w,
             lag,
@@ -172,6 +249,8 @@ def run_backtest(
             series,
             held,
             *scratch,
+            delist_at,
+            delist_px,
         )
     # The row the kernel stopped at (it sums as check_weights does, so that raises), or the
     # rows decided in the last ``lag`` sessions: they never trade but are checked all the same.
@@ -217,7 +296,30 @@ def run_backtest(
             dtype=object,
         ),
         cash=column(_kernel.CASH, "cash"),
+        delisted=_delisted_costs(delisted, held, series[_kernel.EQUITY]),
     )
+
+
+def _delisted_costs(used: pd.DataFrame, held: np.ndarray, equity: np.ndarray) -> pd.DataFrame:
+    """The delistings that hit the book: the holding at the last close and what it cost."""
+    if used.empty:
+        return _no_delistings()
+    rows = used["row"].to_numpy(dtype=np.int64)
+    cols = used["col"].to_numpy(dtype=np.int64)
+    # Held value at the close before the delisting session: weight x equity of that close.
+    value = held[rows - 1, cols] * equity[rows - 1]
+    value = np.where(np.isfinite(value), value, 0.0)
+    out = pd.DataFrame(
+        {
+            "symbol": used["symbol"].astype(object).to_numpy(),
+            "date": pd.to_datetime(used["date"]).to_numpy(),
+            "delisting_return": used["delisting_return"].astype("float64").to_numpy(),
+            "value": value,
+        }
+    )
+    out["cost"] = out["value"] * out["delisting_return"]
+    out = out[out["value"] > 0.0].reset_index(drop=True)
+    return out[list(DELISTED_COLUMNS)]
 
 
 def buy_and_hold(prices: pd.Series, start: Any) -> pd.Series:

@@ -116,6 +116,34 @@ def read_universe(path: str | Path) -> pd.DataFrame:
     return frame[["symbol", "start", "end"]]
 
 
+def clip_universe(
+    spells: pd.DataFrame,
+    symbols: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    calendar: str = "XNYS",
+) -> pd.DataFrame:
+    """Membership spells of ``symbols`` inside ``[start, end]``.
+
+    A spell that began before ``start`` begins at the first session; one that ends after
+    ``end`` is open (its end is not known at ``end``); spells wholly outside are dropped.
+    """
+    from py_finance.data.calendar import sessions as calendar_sessions
+
+    frame = spells[spells["symbol"].astype(str).str.upper().isin(list(symbols))].copy()
+    frame["symbol"] = frame["symbol"].astype(str).str.upper()
+    frame["start"] = pd.to_datetime(frame["start"]).dt.normalize()
+    frame["end"] = pd.to_datetime(frame["end"]).dt.normalize()
+    days = calendar_sessions(start, end, calendar)
+    if not len(days):
+        return frame.iloc[:0][["symbol", "start", "end"]]
+    first, last = pd.Timestamp(days[0]), pd.Timestamp(days[-1])
+    frame = frame[(frame["start"] <= last) & (frame["end"].isna() | (frame["end"] >= first))]
+    frame.loc[frame["start"] < first, "start"] = first
+    frame.loc[frame["end"] >= last, "end"] = pd.NaT
+    return frame[["symbol", "start", "end"]].reset_index(drop=True)
+
+
 def ingest_bars(
     store: Store,
     source: Any,
@@ -154,6 +182,11 @@ def ingest_bars(
     if not symbols:
         raise DataError("no symbols to ingest: pass --symbols or a universe")
     bench = benchmark or default_benchmark(source)
+    if universe is None and callable(getattr(source, "universe", None)):
+        universe = source.universe()  # the source's own membership (files, synthetic)
+    if universe is not None:
+        universe = clip_universe(universe, symbols, start, end, calendar)
+    delistings = source.delistings() if callable(getattr(source, "delistings", None)) else None
     report = IngestReport(source=source.info.name, symbols=symbols, start=start, end=end)
     units = [("bars", s) for s in symbols] + [("benchmark", bench)]
     journal = _Journal(store.root, source.info.name, units, start, end)
@@ -187,6 +220,14 @@ def ingest_bars(
             journal.commit([f"{t}:{s}" for t, s, _ in fetched])
         with store.transaction():
             _write_universe(store, symbols, universe, spans, end, calendar, now)
+            if delistings is not None and len(delistings):
+                inside = delistings[
+                    delistings["symbol"].astype(str).str.upper().isin(symbols)
+                    & (pd.to_datetime(delistings["date"]) > pd.Timestamp(start))
+                    & (pd.to_datetime(delistings["date"]) <= pd.Timestamp(end))
+                ]
+                added = store.write_delistings(inside, calendar=calendar, now=now)
+                report.rows_added["delistings"] = added.rows_added
             store.record_ingest(report.as_dict())
     finally:
         bar.close()

@@ -20,10 +20,11 @@ Layout under the store root::
     meta.json                       source facts (survivorship bias) and calendar check
 
 Tables: ``bars`` and ``benchmark`` (daily bars), ``actions`` (splits and dividends),
-``fundamentals``, ``news``, ``universe`` (membership spells). A write is a transaction under
-a file lock: new parts are written first, then ``manifest.json`` is replaced atomically. A
-crash before that rename leaves the previous snapshot exactly as it was (the new parts are
-unreferenced, and a rerun writes the same content-named parts again).
+``fundamentals``, ``news``, ``universe`` (membership spells), ``delistings`` (the session a
+name stopped trading and the return from its last close to what a holder received). A write
+is a transaction under a file lock: new parts are written first, then ``manifest.json`` is
+replaced atomically. A crash before that rename leaves the previous snapshot exactly as it
+was (the new parts are unreferenced, and a rerun writes the same content-named parts again).
 
 Every file a read uses (parts, supersession files, the read index, the sector map) is checked
 against its sha256 in the manifest before its first use in a process; a mismatch, or a file
@@ -91,6 +92,7 @@ SPECS: dict[str, TableSpec] = {
         ("published_at",),
     ),
     "universe": TableSpec(("symbol", "start"), ("end",), ("start", "end")),
+    "delistings": TableSpec(("symbol", "date"), ("delisting_return",), ("date",)),
 }
 
 
@@ -363,6 +365,45 @@ class Store:
         frame["end"] = pd.to_datetime(frame["end"])
         return self._append("universe", frame, now=now)
 
+    def write_delistings(
+        self, delistings: pd.DataFrame, calendar: str = "XNYS", now: pd.Timestamp | None = None
+    ) -> IngestSummary:
+        """Store delistings ``symbol, date, delisting_return``.
+
+        ``date`` is the delisting session, the first session on which the name no longer
+        trades; ``delisting_return`` is the return from its last close to what a holder
+        receives (>= -1). A delisting is known from the close of its session.
+        """
+        frame = delistings[["symbol", "date", "delisting_return"]].copy()
+        if frame.empty:
+            return IngestSummary("delistings", 0, 0, 0, ())
+        frame["symbol"] = frame["symbol"].astype(str).str.upper()
+        frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+        frame["delisting_return"] = frame["delisting_return"].astype("float64")
+        bad = frame[~(frame["delisting_return"] >= -1.0)]
+        if len(bad):
+            row = bad.iloc[0]
+            raise DataError(
+                f"delisting return of {row['symbol']} on {row['date'].date()} is "
+                f"{row['delisting_return']}: it must be a number >= -1"
+            )
+        frame["available_at"] = session_closes(pd.DatetimeIndex(frame["date"]), calendar)
+        return self._append("delistings", frame, now=now)
+
+    def delistings(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
+        """Delistings (``symbol, date, delisting_return``) known at ``as_of``."""
+        frame = self._as_of("delistings", as_of)
+        if frame.empty:
+            return pd.DataFrame(
+                {
+                    "symbol": pd.Series(dtype=str),
+                    "date": pd.Series(dtype="datetime64[us]"),
+                    "delisting_return": pd.Series(dtype="float64"),
+                }
+            )
+        frame = frame[["symbol", "date", "delisting_return"]]
+        return frame.sort_values(["date", "symbol"]).reset_index(drop=True)
+
     def write_quarantine(self, rows: pd.DataFrame) -> int:
         """Append refused rows (``table, symbol, session, reason, source, row``); returns added."""
         if rows.empty:
@@ -456,10 +497,28 @@ class Store:
         log.info("wrote %d rows to %s", len(rows), path)
         return path
 
-    def write_sectors(self, sectors: pd.DataFrame, available_at: pd.Timestamp) -> Path:
-        """Store the sector map (``symbol, name, sector``) known from ``available_at``."""
+    def write_sectors(
+        self, sectors: pd.DataFrame, available_at: pd.Timestamp, calendar: str = "XNYS"
+    ) -> Path:
+        """Store the sector map (``symbol, name, sector`` and optionally ``from``).
+
+        Without ``from`` (or where it is NaT) a label is known from ``available_at`` and
+        applies to all history (today's labels: not point in time). A row with ``from`` is
+        a point-in-time label: it applies from session ``from`` on and is known from that
+        session's close.
+        """
         frame = sectors[["symbol", "name", "sector"]].copy()
-        frame["available_at"] = to_utc(available_at)
+        start = (
+            pd.to_datetime(sectors["from"]).dt.normalize()
+            if "from" in sectors
+            else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+        )
+        frame["from"] = start.astype("datetime64[us]")
+        known = pd.Series(to_utc(available_at), index=frame.index)
+        dated = start.notna()
+        if dated.any():
+            known[dated] = session_closes(pd.DatetimeIndex(start[dated]), calendar)
+        frame["available_at"] = known.astype("datetime64[ns, UTC]")
         path = self.root / SECTORS
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
@@ -983,14 +1042,27 @@ class Store:
             ) from exc
 
     def sectors(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.Series:
-        """Sector per symbol as known at ``as_of``."""
+        """Sector per symbol as known at ``as_of``: the latest label that applies by then."""
+        frame = self.sector_history(as_of)
+        frame = frame.sort_values(["symbol", "from"], na_position="first")
+        return frame.drop_duplicates("symbol", keep="last").set_index("symbol")["sector"]
+
+    def sector_history(self, as_of: dt.datetime | pd.Timestamp | str) -> pd.DataFrame:
+        """Every sector label known at ``as_of``: ``symbol, name, sector, from`` (NaT: always)."""
         path = self.root / SECTORS
         if not path.exists():
             raise DataError(f"no sector map in the store at {self.root}: run ingest first")
         self._verify([path])
         frame = self._read_file(path)
         frame = frame[pd.to_datetime(frame["available_at"], utc=True) <= to_utc(as_of)]
-        return frame.set_index("symbol")["sector"].astype(str)
+        if "from" not in frame:
+            frame["from"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
+        frame = frame.assign(
+            symbol=frame["symbol"].astype(str),
+            sector=frame["sector"].astype(str),
+            **{"from": pd.to_datetime(frame["from"]).astype("datetime64[us]")},
+        )
+        return frame[["symbol", "name", "sector", "from"]].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- helpers
@@ -1018,6 +1090,34 @@ def _previous_close(days: pd.DatetimeIndex, calendar: str = "XNYS") -> pd.Dateti
     cal = get_calendar(calendar)
     prev = [cal.date_to_session(d - pd.Timedelta(days=1), "previous") for d in days]
     return pd.DatetimeIndex(cal.schedule.loc[prev, "close"]).tz_convert("UTC")
+
+
+def membership_mask(
+    spells: pd.DataFrame, sessions: pd.Index, symbols: Sequence[str] | pd.Index
+) -> pd.DataFrame:
+    """``session x symbol`` booleans: True where the name is a member at that session.
+
+    ``spells`` are final membership spells ``symbol, start, end`` (``end`` NaT: still a
+    member), e.g. :meth:`Store.membership` as of the end of the range. A spell known as of
+    a later time says the same of session t as the version known at t: it was opened at
+    its start session's close and closed at its end session's close.
+    """
+    index = pd.DatetimeIndex(sessions)
+    cols = pd.Index([str(s) for s in symbols])
+    out = np.zeros((len(index), len(cols)), dtype=bool)
+    if len(spells) and len(index):
+        pos = cols.get_indexer(pd.Index(spells["symbol"].astype(str)))
+        starts = index.searchsorted(pd.to_datetime(spells["start"]).to_numpy(), "left")
+        ends = pd.to_datetime(spells["end"])
+        stop = np.where(
+            ends.isna().to_numpy(),
+            len(index),
+            index.searchsorted(ends.fillna(index[-1]).to_numpy(), "right"),
+        )
+        for j, a, b in zip(pos, starts, stop, strict=True):
+            if j >= 0 and b > a:
+                out[a:b, j] = True
+    return pd.DataFrame(out, index=sessions, columns=pd.Index(symbols))
 
 
 def membership_versions(spells: pd.DataFrame, calendar: str = "XNYS") -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from py_finance.errors import ConfigError
@@ -45,7 +46,41 @@ class LabelConfig:
         return f"fwd_ret_{self.horizon}"
 
 
-def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int = 1) -> pd.DataFrame:
+def with_delistings(prices: pd.DataFrame, delistings: pd.DataFrame | None) -> pd.DataFrame:
+    """``prices`` where each delisted name is worth its delisting payout from its delisting.
+
+    A holder of a name delisted at session ``date`` (the first session it no longer
+    trades) gets its last close times ``1 + delisting_return`` in cash then and holds that
+    cash after: the value a label's exit sees. Entries stay on the traded prices only.
+    """
+    if delistings is None or delistings.empty:
+        return prices
+    values = prices.to_numpy(dtype=np.float64, copy=True)
+    index = pd.DatetimeIndex(prices.index)
+    cols = {str(c): j for j, c in enumerate(prices.columns)}
+    syms = delistings["symbol"].astype(str).to_numpy()
+    days = pd.DatetimeIndex(pd.to_datetime(delistings["date"])).normalize()
+    rets = delistings["delisting_return"].to_numpy(dtype=np.float64)
+    for sym, day, ret in zip(syms, days, rets, strict=True):
+        j = cols.get(str(sym))
+        r = int(index.searchsorted(day))
+        if j is None or r <= 0 or r >= len(index):
+            continue
+        before = values[:r, j]
+        ok = np.flatnonzero(np.isfinite(before) & (before > 0.0))
+        if len(ok):
+            values[r:, j] = before[ok[-1]] * (1.0 + float(ret))
+    return pd.DataFrame(values, index=prices.index, columns=prices.columns)
+
+
+def forward_returns(
+    prices: pd.DataFrame,
+    cfg: LabelConfig,
+    execution_lag: int = 1,
+    *,
+    delistings: pd.DataFrame | None = None,
+    members: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Labels indexed by ``(session, symbol)``.
 
     Parameters
@@ -56,6 +91,13 @@ def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int =
         Horizon and training target.
     execution_lag
         Sessions between decision and fill (the backtest's ``execution_lag``).
+    delistings
+        ``symbol, date, delisting_return``: a name delisted inside a label's window exits
+        at its delisting payout (:func:`with_delistings`), so the names that die are in the
+        labels with what they cost, not dropped (survivorship-free labels).
+    members
+        ``session x symbol`` booleans: the names in the universe at each session. Rows of
+        non-members are dropped and ranks are taken among members only.
 
     Returns
     -------
@@ -68,8 +110,10 @@ def forward_returns(prices: pd.DataFrame, cfg: LabelConfig, execution_lag: int =
         raise ConfigError("execution_lag must be >= 1")
     prices = prices.sort_index().astype("float64")
     entry = prices.shift(-execution_lag)
-    exit_ = prices.shift(-(execution_lag + cfg.horizon))
+    exit_ = with_delistings(prices, delistings).shift(-(execution_lag + cfg.horizon))
     raw = exit_ / entry - 1.0
+    if members is not None:
+        raw = raw.where(members.reindex(index=raw.index, columns=raw.columns, fill_value=False))
     ranks = raw.rank(axis=1, pct=True)
     sessions = prices.index
     end = pd.Series(pd.DatetimeIndex(sessions), index=sessions).shift(

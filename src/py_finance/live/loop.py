@@ -57,6 +57,7 @@ from py_finance.live.alerts import (
     secrets_from_env,
 )
 from py_finance.live.brokers.base import Broker, Fill
+from py_finance.live.brokers.paper import Delisting
 from py_finance.live.daily_log import (
     SCHEMA_VERSION,
     append_run,
@@ -327,6 +328,12 @@ def _targets(
         # Score the recent history too: a sequence model reads the windows ending today.
         scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
 
+    # Only the universe's members as known now can be bought (as in the backtest).
+    from py_finance.data.store import membership_mask
+
+    members = membership_mask(ctx.store.membership(as_of), scores.index, scores.columns)
+    if members.to_numpy().any():
+        scores = scores.where(members)
     index = ctx.store.wide("adj_close", None, None, None, as_of, table="benchmark").iloc[:, 0]
     regimes = detect_regimes(index.loc[:today], s.regimes)["regime"]
     weights = target_weights(
@@ -608,6 +615,13 @@ def _trade(
             settle(price_map, session)  # the paper broker fills earlier orders at this close
         checkpoint("settled")
     payload["settled"] = _settled(broker, previous)
+    apply_delistings = getattr(broker, "apply_delistings", None)
+    if apply_delistings is not None and not dry_run:
+        # A held name that stopped trading is paid out at its delisting return (the
+        # backtest's rule), never carried at its last close.
+        held = broker.positions()
+        events = delisting_events(ctx.store.delistings(info.as_of), history, held, session)
+        payload["delisted"] = apply_delistings(events, session) if events else []
 
     with timer.step("targets"):
         account = broker.account()
@@ -800,6 +814,34 @@ def _book_multiplier(previous: Mapping[str, Any] | None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return 1.0
     return float(value)
+
+
+def delisting_events(
+    delistings: pd.DataFrame,
+    history: pd.DataFrame,
+    held: Mapping[str, float],
+    session: dt.date,
+) -> list[Delisting]:
+    """The delistings up to ``session`` of held names, with each name's last close.
+
+    ``history`` is the ``session x symbol`` adjusted closes known now; the last close is the
+    name's last price before its delisting session.
+    """
+    events = []
+    for sym, day, ret in zip(
+        delistings["symbol"].astype(str),
+        pd.to_datetime(delistings["date"]),
+        delistings["delisting_return"].astype(float),
+        strict=True,
+    ):
+        if sym not in held or day.date() > session or sym not in history.columns:
+            continue
+        before = history.loc[history.index < day, sym].dropna()
+        before = before[before > 0]
+        if before.empty:
+            continue
+        events.append(Delisting(sym, day.date(), float(ret), float(before.iloc[-1])))
+    return events
 
 
 def _settled(broker: Broker, previous: Mapping[str, Any] | None) -> list[Fill]:

@@ -30,6 +30,7 @@ from py_finance import tracking
 from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtest
 from py_finance.backtest.metrics import compute_metrics
 from py_finance.config import flatten
+from py_finance.data.store import membership_mask
 from py_finance.errors import DataError
 from py_finance.io import read_parquet, write_json, write_parquet, write_text
 from py_finance.pipeline.context import Context
@@ -261,7 +262,12 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
         if "std" in preds.columns
         else None
     )
-    sectors = ctx.store.sectors(ctx.as_of)
+    # Survivorship-free: only the members of the universe at t can be bought at t, a held
+    # name that delists is paid out at its delisting return, sectors are those of the day.
+    members = membership_mask(ctx.store.membership(ctx.as_of), px.index, px.columns)
+    scores = scores.where(members)
+    delistings = ctx.store.delistings(ctx.as_of)
+    sectors = sectors_by_session(ctx.store.sector_history(ctx.as_of), px.index, px.columns)
 
     weights = {
         "baseline": target_weights(scores, portfolio=s.portfolio, risk=NO_RISK, returns=rets),
@@ -286,10 +292,17 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
             s.portfolio.top_k,
         )
     results: dict[str, BacktestResult] = {
-        "baseline": run_backtest(px, weights["baseline"], s.backtest),
-        "regime_aware": run_backtest(px, weights["regime_aware"], s.backtest, risk=s.risk),
+        "baseline": run_backtest(px, weights["baseline"], s.backtest, delistings=delistings),
+        "regime_aware": run_backtest(
+            px, weights["regime_aware"], s.backtest, risk=s.risk, delistings=delistings
+        ),
     }
-    ew = run_backtest(px, equal_weight_targets(px, s.portfolio.rebalance_every), s.backtest)
+    ew = run_backtest(
+        px,
+        equal_weight_targets(px.where(members), s.portfolio.rebalance_every),
+        s.backtest,
+        delistings=delistings,
+    )
     bench = buy_and_hold(index.loc[start:], start)
     bench_rets = bench.pct_change().fillna(0.0)
     ppy = s.backtest.periods_per_year
@@ -307,6 +320,15 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
     metrics["equal_weight"] = compute_metrics(
         ew.returns, turnover=ew.turnover, periods_per_year=ppy, exposure=ew.exposure
     )
+    for name, res in (*results.items(), ("equal_weight", ew)):
+        metrics[name].update(delisting_metrics(res))
+    metrics["universe"] = {
+        "names": int(members.any(axis=0).sum()),
+        "mean_members": float(members.sum(axis=1).mean()) if len(members) else 0.0,
+        "delistings": int(
+            ((delistings["date"] > px.index[0]) & (delistings["date"] <= px.index[-1])).sum()
+        ),
+    }
     skill = json.loads((ctx.model_dir() / "skill.json").read_text())
     store_meta = ctx.store.meta()
     metrics["period"] = {
@@ -353,6 +375,54 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
     write_json(metrics, out / "metrics.json")
     write_json({"model": s.model_name, **summary(metrics)}, out / "summary.json")
     return metrics
+
+
+def delisting_metrics(result: BacktestResult) -> dict[str, float]:
+    """How many held names delisted and what it cost.
+
+    ``delisting_cost`` adds up each delisting's loss (or gain) as a fraction of the equity
+    at the close before it: -0.02 is two percent of the account lost to delistings.
+    """
+    d = result.delisted
+    if d.empty:
+        return {"delistings_held": 0.0, "delisting_cost": 0.0}
+    before = result.equity.shift(1).reindex(pd.DatetimeIndex(d["date"])).to_numpy()
+    return {
+        "delistings_held": float(len(d)),
+        "delisting_cost": float(np.nansum(d["cost"].to_numpy() / before)),
+    }
+
+
+def sectors_by_session(
+    history: pd.DataFrame, sessions: pd.Index, symbols: pd.Index
+) -> pd.Series | pd.DataFrame:
+    """The sector of each name at each session from point-in-time labels.
+
+    ``history`` is :meth:`Store.sector_history` (``from`` NaT: a label for all history).
+    Returns a Series (one sector per symbol) when no label changes inside ``sessions``,
+    else a ``session x symbol`` frame of labels.
+    """
+    cols = [str(c) for c in symbols]
+    hist = history[history["symbol"].isin(cols)]
+    dated = hist[hist["from"].notna()]
+    first = pd.Timestamp(sessions[0]) if len(sessions) else pd.Timestamp.max
+    if dated.empty or (dated.groupby("symbol")["from"].max() <= first).all():
+        latest = hist.sort_values(["symbol", "from"], na_position="first")
+        latest = latest[latest["from"].isna() | (latest["from"] <= first)]
+        static = latest.drop_duplicates("symbol", keep="last").set_index("symbol")["sector"]
+        return static.reindex(cols).fillna("Unknown").set_axis(symbols)
+    labels = np.full((len(sessions), len(cols)), "Unknown", dtype=object)
+    where = {c: j for j, c in enumerate(cols)}
+    index = pd.DatetimeIndex(sessions)
+    ordered = hist.sort_values(["symbol", "from"], na_position="first")
+    for sym, start, sector in zip(
+        ordered["symbol"].to_numpy(), ordered["from"], ordered["sector"].to_numpy(), strict=True
+    ):
+        j = where.get(str(sym))
+        if j is not None:
+            a = 0 if pd.isna(start) else int(index.searchsorted(pd.Timestamp(start)))
+            labels[a:, j] = str(sector)
+    return pd.DataFrame(labels, index=sessions, columns=symbols)
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:

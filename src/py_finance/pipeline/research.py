@@ -36,8 +36,12 @@ def ingest(ctx: Context) -> dict[str, Any]:
     from py_finance.data.sources.registry import get_source
 
     cfg = ctx.settings.data
-    source = get_source(cfg.source, **(cfg.options or {}))
+    options = dict(cfg.options or {})
+    if "path" in options:  # a files source's directory, relative to the project
+        options["path"] = str(ctx.root / str(options["path"]))
+    source = get_source(cfg.source, **options)
     universe = read_universe(ctx.root / cfg.universe) if cfg.universe else None
+    own_universe = callable(getattr(source, "universe", None)) and source.universe() is not None
     if cfg.symbols:
         symbols = list(cfg.symbols)
     elif universe is not None:
@@ -69,13 +73,16 @@ def ingest(ctx: Context) -> dict[str, Any]:
     first_known = store.bars(symbols[:1], None, None, pd.Timestamp.max.tz_localize("UTC"))[
         "available_at"
     ].min()
-    store.write_sectors(source.sectors(symbols), available_at=first_known)
-    biased = bool(source.info.survivorship_biased or universe is None)
-    notes = [
-        *source.info.notes,
-        "sector map is today's GICS sectors applied to all history (not point in time)",
-    ]
-    if universe is None and not source.info.survivorship_biased:
+    sector_map = source.sectors(symbols)
+    store.write_sectors(sector_map, available_at=first_known, calendar=cfg.calendar)
+    has_universe = universe is not None or own_universe
+    biased = bool(source.info.survivorship_biased or not has_universe)
+    notes = list(source.info.notes)
+    if "from" not in sector_map or sector_map["from"].isna().all():
+        notes.append(
+            "sector map is today's GICS sectors applied to all history (not point in time)"
+        )
+    if not has_universe and not source.info.survivorship_biased:
         notes.append("symbols picked today without a membership file: survivorship-biased")
     meta = {
         "source": source.info.name,
@@ -85,7 +92,8 @@ def ingest(ctx: Context) -> dict[str, Any]:
         "symbols": symbols,
         "start": cfg.start_date.isoformat(),
         "end": cfg.end_date.isoformat(),
-        "universe": cfg.universe or "derived from the ingested data",
+        "universe": cfg.universe
+        or ("the source's membership spells" if own_universe else "derived from the ingested data"),
         "calendar_check": {
             "ok": check.ok,
             "summary": check.summary(),
@@ -163,8 +171,18 @@ def features(ctx: Context) -> pd.DataFrame:
 
 
 def labels(ctx: Context) -> pd.DataFrame:
-    """Build and write ``labels_h{h}.parquet``."""
-    frame = forward_returns(prices(ctx), ctx.settings.labels, ctx.settings.backtest.execution_lag)
+    """Build and write ``labels_h{h}.parquet``: members' forward returns, delistings paid out."""
+    from py_finance.data.store import membership_mask
+
+    px = prices(ctx)
+    members = membership_mask(ctx.store.membership(ctx.as_of), px.index, px.columns)
+    frame = forward_returns(
+        px,
+        ctx.settings.labels,
+        ctx.settings.backtest.execution_lag,
+        delistings=ctx.store.delistings(ctx.as_of),
+        members=members,
+    )
     write_parquet(frame, ctx.path("features", f"labels_h{ctx.horizon}.parquet"))
     return frame
 

@@ -44,7 +44,7 @@ def target_weights(
     *,
     portfolio: PortfolioConfig,
     risk: RiskConfig,
-    sectors: pd.Series | Sequence[str] | None = None,
+    sectors: pd.Series | pd.DataFrame | Sequence[str] | None = None,
     regimes: pd.Series | None = None,
     policy: RegimePolicy | None = None,
     returns: pd.DataFrame | None = None,
@@ -69,7 +69,8 @@ def target_weights(
     portfolio, risk, policy
         Construction, overlays and the regime exposure policy (``None``: no regime scaling).
     sectors
-        Sector per column (a Series indexed by symbol, or a sequence in column order).
+        Sector per column (a Series indexed by symbol, or a sequence in column order), or a
+        ``session x symbol`` frame of point-in-time labels (each rebalance uses its own).
     regimes
         Regime per session (known at that session's close); required with ``policy`` or
         sector tilts.
@@ -104,12 +105,19 @@ def target_weights(
         previous=previous,
     )
     check_weights(raw.to_numpy(), risk.max_leverage, sessions=raw.index, symbols=raw.columns)
-    if isinstance(sectors, pd.Series):
-        sector_list: Sequence[str] | None = [
-            str(x) for x in sectors.reindex(scores.columns).fillna("Unknown")
-        ]
+    # One sector list per rebalance row: point-in-time labels (a frame) change over time.
+    n_rows = int(mask.sum())
+    if isinstance(sectors, pd.DataFrame):
+        labels = (
+            sectors.reindex(index=rows, columns=scores.columns).fillna("Unknown").astype(str)
+        ).to_numpy()
+        sector_rows: list[Sequence[str] | None] = [list(r) for r in labels]
+    elif isinstance(sectors, pd.Series):
+        one = [str(x) for x in sectors.reindex(scores.columns).fillna("Unknown")]
+        sector_rows = [one] * n_rows
     else:
-        sector_list = list(sectors) if sectors is not None else None
+        one_or_none = list(sectors) if sectors is not None else None
+        sector_rows = [one_or_none] * n_rows
     needs_regimes = policy is not None or risk.sector_tilts is not None
     regime_all: list[str] | None = None
     if needs_regimes:
@@ -143,7 +151,7 @@ def target_weights(
             shaped_rows.append(
                 apply_static_overlays(
                     raw.to_numpy()[k],
-                    sector_list,
+                    sector_rows[k],
                     None if regime_rows is None else regime_rows[k],
                     risk,
                     policy,
@@ -154,15 +162,27 @@ def target_weights(
             )
         shaped = np.vstack(shaped_rows) if shaped_rows else raw.to_numpy()
     else:
-        shaped = apply_static_overlays(
-            raw.to_numpy(),
-            sector_list,
-            regime_rows,
-            risk,
-            policy,
-            regime_multipliers=multipliers,
-            periods_per_year=periods_per_year,
-        )
+        # Rows that share a sector map are shaped together (a map changes rarely).
+        values = raw.to_numpy()
+        parts = []
+        a = 0
+        while a < n_rows:
+            b = a + 1
+            while b < n_rows and sector_rows[b] == sector_rows[a]:
+                b += 1
+            parts.append(
+                apply_static_overlays(
+                    values[a:b],
+                    sector_rows[a],
+                    None if regime_rows is None else regime_rows[a:b],
+                    risk,
+                    policy,
+                    regime_multipliers=None if multipliers is None else multipliers[a:b],
+                    periods_per_year=periods_per_year,
+                )
+            )
+            a = b
+        shaped = np.vstack(parts) if parts else values
     out = np.full((len(scores), len(scores.columns)), np.nan)
     out[mask] = shaped
     return pd.DataFrame(out, index=scores.index, columns=scores.columns)

@@ -21,7 +21,8 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,32 @@ CREATE TABLE IF NOT EXISTS equity (
     session TEXT PRIMARY KEY,
     equity REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS delistings (
+    symbol TEXT NOT NULL,
+    date TEXT NOT NULL,
+    qty REAL NOT NULL,
+    last_close REAL NOT NULL,
+    delisting_return REAL NOT NULL,
+    paid REAL NOT NULL,
+    PRIMARY KEY (symbol, date)
+);
 """
 
 
 FILL_MODES = ("close", "next_close")
+
+
+@dataclass(frozen=True, slots=True)
+class Delisting:
+    """A name that stopped trading at ``date`` (its first session without trading).
+
+    A holder receives ``last_close x (1 + delisting_return)`` per share.
+    """
+
+    symbol: str
+    date: dt.date
+    delisting_return: float
+    last_close: float
 
 
 class PaperBroker(StateFileBroker):
@@ -405,6 +428,75 @@ class PaperBroker(StateFileBroker):
                 fill.qty_filled,
                 fill.price,
                 f" ({fill.reason})" if fill.reason else "",
+            )
+        return done
+
+    def apply_delistings(
+        self, delistings: Iterable[Delisting], session: dt.date
+    ) -> list[dict[str, Any]]:
+        """Pay out the held names delisted on or before ``session``, as the backtest does.
+
+        Each held name is sold to cash at its last close times ``1 + delisting_return``
+        (no commission or slippage: nothing is traded), its position is removed and its
+        pending orders are rejected with reason ``delisted``. Idempotent: a delisting is
+        applied once (it is recorded in the ``delistings`` table).
+
+        Returns
+        -------
+        list of dict
+            One per payout: ``symbol, date, qty, last_close, delisting_return, paid``.
+        """
+        done: list[dict[str, Any]] = []
+        with transaction(self._conn) as conn:
+            for d in delistings:
+                if d.date > session:
+                    continue
+                if not (math.isfinite(d.delisting_return) and d.delisting_return >= -1.0):
+                    raise PyFinanceError(
+                        f"delisting return of {d.symbol} on {d.date} is {d.delisting_return}: "
+                        "it must be a number >= -1"
+                    )
+                seen = conn.execute(
+                    "SELECT 1 FROM delistings WHERE symbol = ? AND date = ?",
+                    (d.symbol, session_key(d.date)),
+                ).fetchone()
+                row = conn.execute(
+                    "SELECT qty FROM positions WHERE symbol = ?", (d.symbol,)
+                ).fetchone()
+                if seen is not None or row is None:
+                    continue
+                qty = float(row["qty"])
+                paid = qty * d.last_close * (1.0 + d.delisting_return)
+                conn.execute("UPDATE account SET cash = cash + ? WHERE id = 1", (paid,))
+                conn.execute("DELETE FROM positions WHERE symbol = ?", (d.symbol,))
+                conn.execute(
+                    "UPDATE orders SET status = 'rejected', reason = 'delisted' "
+                    "WHERE symbol = ? AND status = 'pending'",
+                    (d.symbol,),
+                )
+                record = {
+                    "symbol": d.symbol,
+                    "date": session_key(d.date),
+                    "qty": qty,
+                    "last_close": d.last_close,
+                    "delisting_return": d.delisting_return,
+                    "paid": paid,
+                }
+                conn.execute(
+                    "INSERT INTO delistings (symbol, date, qty, last_close, delisting_return, "
+                    "paid) VALUES (:symbol, :date, :qty, :last_close, :delisting_return, :paid)",
+                    record,
+                )
+                done.append(record)
+        for rec in done:
+            log.warning(
+                "%s delisted on %s: %.6g sh paid out at %.4f x (1 %+.2f%%) = %.2f",
+                rec["symbol"],
+                rec["date"],
+                rec["qty"],
+                rec["last_close"],
+                100 * rec["delisting_return"],
+                rec["paid"],
             )
         return done
 
