@@ -20,7 +20,14 @@ from py_finance.errors import PyFinanceError, cli_errors
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     add_range_args(p, symbols_required=False)
-    p.add_argument("--source", default="bundled", help="bundled (default), yahoo, tiingo or alpaca")
+    p.add_argument(
+        "--source", default="bundled", help="bundled (default), files, yahoo, tiingo or alpaca"
+    )
+    p.add_argument(
+        "--path",
+        default=None,
+        help="directory of bar files for --source files (format: docs/data.md)",
+    )
     p.add_argument(
         "--universe",
         default=None,
@@ -40,7 +47,14 @@ def main(argv: list[str]) -> None:
     from py_finance.data.store import Store
 
     check_range(args)
-    source = get_source(args.source)
+    if args.source == "files" and not args.path:
+        raise PyFinanceError("--source files needs --path DIR (the directory of bar files)")
+    if args.path and args.source != "files":
+        raise PyFinanceError(f"--path is for --source files, not --source {args.source}")
+    options = {"path": args.path} if args.source == "files" else {}
+    if args.source == "files" and args.benchmark:
+        options["benchmark_symbol"] = args.benchmark
+    source = get_source(args.source, **options)
     universe = read_universe(args.universe) if args.universe else None
     if args.symbols:
         symbols = source.check_symbols(args.symbols)
@@ -66,7 +80,8 @@ def main(argv: list[str]) -> None:
     )
     check = check_calendar(store, symbols, args.end_date, "XNYS")
     print(f"{report.summary()}\n{check.summary()}\n-> {store.root}")
-    if source.info.survivorship_biased or universe is None:
+    own_universe = callable(getattr(source, "universe", None)) and source.universe() is not None
+    if source.info.survivorship_biased or (universe is None and not own_universe):
         print("note: this universe is survivorship-biased (symbols chosen today; see docs/data.md)")
 
 

@@ -645,7 +645,43 @@ def results_table(metrics: dict[str, Any]) -> str:
                 f"{m['dsr']:.3f} ({int(m['n_trials'])} trials)" if "n_trials" in m else "n/a"
             )
         lines.append("| DSR (`dsr`) | " + " | ".join(cells) + " |")
+    if metrics.get("universe", {}).get("delistings", 0) > 0:
+        cells = []
+        for c in cols:
+            m = metrics[c]
+            cells.append(
+                f"{int(m['delistings_held'])} ({m['delisting_cost']:+.1%})"
+                if "delistings_held" in m
+                else "n/a"
+            )
+        lines.append(
+            "| Delisted while held (`delistings_held`, cost) | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
+
+
+def survivorship_note(metrics: dict[str, Any], source: str) -> str:
+    """What the universe says about survivorship, for the results page."""
+    if metrics.get("survivorship_biased", True):
+        if source == "bundled":
+            return (
+                "**Survivorship bias:** the bundled universe is 20 large caps that survived to "
+                "2022, chosen with hindsight; every strategy number here is inflated by that "
+                "choice."
+            )
+        return (
+            "**Survivorship bias:** these symbols were picked without a membership history "
+            "(no universe file), so names that failed are missing; every strategy number here "
+            "is inflated by that choice."
+        )
+    uni = metrics.get("universe", {})
+    return (
+        f"**Survivorship-free:** {uni.get('names', 0)} names were members at some session "
+        f"({uni.get('mean_members', 0.0):.0f} on average); only members as of each session "
+        f"could be bought, and the {uni.get('delistings', 0)} delistings in the period were "
+        "paid out at their delisting returns (the last row of the table: how many hit each "
+        "book and what they cost, as a sum of fractions of the equity before each)."
+    )
 
 
 def report(ctx: Context) -> str:
@@ -653,12 +689,7 @@ def report(ctx: Context) -> str:
     metrics = json.loads((ctx.backtest_dir() / "metrics.json").read_text())
     period = metrics["period"]
     skill = metrics["skill"]
-    caveat = (
-        "**Survivorship bias:** the bundled universe is 20 large caps that survived to 2022, "
-        "chosen with hindsight; every strategy number here is inflated by that choice."
-        if metrics.get("survivorship_biased", True)
-        else ""
-    )
+    caveat = survivorship_note(metrics, ctx.store.meta().get("source", "bundled"))
     text = "\n".join(
         [
             f"# Results: out-of-sample {period['start']} to {period['end']} "
