@@ -160,7 +160,7 @@ def run_known_answer(
     preds = pd.read_parquet(ctx.model_dir() / "predictions.parquet")
     labels = pd.read_parquet(ctx.path("features", f"labels_h{ctx.horizon}.parquet"))
     column = ctx.settings.labels.column
-    oracle = source.oracle_scores().stack(future_stack=True)
+    oracle = pd.Series(source.oracle_scores().stack(future_stack=True))
     oracle.index.names = ["session", "symbol"]
     rows = preds.index.intersection(labels.index)
     oracle_ic = rank_ic(oracle.reindex(rows), labels.loc[rows, column])

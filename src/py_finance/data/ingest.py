@@ -203,18 +203,39 @@ def ingest_bars(
                 bar.set_postfix_str(sym)
                 fetched.append((table, sym, source.fetch(sym, start, end)))
                 bar.update(1)
-            with store.transaction():
-                for table, sym, got in fetched:
-                    _write_one(
+            with store.transaction(build_index=False):
+                # One write per table and batch: the store diffs a batch against what it
+                # knows once, not once per symbol.
+                clean: dict[str, list[pd.DataFrame]] = {}
+                actions: list[pd.DataFrame] = []
+                for table in dict.fromkeys(t for t, _, _ in fetched):
+                    items = [(sym, got) for t, sym, got in fetched if t == table]
+                    checked = _check_batch(
                         store,
                         report,
                         table,
-                        sym,
-                        got,
+                        items,
                         calendar,
-                        now,
                         spans,
                         adjusted_only=source.info.adjusted_only,
+                    )
+                    if checked is not None:
+                        clean.setdefault(table, []).append(checked)
+                    actions += [got.actions for _, got in items if len(got.actions)]
+                for table, frames in clean.items():
+                    summary = store.write_bars(
+                        pd.concat(frames, ignore_index=True),
+                        table=table,
+                        calendar=calendar,
+                        now=now,
+                    )
+                    report.rows_added[table] = report.rows_added.get(table, 0) + summary.rows_added
+                    report.rows_restated += summary.rows_restated
+                    report.rows_unchanged += summary.rows_unchanged
+                if actions:
+                    acts = store.write_actions(pd.concat(actions, ignore_index=True), now=now)
+                    report.rows_added["actions"] = (
+                        report.rows_added.get("actions", 0) + acts.rows_added
                     )
                 store.record_ingest(report.as_dict())
             journal.commit([f"{t}:{s}" for t, s, _ in fetched])
@@ -236,28 +257,35 @@ def ingest_bars(
     return report
 
 
-def _write_one(
+def _check_batch(
     store: Store,
     report: IngestReport,
     table: str,
-    symbol: str,
-    got: Any,
+    items: list[tuple[str, Any]],
     calendar: str,
-    now: pd.Timestamp | None,
     spans: dict[str, tuple[pd.Timestamp, pd.Timestamp]],
     *,
     adjusted_only: bool = False,
-) -> None:
-    if got.bars.empty:
-        report.empty.append(symbol)
-        log.warning("%s returned no bars for %s", report.source, symbol)
-        return
-    known = store.actions([symbol], pd.Timestamp.max.tz_localize("UTC"))
+) -> pd.DataFrame | None:
+    """Validate a batch of fetches at once: quarantine what is refused, return clean bars."""
+    frames = []
+    for symbol, got in items:
+        if got.bars.empty:
+            report.empty.append(symbol)
+            log.warning("%s returned no bars for %s", report.source, symbol)
+        else:
+            frames.append(got.bars)
+    if not frames:
+        return None
+    bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    symbols = [s for s, got in items if not got.bars.empty]
+    known = store.actions(symbols, pd.Timestamp.max.tz_localize("UTC"))
+    given = [got.actions for _, got in items if len(got.actions)]
     split_list = pd.concat(
-        [got.actions[got.actions["kind"] == "split"], known[known["kind"] == "split"]]
+        [*(a[a["kind"] == "split"] for a in given), known[known["kind"] == "split"]]
     )[["symbol", "ex_date"]]
     checked = validate_bars(
-        got.bars,
+        bars,
         calendar=calendar,
         splits=split_list,
         table=table,
@@ -267,28 +295,28 @@ def _write_one(
     if checked.suspect is not None and len(checked.suspect):
         found = [f"{r.symbol} {r.session}" for r in checked.suspect.itertuples()]
         report.suspect.extend(found)
-        log.warning("%s: kept %d split-like jumps of adjusted data: %s", symbol, len(found), found)
+        log.warning("kept %d split-like jumps of adjusted data: %s", len(found), found)
     if len(checked.quarantine):
         added = store.write_quarantine(checked.quarantine)
         report.rows_quarantined += len(checked.quarantine)
         for reason in checked.quarantine["reason"]:
             rule = str(reason).split(":", 1)[0]
             report.reasons[rule] = report.reasons.get(rule, 0) + 1
-        log.warning("%s: %d rows quarantined (%d new)", symbol, len(checked.quarantine), added)
+        log.warning(
+            "%d rows of %s quarantined (%d new)",
+            len(checked.quarantine),
+            ", ".join(sorted(set(checked.quarantine["symbol"].astype(str))))[:200],
+            added,
+        )
     if checked.gaps:
         report.gaps.update(checked.gaps)
     if checked.clean.empty:
-        return
-    summary = store.write_bars(checked.clean, table=table, calendar=calendar, now=now)
-    report.rows_added[table] = report.rows_added.get(table, 0) + summary.rows_added
-    report.rows_restated += summary.rows_restated
-    report.rows_unchanged += summary.rows_unchanged
-    if len(got.actions):
-        acts = store.write_actions(got.actions, now=now)
-        report.rows_added["actions"] = report.rows_added.get("actions", 0) + acts.rows_added
+        return None
     if table == "bars":
-        sessions = checked.clean["session"]
-        spans[symbol] = (sessions.min(), sessions.max())
+        bounds = checked.clean.groupby("symbol")["session"].agg(["min", "max"])
+        for sym, lo, hi in zip(bounds.index, bounds["min"], bounds["max"], strict=True):
+            spans[str(sym)] = (pd.Timestamp(lo), pd.Timestamp(hi))
+    return checked.clean
 
 
 def _write_universe(

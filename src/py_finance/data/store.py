@@ -142,6 +142,7 @@ class Store:
         self._cache_root = str(self.root.resolve())
         self.lock_timeout = lock_timeout
         self._txn: dict[str, Any] | None = None
+        self._unindexed: set[str] = set()
 
     # ------------------------------------------------------------ snapshots
     def manifest(self) -> dict[str, Any]:
@@ -179,11 +180,14 @@ class Store:
         return {"format": 1, "tables": tables}
 
     @contextmanager
-    def transaction(self) -> Iterator[Store]:
+    def transaction(self, *, build_index: bool = True) -> Iterator[Store]:
         """Group writes into one snapshot under the store's file lock.
 
         Parts are written as the block runs; the snapshot is committed (``manifest.json``
         replaced atomically) only when the block ends without an exception.
+        ``build_index=False`` leaves the read index of changed bar tables to the next commit
+        that builds one (a batched ingest builds it once, at its last commit); until then a
+        read builds it from the parts.
         """
         if self._txn is not None:  # nested: the outer block commits
             yield self
@@ -216,19 +220,21 @@ class Store:
             self._txn = base
             before = _state(base)
             yield self
-            if upgrade or _state(self._txn) != before:
-                self._commit(self._txn)
+            if upgrade or _state(self._txn) != before or (build_index and self._unindexed):
+                self._commit(self._txn, build_index=build_index)
         finally:
             self._txn = None
             lock.release()
 
-    def _commit(self, manifest: dict[str, Any]) -> None:
-        dirty = set(manifest.get("_dirty", []))
+    def _commit(self, manifest: dict[str, Any], *, build_index: bool = True) -> None:
+        dirty = set(manifest.get("_dirty", [])) | self._unindexed
         manifest = {k: v for k, v in manifest.items() if not k.startswith("_")}
         for table, entry in manifest["tables"].items():
             entry["hash"] = _table_hash(entry)
-            if table in dirty:
+        for table, entry in manifest["tables"].items():
+            if table in dirty and build_index:
                 self._save_index(table, entry["hash"], self._build_index(table))
+        self._unindexed = set() if build_index else dirty
         manifest["format"] = FORMAT
         manifest["content_hash"] = _content_hash(manifest["tables"])
         manifest["checksums"] = self._checksums(manifest)

@@ -23,6 +23,9 @@ from py_finance.pipeline.context import Context
 
 log = logging.getLogger(__name__)
 
+# Symbols per committed store snapshot for the local sources (bundled, files, synthetic).
+LOCAL_BATCH = 250
+
 
 def ingest(ctx: Context) -> dict[str, Any]:
     """Load the configured source into the store; report validation and the calendar check.
@@ -51,7 +54,8 @@ def ingest(ctx: Context) -> dict[str, Any]:
     else:
         raise DataError(f"data.symbols is required for the {cfg.source} source (or data.universe)")
     store = ctx.store
-    local = cfg.source == "bundled"
+    # Local sources fetch nothing over a network: large batches (few store commits).
+    local = cfg.source in ("bundled", "files", "synthetic")
     report = ingest_bars(
         store,
         source,
@@ -61,7 +65,7 @@ def ingest(ctx: Context) -> dict[str, Any]:
         calendar=cfg.calendar,
         benchmark=cfg.benchmark,
         universe=universe,
-        batch_size=len(symbols) + 1 if local else cfg.batch_size,
+        batch_size=max(cfg.batch_size, LOCAL_BATCH) if local else cfg.batch_size,
         progress=False,
     )
     log.info("ingest: %s", report.summary().replace("\n", "; "))
