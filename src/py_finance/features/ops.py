@@ -554,6 +554,33 @@ def _scatter_py(mat: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover -
 _SCATTER = _pair(_scatter_py)
 
 
+def _scatter_rows_py(
+    mat: np.ndarray, dest: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    n, t = mat.shape
+    for j in prange(t):
+        base = j * n
+        for i in range(n):
+            d = dest[base + i]
+            if d >= 0:
+                v = mat[i, j]
+                out[d] = v if np.isfinite(v) else np.nan
+
+
+_SCATTER_ROWS = _pair(_scatter_rows_py)
+
+
+def scatter_rows(mat: np.ndarray, dest: np.ndarray, out: np.ndarray) -> None:
+    """As :func:`scatter_column`, but cell ``t * n_symbols + i`` goes to row ``dest[...]``.
+
+    ``dest`` (int64, one entry per session-major cell) is the output row of each cell, or
+    -1 for a cell that is left out: the feature matrix holds only the rows it keeps.
+    """
+    mat = np.ascontiguousarray(mat, dtype=np.float64)
+    fn = _SCATTER_ROWS[1] if mat.size >= _PARALLEL_MIN_CELLS else _SCATTER_ROWS[0]
+    fn(mat, dest, out)
+
+
 def scatter_column(mat: np.ndarray, out: np.ndarray) -> None:
     """Write a ``symbol x session`` matrix into a session-major column; inf becomes NaN.
 

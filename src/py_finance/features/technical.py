@@ -159,7 +159,7 @@ def build_features(
         One row per (session, symbol), rows dropped per ``cfg.dropna``; features at t use
         data up to the close of t.
     """
-    from py_finance.features.ops import scatter_column
+    from py_finance.features.ops import scatter_rows
     from py_finance.features.registry import FeatureInputs, cs_rank, cs_zscore
 
     inp = FeatureInputs.from_frames(
@@ -182,11 +182,21 @@ def build_features(
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ConfigError(f"feature set {cfg.name!r} yields duplicate columns {dup}")
     position = {n: i for i, n in enumerate(names)}
-    out = np.empty((n_ses * n_sym, len(names)), dtype=np.dtype(cfg.dtype), order="F")
+    # Only (session, symbol) cells with a close get a row when rows are dropped anyway: a
+    # name before its listing or after its delisting costs no memory (the feature matrix is
+    # the largest object of the pipeline).
+    if cfg.dropna != "none":
+        present = np.isfinite(inp.get("close")).T.ravel()
+    else:
+        present = np.ones(n_ses * n_sym, dtype=bool)
+    n_rows = int(present.sum())
+    dest = np.full(present.size, -1, dtype=np.int64)
+    dest[present] = np.arange(n_rows, dtype=np.int64)
+    out = np.empty((n_rows, len(names)), dtype=np.dtype(cfg.dtype), order="F")
 
     def put(name: str, mat: np.ndarray) -> None:
         # (symbol, session) matrix -> session-major rows, as the (session, symbol) index
-        scatter_column(mat, out[:, position[name]])
+        scatter_rows(mat, dest, out[:, position[name]])
 
     for name, mat in legacy.items():
         put(name, mat)
@@ -204,15 +214,31 @@ def build_features(
                 put(f"r_{name}", cs_rank(mat))
         if seen != set(cols):
             raise ConfigError(f"feature group {group.kind!r} yielded {sorted(seen ^ set(cols))}")
-    index = pd.MultiIndex.from_product([inp.sessions, inp.symbols], names=["session", "symbol"])
-    frame = pd.DataFrame(out, index=index, columns=names, copy=False)
+    cells = np.flatnonzero(present)
+    keep = np.ones(n_rows, dtype=bool)
     if cfg.dropna != "none" and len(names):
-        missing = np.isnan(out)
-        drop = np.asarray(missing.any(axis=1) if cfg.dropna == "any" else missing.all(axis=1))
-        del missing
-        if drop.any():
-            frame = frame.iloc[np.flatnonzero(~drop)]
-    return frame
+        # column by column: no full-matrix mask
+        drop = np.zeros(n_rows, dtype=bool) if cfg.dropna == "any" else np.ones(n_rows, bool)
+        for j in range(len(names)):
+            if cfg.dropna == "any":
+                drop |= np.isnan(out[:, j])
+            else:
+                drop &= np.isnan(out[:, j])
+        keep = ~drop
+    if not keep.all():
+        # compact in place, column by column (a copy of the matrix would double the peak)
+        rows = np.flatnonzero(keep)
+        for j in range(len(names)):
+            out[: len(rows), j] = out[rows, j]
+        out = out[: len(rows)]
+        cells = cells[rows]
+    index = pd.MultiIndex(
+        levels=[inp.sessions, inp.symbols],
+        codes=[cells // n_sym, cells % n_sym],
+        names=["session", "symbol"],
+        verify_integrity=False,
+    )
+    return pd.DataFrame(out, index=index, columns=names, copy=False)
 
 
 def _legacy_matrices(inp: Any, cfg: FeatureConfig) -> dict[str, np.ndarray]:
