@@ -132,7 +132,7 @@ def synthetic_overrides(active: int, sessions: int, features: str) -> list[str]:
     sys.path.insert(0, str(ROOT / "src"))
     from py_finance.knownanswer import market_overrides
 
-    return [*market_overrides(active, sessions, 0.05, 0), f"features={features}"]
+    return [*market_overrides(active, sessions, 0.05, 0), f"features={features}", "scale=large"]
 
 
 def table(runs: list[Run]) -> str:
@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
             "process (imports included); peak = that process's max resident memory.",
             "",
             f"Synthetic: `data=synthetic` (survivorship-free: listings, delistings, index "
-            f"membership; edge 0.05, seed 0), features `{args.features}`, yearly walk-forward "
-            "LightGBM (conf/model/lightgbm.yaml), 5-day label. Bundled: the default config "
+            f"membership; edge 0.05, seed 0), features `{args.features}`, `scale=large` "
+            "(yearly walk-forward LightGBM, conf/model/lightgbm.yaml, on the last 1,260 "
+            "sessions, every 10th), 5-day label. Bundled: the default config "
             "(20 survivors: survivorship-biased). Model change: train, backtest, report and "
             f"promote again with `model={args.change_model}` (what `dvc exp run -S "
             f"model={args.change_model}` reruns).",

@@ -59,6 +59,27 @@ def checksum_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(target.name + CHECKSUM_SUFFIX)
 
 
+# Rows converted to Arrow at a time when writing a large frame (a row group each): the
+# conversion then never holds a second copy of the whole frame.
+CHUNK_ROWS = 1_000_000
+
+
+def _to_parquet(df: pd.DataFrame, path: Path) -> None:
+    if len(df) <= CHUNK_ROWS or isinstance(df.index, pd.RangeIndex):
+        df.to_parquet(path)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = pa.Table.from_pandas(df.iloc[:CHUNK_ROWS])
+    with pq.ParquetWriter(path, first.schema) as writer:
+        writer.write_table(first)
+        del first
+        for start in range(CHUNK_ROWS, len(df), CHUNK_ROWS):
+            chunk = df.iloc[start : start + CHUNK_ROWS]
+            writer.write_table(pa.Table.from_pandas(chunk, schema=writer.schema))
+
+
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``df`` to Parquet atomically, and its sha256 to ``<path>.sha256``.
 
@@ -68,7 +89,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     digest: list[str] = []
 
     def writer(p: Path) -> None:
-        df.to_parquet(p)
+        _to_parquet(df, p)
         digest.append(sha256_file(p))
 
     out = _write_with(path, writer)
@@ -119,7 +140,11 @@ def read_parquet(
     if sha256_file(target) != expected:
         raise DataError(f"{shown} is corrupt (sha256 mismatch with {sidecar.name}): {fix}")
     try:
-        return pd.read_parquet(target, columns=list(columns) if columns is not None else None)
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(target, columns=list(columns) if columns is not None else None)
+        # Column by column, each freed once converted: no second copy of a large frame.
+        return table.to_pandas(self_destruct=True, split_blocks=True)
     except (OSError, ValueError, pa.ArrowException) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{shown} is corrupt (unreadable Parquet: {first}): {fix}") from exc

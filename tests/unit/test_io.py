@@ -111,3 +111,24 @@ def test_every_parquet_output_of_a_dvc_stage_has_its_checksum_as_an_output(pipel
                 assert f"{out}.sha256" in outs, f"{pipeline}:{name} lacks {out}.sha256"
                 checked += 1
     assert checked >= 5
+
+
+def test_a_large_frame_is_written_in_row_groups_and_reads_back_equal(tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from py_finance import io
+
+    monkeypatch.setattr(io, "CHUNK_ROWS", 1000)
+    idx = pd.MultiIndex.from_product(
+        [pd.bdate_range("2000-01-03", periods=300), [f"S{i}" for i in range(12)]],
+        names=["session", "symbol"],
+    )
+    df = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(len(idx), 3)).astype("float32"),
+        index=idx,
+        columns=["a", "b", "c"],
+    )
+    path = io.write_parquet(df, tmp_path / "x.parquet")
+    assert pq.ParquetFile(path).num_row_groups == 4
+    pd.testing.assert_frame_equal(io.read_parquet(path), df)

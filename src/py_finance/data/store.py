@@ -229,7 +229,7 @@ class Store:
     def _commit(self, manifest: dict[str, Any], *, build_index: bool = True) -> None:
         dirty = set(manifest.get("_dirty", [])) | self._unindexed
         manifest = {k: v for k, v in manifest.items() if not k.startswith("_")}
-        for table, entry in manifest["tables"].items():
+        for entry in manifest["tables"].values():
             entry["hash"] = _table_hash(entry)
         for table, entry in manifest["tables"].items():
             if table in dirty and build_index:

@@ -232,9 +232,11 @@ def build_features(
             out[: len(rows), j] = out[rows, j]
         out = out[: len(rows)]
         cells = cells[rows]
+    levels: list[Any] = [inp.sessions, inp.symbols]
+    codes: list[Any] = [cells // n_sym, cells % n_sym]
     index = pd.MultiIndex(
-        levels=[inp.sessions, inp.symbols],
-        codes=[cells // n_sym, cells % n_sym],
+        levels=levels,
+        codes=codes,
         names=["session", "symbol"],
         verify_integrity=False,
     )

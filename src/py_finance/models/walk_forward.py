@@ -44,6 +44,11 @@ class WalkForwardConfig:
         Extra sessions between the last training label and the test fold, on top of the
         purge (``label_end < test_start``): training labels must be known ``embargo``
         sessions before the fold starts. Use at least the label horizon.
+    train_every
+        Train on every ``train_every``-th session of the window (1: all). The h-day labels
+        of neighbouring sessions overlap by h - 1 days, so their rows are near copies:
+        thinning bounds training cost on a large universe for little loss of skill (each
+        fold's test rows are always complete). The same sessions are kept in every fold.
     """
 
     refit: str = "yearly"
@@ -51,6 +56,7 @@ class WalkForwardConfig:
     window: str = "expanding"
     rolling_sessions: int = 2520
     embargo: int = 0
+    train_every: int = 1
 
     def __post_init__(self) -> None:
         if self.refit not in PERIODS:
@@ -63,6 +69,8 @@ class WalkForwardConfig:
             raise ConfigError("walk_forward.min_train_sessions must be >= 20")
         if self.embargo < 0:
             raise ConfigError(f"walk_forward.embargo must be >= 0, got {self.embargo}")
+        if self.train_every < 1:
+            raise ConfigError(f"walk_forward.train_every must be >= 1, got {self.train_every}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,30 @@ def make_folds(
             train_start = sessions[0]
         folds.append(Fold(len(folds), train_start, start, test_end, cutoff))
     return folds
+
+
+def final_training_rows(
+    features: pd.DataFrame, labels: pd.DataFrame, target: str, cfg: WalkForwardConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of ``features`` and their targets for the model fitted on all labels.
+
+    The same rules as the folds: every row whose label is known, the last
+    ``rolling_sessions`` labelled sessions with a rolling window, every ``train_every``-th
+    session (counted as in the folds).
+    """
+    lab = labels[[target, "label_end"]].reindex(features.index)
+    session_level = features.index.get_level_values("session")
+    ok = lab[target].notna().to_numpy() & lab["label_end"].notna().to_numpy()
+    sessions = pd.DatetimeIndex(session_level).unique().sort_values()
+    if cfg.train_every > 1:
+        ok &= sessions.get_indexer(session_level) % cfg.train_every == 0
+    if cfg.window == "rolling":
+        labelled = pd.DatetimeIndex(labels["label_end"].dropna().index.get_level_values("session"))
+        labelled = labelled.unique().sort_values()
+        if len(labelled):
+            ok &= session_level >= labelled[-cfg.rolling_sessions :][0]
+    take = np.flatnonzero(ok)
+    return take, lab[target].to_numpy()[take]
 
 
 def _progress(folds: list[Fold], show: bool) -> Any:
@@ -175,7 +207,9 @@ def walk_forward(
     if features.empty:
         raise DataError("no feature rows to train on")
     label_cols = list(dict.fromkeys([target, eval_column, "label_end"]))
-    joined = features.join(labels[label_cols], how="left")
+    # Labels aligned to the feature rows (a few columns); the feature frame itself is never
+    # copied whole, only each fold's rows are taken from it.
+    lab = labels[label_cols].reindex(features.index)
     sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique().sort_values()
     label_end = labels["label_end"].groupby(level="session").first()
     folds = make_folds(sessions, label_end, cfg)
@@ -184,26 +218,39 @@ def walk_forward(
             f"not enough history for walk-forward: need {cfg.min_train_sessions} labelled "
             f"sessions before the first fold, the data has {label_end.notna().sum()}"
         )
-    session_level = joined.index.get_level_values("session")
-    end_values = joined["label_end"].to_numpy()
+    session_level = features.index.get_level_values("session")
+    end_values = lab["label_end"].to_numpy()
+    has_end = ~pd.isna(end_values)
+    kept = np.ones(len(features), dtype=bool)
+    if cfg.train_every > 1:
+        kept = sessions.get_indexer(session_level) % cfg.train_every == 0
+    y_all = lab[target].to_numpy()
     feature_cols = list(features.columns)
     preds, rows = [], []
     for fold in _progress(folds, progress):
         train_mask = (
             (session_level >= fold.train_start)
-            & ~pd.isna(end_values)
+            & has_end
+            & kept
             & (end_values < fold.train_cutoff.to_datetime64())
         )
-        train = joined[train_mask]
-        in_test = (session_level >= fold.test_start) & (session_level <= fold.test_end)
-        test = joined[in_test]
+        take = np.flatnonzero(train_mask)
+        in_test = np.flatnonzero(
+            (session_level >= fold.test_start) & (session_level <= fold.test_end)
+        )
+        test = lab.iloc[in_test]
         model = copy.deepcopy(estimator_factory())
-        model.fit(train[feature_cols], train[target])
+        if cfg.train_every > 1 and int(getattr(model, "context_sessions", 0) or 0):
+            raise ConfigError(
+                "walk_forward.train_every > 1 thins the sessions a sequence model reads its "
+                "windows from: use train_every=1 with lstm/tcn"
+            )
+        model.fit(features.iloc[take], pd.Series(y_all[take], name=target))
         # Sequence models need the features of the sessions before the fold (known then;
         # only their labels are purged) to form the first windows.
         context = int(getattr(model, "context_sessions", 0))
         first = max(0, int(sessions.searchsorted(fold.test_start)) - context)
-        inputs = joined[(session_level >= sessions[first]) & (session_level <= fold.test_end)]
+        inputs = features[(session_level >= sessions[first]) & (session_level <= fold.test_end)]
         keep = inputs.index.get_level_values("session") >= fold.test_start
         out = pd.DataFrame(index=test.index)
         # The score is the model's deterministic prediction (what the live loop uses); models
@@ -219,10 +266,10 @@ def walk_forward(
             {
                 "fold": fold.number,
                 "train_start": fold.train_start,
-                "train_label_end_max": pd.Timestamp(train["label_end"].max()),
+                "train_label_end_max": pd.Timestamp(np.max(end_values[take])),
                 "test_start": fold.test_start,
                 "test_end": fold.test_end,
-                "n_train": len(train),
+                "n_train": len(take),
                 "n_test": len(test),
                 "ic": float(ic.mean()) if len(ic) else np.nan,
                 "rank_ic": float(rank_ic.mean()) if len(rank_ic) else np.nan,
@@ -234,7 +281,7 @@ def walk_forward(
             fold.number,
             fold.test_start,
             fold.test_end,
-            len(train),
+            len(take),
         )
     predictions = pd.concat(preds).sort_index()
     return WalkForwardResult(predictions, pd.DataFrame(rows), tuple(folds))

@@ -1,0 +1,60 @@
+"""``walk_forward.train_every`` trains on every n-th session; test folds stay complete."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from py_finance.errors import ConfigError
+from py_finance.models.walk_forward import WalkForwardConfig, walk_forward
+
+
+class Recorder:
+    """Remembers the sessions it was trained on; predicts zeros."""
+
+    seen: list[pd.DatetimeIndex] = []
+
+    def fit(self, X, y):
+        Recorder.seen.append(pd.DatetimeIndex(X.index.get_level_values("session")).unique())
+        assert len(X) == len(y)
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+
+def _data(n_sessions=800, names=("A", "B", "C")):
+    sessions = pd.bdate_range("2000-01-03", periods=n_sessions)
+    index = pd.MultiIndex.from_product([sessions, list(names)], names=["session", "symbol"])
+    rng = np.random.default_rng(0)
+    feats = pd.DataFrame({"x": rng.normal(size=len(index))}, index=index)
+    end = pd.Series(sessions, index=sessions).shift(-6)
+    labels = pd.DataFrame(
+        {"y": rng.normal(size=len(index))}, index=index
+    ).assign(label_end=end.reindex(index.get_level_values("session")).to_numpy())
+    return feats, labels.dropna()
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_training_takes_every_nth_session_and_tests_every_session(every):
+    feats, labels = _data()
+    Recorder.seen = []
+    cfg = WalkForwardConfig(refit="yearly", min_train_sessions=252, embargo=5, train_every=every)
+    result = walk_forward(feats, labels, "y", Recorder, cfg, progress=False)
+    sessions = pd.DatetimeIndex(feats.index.get_level_values("session")).unique()
+    for trained in Recorder.seen:
+        pos = sessions.get_indexer(trained)
+        assert (pos % every == 0).all()
+        assert len(trained) > 200 // every
+    # every test row is predicted, whatever the thinning
+    tested = result.predictions.index
+    for fold in result.folds:
+        inside = (sessions >= fold.test_start) & (sessions <= fold.test_end)
+        got = tested.get_level_values("session")
+        assert ((got >= fold.test_start) & (got <= fold.test_end)).sum() == 3 * inside.sum()
+
+
+def test_train_every_below_one_is_refused():
+    with pytest.raises(ConfigError, match="train_every"):
+        WalkForwardConfig(train_every=0)
