@@ -102,8 +102,12 @@ def read_parquet(
     *,
     stage: str | None = None,
     columns: Sequence[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Read a Parquet file written by :func:`write_parquet`, after checking its sha256.
+
+    ``filters`` (pyarrow's, e.g. ``[("session", ">=", t)]``) read only the matching rows
+    (whole row groups are skipped), so a few rows of a large file cost little memory.
 
     ``stage`` is the DVC stage that writes the file (a ``dvc repro`` target); it goes into
     the message of the :class:`DataError` raised when the file is missing, has no checksum
@@ -142,7 +146,12 @@ def read_parquet(
     try:
         import pyarrow.parquet as pq
 
-        table = pq.read_table(target, columns=list(columns) if columns is not None else None)
+        table = pq.read_table(
+            target,
+            columns=list(columns) if columns is not None else None,
+            filters=filters,
+            use_pandas_metadata=True,  # the index columns come with ``columns``
+        )
         # Column by column, each freed once converted: no second copy of a large frame.
         return table.to_pandas(self_destruct=True, split_blocks=True)
     except (OSError, ValueError, pa.ArrowException) as exc:

@@ -132,3 +132,17 @@ def test_a_large_frame_is_written_in_row_groups_and_reads_back_equal(tmp_path, m
     path = io.write_parquet(df, tmp_path / "x.parquet")
     assert pq.ParquetFile(path).num_row_groups == 4
     pd.testing.assert_frame_equal(io.read_parquet(path), df)
+
+
+def test_columns_and_filters_keep_the_index(tmp_path):
+    from py_finance import io
+
+    idx = pd.MultiIndex.from_product(
+        [pd.bdate_range("2000-01-03", periods=5), ["A", "B"]], names=["session", "symbol"]
+    )
+    df = pd.DataFrame({"a": range(10), "b": range(10, 20)}, index=idx, dtype="float64")
+    path = io.write_parquet(df, tmp_path / "x.parquet")
+    pd.testing.assert_frame_equal(io.read_parquet(path, columns=["b"]), df[["b"]])
+    cut = pd.Timestamp("2000-01-06")
+    got = io.read_parquet(path, filters=[("session", ">=", cut)])
+    pd.testing.assert_frame_equal(got, df[df.index.get_level_values("session") >= cut])

@@ -120,6 +120,42 @@ def make_folds(
     return folds
 
 
+def aligned(frame: pd.DataFrame, index: pd.Index, columns: list[str]) -> pd.DataFrame:
+    """``frame[columns]`` on the rows of ``index`` (NaN/NaT where missing), both (session, symbol).
+
+    The same as ``frame[columns].reindex(index)`` without building a hash table of millions
+    of (session, symbol) tuples: rows are matched on integer keys made from the level codes.
+    """
+    src = frame.index
+    if not isinstance(src, pd.MultiIndex) or not isinstance(index, pd.MultiIndex):
+        return frame[columns].reindex(index)
+    n_sym = len(index.levels[1]) + 1
+    ses_map = index.levels[0].get_indexer(src.levels[0])
+    sym_map = index.levels[1].get_indexer(src.levels[1])
+    s_ses = ses_map[src.codes[0]]
+    s_sym = sym_map[src.codes[1]]
+    ok = (s_ses >= 0) & (s_sym >= 0)
+    src_key = np.where(ok, s_ses.astype(np.int64) * n_sym + s_sym, -1)
+    dst_key = index.codes[0].astype(np.int64) * n_sym + index.codes[1]
+    order = np.argsort(src_key, kind="stable")
+    sorted_keys = src_key[order]
+    pos = np.searchsorted(sorted_keys, dst_key)
+    pos = np.minimum(pos, len(sorted_keys) - 1) if len(sorted_keys) else pos
+    found = len(sorted_keys) > 0
+    hit = (sorted_keys[pos] == dst_key) if found else np.zeros(len(dst_key), dtype=bool)
+    rows = np.where(hit, order[pos] if found else 0, -1)
+    out = {}
+    for col in columns:
+        values = frame[col].to_numpy()
+        taken = values[np.maximum(rows, 0)] if len(values) else np.empty(len(rows), values.dtype)
+        if values.dtype.kind == "M":
+            taken = np.where(hit, taken, np.datetime64("NaT"))
+        else:
+            taken = np.where(hit, taken.astype("float64"), np.nan)
+        out[col] = taken
+    return pd.DataFrame(out, index=index)
+
+
 def final_training_rows(
     features: pd.DataFrame, labels: pd.DataFrame, target: str, cfg: WalkForwardConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +165,7 @@ def final_training_rows(
     ``rolling_sessions`` labelled sessions with a rolling window, every ``train_every``-th
     session (counted as in the folds).
     """
-    lab = labels[[target, "label_end"]].reindex(features.index)
+    lab = aligned(labels, features.index, [target, "label_end"])
     session_level = features.index.get_level_values("session")
     ok = lab[target].notna().to_numpy() & lab["label_end"].notna().to_numpy()
     sessions = pd.DatetimeIndex(session_level).unique().sort_values()
@@ -209,7 +245,7 @@ def walk_forward(
     label_cols = list(dict.fromkeys([target, eval_column, "label_end"]))
     # Labels aligned to the feature rows (a few columns); the feature frame itself is never
     # copied whole, only each fold's rows are taken from it.
-    lab = labels[label_cols].reindex(features.index)
+    lab = aligned(labels, features.index, label_cols)
     sessions = pd.DatetimeIndex(features.index.get_level_values("session")).unique().sort_values()
     label_end = labels["label_end"].groupby(level="session").first()
     folds = make_folds(sessions, label_end, cfg)

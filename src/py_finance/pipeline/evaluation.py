@@ -593,14 +593,22 @@ def _track(
             if variant == "regime_aware" and log_model:
                 with (ctx.model_dir() / "model.pkl").open("rb") as fh:
                     model = pickle.load(fh)
-                feats = read_parquet(
-                    ctx.path("features", "features.parquet"), stage=ctx.dvc_stage("features")
-                )
                 # The last sessions with their (session, symbol) index: sequence models
-                # score a row from the window of sessions that ends at it.
+                # score a row from the window of sessions that ends at it. Only those rows
+                # are read (the feature file is the largest file of the pipeline).
                 context = int(getattr(model, "context_sessions", 0))
-                sessions = feats.index.get_level_values("session").unique().sort_values()
-                example = feats[feats.index.get_level_values("session") >= sessions[-(context + 1)]]
+                scored = read_parquet(
+                    ctx.model_dir() / "predictions.parquet",
+                    stage=ctx.dvc_stage("train"),
+                    columns=["score"],
+                )
+                sessions = scored.index.get_level_values("session").unique().sort_values()
+                cutoff = sessions[-min(context + 1, len(sessions))]
+                example = read_parquet(
+                    ctx.path("features", "features.parquet"),
+                    stage=ctx.dvc_stage("features"),
+                    filters=[("session", ">=", cutoff)],
+                )
                 logged = tracking.log_model(
                     model,
                     feature_names=list(skill["feature_names"]),

@@ -30,9 +30,9 @@ def _data(n_sessions=800, names=("A", "B", "C")):
     rng = np.random.default_rng(0)
     feats = pd.DataFrame({"x": rng.normal(size=len(index))}, index=index)
     end = pd.Series(sessions, index=sessions).shift(-6)
-    labels = pd.DataFrame(
-        {"y": rng.normal(size=len(index))}, index=index
-    ).assign(label_end=end.reindex(index.get_level_values("session")).to_numpy())
+    labels = pd.DataFrame({"y": rng.normal(size=len(index))}, index=index).assign(
+        label_end=end.reindex(index.get_level_values("session")).to_numpy()
+    )
     return feats, labels.dropna()
 
 
@@ -58,3 +58,22 @@ def test_training_takes_every_nth_session_and_tests_every_session(every):
 def test_train_every_below_one_is_refused():
     with pytest.raises(ConfigError, match="train_every"):
         WalkForwardConfig(train_every=0)
+
+
+def test_aligned_equals_reindex_with_missing_rows_and_other_levels():
+    from py_finance.models.walk_forward import aligned
+
+    feats, labels = _data(n_sessions=50, names=("A", "B", "C", "D"))
+    rng = np.random.default_rng(1)
+    some = labels.iloc[np.sort(rng.choice(len(labels), size=len(labels) // 2, replace=False))]
+    # a label row for a symbol the features never had
+    extra = pd.DataFrame(
+        {"y": [1.0], "label_end": [pd.Timestamp("2000-01-04")]},
+        index=pd.MultiIndex.from_tuples(
+            [(pd.Timestamp("2000-01-03"), "Z")], names=["session", "symbol"]
+        ),
+    )
+    src = pd.concat([some, extra]).sort_index()
+    got = aligned(src, feats.index, ["y", "label_end"])
+    want = src[["y", "label_end"]].reindex(feats.index)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
