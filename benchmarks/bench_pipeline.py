@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import cpu_name
@@ -50,6 +51,8 @@ class Run:
     change: dict[str, tuple[float, int]] = field(default_factory=dict)
     rank_ic: float | None = None
     error: str | None = None
+    market: dict[str, Any] | None = None
+    oracle_ic: float | None = None
 
     @property
     def total(self) -> float:
@@ -114,6 +117,8 @@ def run_config(run: Run, work: Path, change_model: str) -> Run:
             )
         skill = json.loads((root / "data/models/h5/skill.json").read_text())
         run.rank_ic = float(skill.get("oos_rank_ic", float("nan")))
+        if run.market is not None:
+            run.oracle_ic = oracle_rank_ic(root, run.market)
         compose([*run.overrides, f"model={change_model}"], root / "params_change.yaml")
         for stage in CHANGE:
             run.change[stage] = run_stage(stage, root / "params_change.yaml", root, log)
@@ -126,6 +131,22 @@ def run_config(run: Run, work: Path, change_model: str) -> Run:
         )
         print(f"  {run.name}: {run.error}", flush=True)
     return run
+
+
+def oracle_rank_ic(root: Path, market: dict[str, Any]) -> float:
+    """The oracle's rank IC on the rows the model was scored on (members, 5-day label)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from py_finance.data.sources.synthetic import SyntheticSource
+    from py_finance.knownanswer import rank_ic
+
+    preds = pd.read_parquet(root / "data/models/h5/predictions.parquet", columns=["score"])
+    labels = pd.read_parquet(root / "data/features/labels_h5.parquet", columns=["fwd_ret_5"])
+    oracle = pd.Series(SyntheticSource(**market).oracle_scores().stack(future_stack=True))
+    oracle.index.names = ["session", "symbol"]
+    rows = preds.index.intersection(labels.index)
+    return rank_ic(oracle.reindex(rows), labels.loc[rows, "fwd_ret_5"])
 
 
 def synthetic_overrides(active: int, sessions: int, features: str) -> list[str]:
@@ -163,6 +184,16 @@ def table(runs: list[Run]) -> str:
         + " | ".join("" if r.rank_ic is None else f"{r.rank_ic:.4f}" for r in runs)
         + " |"
     )
+    lines.append(
+        "| oracle's rank IC, same rows (recovery) | "
+        + " | ".join(
+            ""
+            if r.oracle_ic is None or r.rank_ic is None
+            else f"{r.oracle_ic:.4f} ({r.rank_ic / r.oracle_ic:.0%})"
+            for r in runs
+        )
+        + " |"
+    )
     return "\n".join(lines)
 
 
@@ -185,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
             Run(
                 f"synthetic {n} active ({2 * n} listed) x {args.sessions}",
                 synthetic_overrides(n, args.sessions, args.features),
+                market={
+                    "n_active": n,
+                    "n_sessions": args.sessions,
+                    "start": "1995-01-03",
+                    "edge": 0.05,
+                    "seed": 0,
+                },
             )
         )
     for run in runs:

@@ -25,14 +25,33 @@ class _BoostedModel:
         """Hyper-parameters (for logging)."""
         return dict(self.params)
 
-    def _make(self) -> Any:
+    supports_warm_start: ClassVar[bool] = True
+
+    def _make(self, **override: Any) -> Any:
         raise NotImplementedError
 
-    def fit(self, X: pd.DataFrame, y: pd.Series | np.ndarray) -> _BoostedModel:
-        """Fit on feature frame ``X`` and target ``y``."""
+    def _warm(self, previous: _BoostedModel) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | np.ndarray,
+        *,
+        warm_from: _BoostedModel | None = None,
+        n_new: int | None = None,
+    ) -> _BoostedModel:
+        """Fit on feature frame ``X`` and target ``y``.
+
+        ``warm_from`` continues that fitted model's trees: ``n_new`` trees (default
+        ``n_estimators``) are added, fitted to what its predictions leave unexplained on
+        ``X`` (a walk-forward fold warm-started from the previous fold's model).
+        """
         self.feature_names_ = list(X.columns)
-        self.booster_ = self._make()
-        self.booster_.fit(X.to_numpy(), np.asarray(y, dtype="float64"))
+        override = {} if n_new is None else {"n_estimators": int(n_new)}
+        self.booster_ = self._make(**override)
+        warm = {} if warm_from is None else self._warm(warm_from)
+        self.booster_.fit(X.to_numpy(), np.asarray(y, dtype="float64"), **warm)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -57,10 +76,14 @@ class LightGBMModel(_BoostedModel):
         "n_jobs": 2,
     }
 
-    def _make(self) -> Any:
+    def _make(self, **override: Any) -> Any:
         import lightgbm as lgb
 
-        return lgb.LGBMRegressor(deterministic=True, force_col_wise=True, verbose=-1, **self.params)
+        params = {**self.params, **override}
+        return lgb.LGBMRegressor(deterministic=True, force_col_wise=True, verbose=-1, **params)
+
+    def _warm(self, previous: _BoostedModel) -> dict[str, Any]:
+        return {"init_model": previous.booster_.booster_}
 
 
 class XGBoostModel(_BoostedModel):
@@ -79,7 +102,10 @@ class XGBoostModel(_BoostedModel):
         "n_jobs": 2,
     }
 
-    def _make(self) -> Any:
+    def _make(self, **override: Any) -> Any:
         import xgboost as xgb
 
-        return xgb.XGBRegressor(tree_method="hist", **self.params)
+        return xgb.XGBRegressor(tree_method="hist", **{**self.params, **override})
+
+    def _warm(self, previous: _BoostedModel) -> dict[str, Any]:
+        return {"xgb_model": previous.booster_.get_booster()}

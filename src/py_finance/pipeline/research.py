@@ -227,7 +227,15 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
     write_parquet(result.fold_metrics, out / "folds.parquet")
 
     take, y = final_training_rows(feats, labs, target, s.walk_forward)
-    final = s.model_factory().fit(feats.iloc[take], pd.Series(y, name=target))
+    if s.walk_forward.warm_trees and result.last_model is not None:
+        final = s.model_factory().fit(
+            feats.iloc[take],
+            pd.Series(y, name=target),
+            warm_from=result.last_model,
+            n_new=s.walk_forward.warm_trees,
+        )
+    else:
+        final = s.model_factory().fit(feats.iloc[take], pd.Series(y, name=target))
     with atomic_path(out / "model.pkl") as tmp, tmp.open("wb") as fh:
         pickle.dump(final, fh)
     last_label = pd.Timestamp(labs["label_end"].max())

@@ -32,7 +32,7 @@ def test_a_delisting_is_known_from_the_close_of_its_session(tmp_path):
 
 def test_a_delisting_return_below_minus_one_is_refused(tmp_path):
     bad = DELISTINGS.assign(delisting_return=[-1.5, 0.0])
-    with pytest.raises(DataError, match="BBB.*-1.5.*>= -1"):
+    with pytest.raises(DataError, match=r"BBB.*-1\.5.*>= -1"):
         Store(tmp_path).write_delistings(bad)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from py_finance.models.walk_forward import WalkForwardConfig, walk_forward
 class Recorder:
     """Remembers the sessions it was trained on; predicts zeros."""
 
-    seen: list[pd.DatetimeIndex] = []
+    seen: ClassVar[list[pd.DatetimeIndex]] = []
 
     def fit(self, X, y):
         Recorder.seen.append(pd.DatetimeIndex(X.index.get_level_values("session")).unique())
@@ -77,3 +79,38 @@ def test_aligned_equals_reindex_with_missing_rows_and_other_levels():
     got = aligned(src, feats.index, ["y", "label_end"])
     want = src[["y", "label_end"]].reindex(feats.index)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost"])
+def test_warm_start_continues_the_previous_folds_trees(kind):
+    from py_finance.models.tabular import LightGBMModel, XGBoostModel
+
+    cls = LightGBMModel if kind == "lightgbm" else XGBoostModel
+    feats, labels = _data()
+    cfg = WalkForwardConfig(refit="yearly", min_train_sessions=252, embargo=5, warm_trees=3)
+    result = walk_forward(
+        feats, labels, "y", lambda: cls(n_estimators=10, n_jobs=1), cfg, progress=False
+    )
+    n_folds = len(result.folds)
+    assert n_folds >= 2
+    booster = result.last_model.booster_
+    trees = (
+        booster.booster_.num_trees()
+        if kind == "lightgbm"
+        else booster.get_booster().num_boosted_rounds()
+    )
+    assert trees == 10 + 3 * (n_folds - 1)
+    cold = walk_forward(
+        feats,
+        labels,
+        "y",
+        lambda: cls(n_estimators=10, n_jobs=1),
+        WalkForwardConfig(refit="yearly", min_train_sessions=252, embargo=5),
+        progress=False,
+    )
+    assert cold.last_model is None
+    # the first fold is the same model either way; later folds differ
+    first = result.predictions["fold"] == 0
+    np.testing.assert_allclose(
+        result.predictions.loc[first, "score"], cold.predictions.loc[first, "score"]
+    )
