@@ -146,6 +146,10 @@ def read_parquet(
     try:
         import pyarrow.parquet as pq
 
+        if columns is None and filters is None:
+            matrix = _read_matrix(target)
+            if matrix is not None:
+                return matrix
         table = pq.read_table(
             target,
             columns=list(columns) if columns is not None else None,
@@ -157,6 +161,78 @@ def read_parquet(
     except (OSError, ValueError, pa.ArrowException) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{shown} is corrupt (unreadable Parquet: {first}): {fix}") from exc
+
+
+def _read_matrix(path: Path) -> pd.DataFrame | None:
+    """A large (session, symbol) frame of one float dtype, read a row group at a time.
+
+    Each row group is copied into one preallocated column-major matrix and released, so
+    the peak is the frame plus one row group (pyarrow's ``to_pandas`` holds the whole Arrow
+    table, its pools and the frame at once). ``None`` when the file is not such a frame
+    (the general reader handles it).
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if pf.metadata.num_rows <= CHUNK_ROWS or pf.num_row_groups < 2:
+        return None
+    schema = pf.schema_arrow
+    meta = schema.pandas_metadata or {}
+    index_cols = meta.get("index_columns") or []
+    if len(index_cols) != 2 or not all(isinstance(c, str) for c in index_cols):
+        return None
+    values = [name for name in schema.names if name not in index_cols]
+    kinds = {schema.field(name).type for name in values}
+    if len(kinds) != 1 or not all(pa.types.is_floating(k) for k in kinds):
+        return None
+    if not pa.types.is_timestamp(schema.field(index_cols[0]).type):
+        return None
+    if not pa.types.is_string(schema.field(index_cols[1]).type) and not pa.types.is_large_string(
+        schema.field(index_cols[1]).type
+    ):
+        return None
+    dtype = np.dtype(kinds.pop().to_pandas_dtype())
+    n = pf.metadata.num_rows
+    out = np.empty((n, len(values)), dtype=dtype, order="F")
+    stamps = np.empty(n, dtype=np.int64)
+    sym_codes = np.empty(n, dtype=np.int64)
+    names: dict[str, int] = {}
+    unit = schema.field(index_cols[0]).type.unit
+    row = 0
+    for group in range(pf.num_row_groups):
+        table = pf.read_row_group(group)
+        k = table.num_rows
+        for j, name in enumerate(values):
+            out[row : row + k, j] = table.column(name).to_numpy()
+        stamps[row : row + k] = table.column(index_cols[0]).cast(pa.int64()).to_numpy()
+        encoded = pc.dictionary_encode(table.column(index_cols[1])).combine_chunks()
+        local = [names.setdefault(str(sym), len(names)) for sym in encoded.dictionary.to_pylist()]
+        sym_codes[row : row + k] = np.asarray(local, dtype=np.int64)[encoded.indices.to_numpy()]
+        del table, encoded
+        row += k
+    sessions, ses_codes = np.unique(stamps, return_inverse=True)
+    order = sorted(names, key=names.__getitem__)
+    symbols = pd.Index(order)
+    # levels sorted, as pandas builds them
+    sym_sorted = symbols.argsort()
+    remap = np.empty(len(symbols), dtype=np.int64)
+    remap[sym_sorted] = np.arange(len(symbols))
+    level0 = pd.DatetimeIndex(sessions.astype(f"datetime64[{unit}]"), name=index_cols[0])
+    tz = schema.field(index_cols[0]).type.tz
+    if tz is not None:
+        level0 = level0.tz_localize("UTC").tz_convert(tz)
+    levels: list[Any] = [level0, symbols[sym_sorted]]
+    codes: list[Any] = [ses_codes, remap[sym_codes]]
+    index = pd.MultiIndex(
+        levels=levels,
+        codes=codes,
+        names=index_cols,
+        verify_integrity=False,
+    )
+    return pd.DataFrame(out, index=index, columns=pd.Index(values), copy=False)
 
 
 def relative_to_cwd(path: str | os.PathLike[str]) -> str:
