@@ -85,15 +85,30 @@ def _plot(equity: pd.DataFrame, title: str) -> Any:
 
 def _shade_regimes(ax: Any, regimes: pd.Series) -> None:
     """Colour the background of ``ax`` by regime (one span per run of equal regimes)."""
+    import matplotlib.dates as mdates
+
     if regimes.empty:
         return
     values = regimes.astype(str)
     change = values.ne(values.shift()).to_numpy()
     starts = [*values.index[change], values.index[-1]]
     labels = list(values[change])
+    # One collection per regime (not one patch per run of sessions: a 30-year chart has
+    # thousands of runs, and each patch is laid out and drawn on its own).
+    spans: dict[str, list[tuple[float, float]]] = {}
     for lo, hi, reg in zip(starts[:-1], starts[1:], labels, strict=True):
         if reg in REGIME_COLOURS:
-            ax.axvspan(lo, hi, color=REGIME_COLOURS[reg], alpha=0.5, linewidth=0)
+            a, b = mdates.date2num(lo), mdates.date2num(hi)
+            spans.setdefault(reg, []).append((a, b - a))
+    for reg, ranges in spans.items():
+        ax.broken_barh(
+            ranges,
+            (0, 1),
+            transform=ax.get_xaxis_transform(),
+            facecolors=REGIME_COLOURS[reg],
+            alpha=0.5,
+            linewidth=0,
+        )
 
 
 def _log_and_close(fig: Any, name: str) -> None:
