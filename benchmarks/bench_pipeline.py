@@ -100,7 +100,7 @@ def compose(overrides: list[str], out: Path) -> None:
     )
 
 
-def run_config(run: Run, work: Path, change_model: str) -> Run:
+def run_config(run: Run, work: Path, change_model: str | None) -> Run:
     root = work / run.name
     if root.exists():
         shutil.rmtree(root)
@@ -119,6 +119,8 @@ def run_config(run: Run, work: Path, change_model: str) -> Run:
         run.rank_ic = float(skill.get("oos_rank_ic", float("nan")))
         if run.market is not None:
             run.oracle_ic = oracle_rank_ic(root, run.market)
+        if change_model is None:
+            return run
         compose([*run.overrides, f"model={change_model}"], root / "params_change.yaml")
         for stage in CHANGE:
             run.change[stage] = run_stage(stage, root / "params_change.yaml", root, log)
@@ -204,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", default="alpha158")
     p.add_argument("--no-bundled", action="store_true", help="skip the bundled-data run")
     p.add_argument("--change-model", default="xgboost")
+    p.add_argument("--no-change", action="store_true", help="skip the model-change rerun")
     p.add_argument("--work", default=str(ROOT / "outputs" / "bench_pipeline"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline.md"))
     args = p.parse_args(argv)
@@ -227,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     for run in runs:
         print(f"== {run.name}", flush=True)
-        run_config(run, work, args.change_model)
+        run_config(run, work, None if args.no_change else args.change_model)
     text = "\n".join(
         [
             "# Pipeline benchmark: every stage as DVC runs it, wall time / peak memory",
