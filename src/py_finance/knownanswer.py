@@ -95,6 +95,7 @@ def market_overrides(
     first, last = source.coverage()
     return [
         "data=synthetic",
+        "data.symbols=null",  # every name ever listed, whatever a config layered on top says
         f"data.options.n_active={n_active}",
         f"data.options.n_sessions={n_sessions}",
         f"data.options.start={first.isoformat()}",
