@@ -51,3 +51,19 @@ class BarSource(Protocol):
     def sectors(self, symbols: list[str]) -> pd.DataFrame:
         """Columns ``symbol, name, sector`` (GICS sector)."""
         ...
+
+
+def check_range(
+    start: dt.date, end: dt.date, coverage: tuple[dt.date, dt.date], what: str, hint: str = ""
+) -> None:
+    """Fail unless ``start..end`` is inside ``coverage``; ``what`` says whose (``the X cover``)."""
+    from py_finance.errors import DataError
+
+    if end < start:
+        raise DataError(f"end date {end} is before start date {start}")
+    first, last = coverage
+    if start < first or end > last:
+        raise DataError(
+            f"requested {start}..{end} but {what} {first}..{last}: "
+            f"choose dates inside that range{hint}"
+        )

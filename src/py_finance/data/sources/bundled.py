@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.data.config import DataConfig
-from py_finance.data.sources.base import BAR_COLUMNS, SourceInfo
+from py_finance.data.sources.base import BAR_COLUMNS, SourceInfo, check_range
 from py_finance.data.sources.vendor import Fetched
 from py_finance.errors import DataError
 
@@ -79,14 +79,7 @@ class BundledSource:
         return index[0].date(), index[-1].date()
 
     def _check_range(self, start: dt.date, end: dt.date) -> None:
-        if end < start:
-            raise DataError(f"end date {end} is before start date {start}")
-        first, last = self.coverage()
-        if start < first or end > last:
-            raise DataError(
-                f"requested {start}..{end} but the bundled data covers {first}..{last}: "
-                "choose dates inside that range"
-            )
+        check_range(start, end, self.coverage(), "the bundled data covers")
 
     def check_symbols(self, symbols: list[str]) -> list[str]:
         """Upper-case ``symbols`` and fail on any the source does not have."""

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.data.calendar import sessions as calendar_sessions
-from py_finance.data.sources.base import SourceInfo
+from py_finance.data.sources.base import SourceInfo, check_range
 from py_finance.data.sources.vendor import BAR_FIELDS, Fetched, sectors_for
 from py_finance.errors import DataError
 
@@ -599,14 +599,7 @@ class FilesSource:
         return self._coverage
 
     def _check_range(self, start: dt.date, end: dt.date) -> None:
-        if end < start:
-            raise DataError(f"end date {end} is before start date {start}")
-        first, last = self.coverage()
-        if start < first or end > last:
-            raise DataError(
-                f"requested {start}..{end} but the files in {self.root} cover {first}..{last}: "
-                "choose dates inside that range"
-            )
+        check_range(start, end, self.coverage(), f"the files in {self.root} cover")
 
     def _select(self, symbols: list[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         bars = self._all_bars()

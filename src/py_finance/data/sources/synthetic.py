@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from py_finance.data.sources.base import SourceInfo
+from py_finance.data.sources.base import SourceInfo, check_range
 from py_finance.data.sources.vendor import Fetched
 from py_finance.errors import ConfigError, DataError
 
@@ -420,14 +420,13 @@ class SyntheticSource:
         return days[0].date(), days[-1].date()
 
     def _check_range(self, start: dt.date, end: dt.date) -> None:
-        if end < start:
-            raise DataError(f"end date {end} is before start date {start}")
-        first, last = self.coverage()
-        if start < first or end > last:
-            raise DataError(
-                f"requested {start}..{end} but the synthetic market covers {first}..{last}: "
-                "choose dates inside that range (or change data.options n_sessions/start)"
-            )
+        check_range(
+            start,
+            end,
+            self.coverage(),
+            "the synthetic market covers",
+            " (or change data.options n_sessions/start)",
+        )
 
     def check_symbols(self, symbols: list[str]) -> list[str]:
         """Upper-case ``symbols`` and fail on any the market does not have."""
