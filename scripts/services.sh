@@ -13,6 +13,9 @@
 # URLs name the psycopg2 driver (SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3).
 # a loopback development setup; see docs/platform.md for a cluster.
 set -euo pipefail
+# runuser, useradd and PostgreSQL helpers live in the sbin folders, which a minimal PATH (cron,
+# `env -i`) leaves out.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
