@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -156,8 +155,7 @@ def run_known_answer(
     metrics = evaluation.backtest(ctx)
     decision = evaluation.promote(ctx)
 
-    opts = dict(ctx.settings.data.options or {})
-    source = SyntheticSource(**{k: v for k, v in opts.items() if k != "path"})
+    source = SyntheticSource(**dict(ctx.settings.data.options or {}))
     preds = pd.read_parquet(ctx.model_dir() / "predictions.parquet")
     labels = pd.read_parquet(ctx.path("features", f"labels_h{ctx.horizon}.parquet"))
     column = ctx.settings.labels.column
@@ -222,10 +220,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(result.summary())
     print(f"-> {root / 'reports'}")
-
-
-def _as_dict(result: KnownAnswerResult) -> dict[str, Any]:
-    return asdict(result)
 
 
 if __name__ == "__main__":

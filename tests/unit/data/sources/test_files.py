@@ -11,6 +11,7 @@ import pytest
 from py_finance.data.sources import files as files_module
 from py_finance.data.sources.files import FilesSource
 from py_finance.data.sources.registry import get_source
+from py_finance.data.sources.vendor import BAR_FIELDS
 from py_finance.data.validation import validate_bars
 from py_finance.errors import DataError
 
@@ -69,16 +70,7 @@ def test_per_symbol_csvs_parse_and_adj_close_defaults_to_close(tmp_path):
     assert src.symbols() == ["AAA", "BBB"]
     assert src.coverage() == (dt.date(2024, 1, 2), dt.date(2024, 1, 8))
     bars = src.bars(["aaa", "BBB"], START, END)
-    assert list(bars.columns) == [
-        "symbol",
-        "session",
-        "open",
-        "high",
-        "low",
-        "close",
-        "adj_close",
-        "volume",
-    ]
+    assert list(bars.columns) == BAR_FIELDS
     assert pd.api.types.is_datetime64_any_dtype(bars["session"])
     aaa = bars[bars["symbol"] == "AAA"]
     assert (aaa["adj_close"] == aaa["close"]).all()

@@ -10,6 +10,7 @@ import yaml
 
 from py_finance.data.sources import synthetic
 from py_finance.data.sources.synthetic import SyntheticSource
+from py_finance.data.sources.vendor import BAR_FIELDS
 from py_finance.data.validation import validate_bars
 from py_finance.errors import ConfigError, DataError
 
@@ -125,16 +126,7 @@ def test_delisting_returns_mix_acquisitions_and_wipe_outs(src):
 
 
 def test_bars_are_consistent_positive_and_pass_validation(src, all_bars):
-    assert list(all_bars.columns) == [
-        "symbol",
-        "session",
-        "open",
-        "high",
-        "low",
-        "close",
-        "adj_close",
-        "volume",
-    ]
+    assert list(all_bars.columns) == BAR_FIELDS
     prices = all_bars[["open", "high", "low", "close"]]
     assert (prices > 0).all().all()
     assert (all_bars["low"] <= prices[["open", "close"]].min(axis=1)).all()
