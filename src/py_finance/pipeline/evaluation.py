@@ -590,7 +590,7 @@ def _track(
                 ),
                 "overlay_states.parquet",
             )
-            notes = "SPY B&H is the S&P 500 price index standing in for SPY (bundled data)."
+            notes = benchmark_note(ctx).lstrip("*") + "."
             if not metrics["model_matters"]:
                 notes += (
                     "\n\nEvery scored name was held on every rebalance: the model could not "
@@ -683,6 +683,14 @@ def results_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def benchmark_note(ctx: Context) -> str:
+    """What the ``SPY B&H*`` column is for this data source."""
+    if ctx.store.meta().get("source", "bundled") == "bundled":
+        return "*SPY B&H is the S&P 500 price index (no dividends) standing in for SPY"
+    symbol = ctx.settings.data.benchmark or ctx.store.symbols(table="benchmark")[0]
+    return f"*SPY B&H is buy-and-hold of the source's benchmark, {symbol}"
+
+
 def survivorship_note(metrics: dict[str, Any], source: str) -> str:
     """What the universe says about survivorship, for the results page."""
     if metrics.get("survivorship_biased", True):
@@ -729,8 +737,7 @@ def report(ctx: Context) -> str:
             if metrics.get("model_matters", True)
             else "**Every scored name was held on every rebalance: the model could not change "
             "the book, so these results do not depend on it.**\n",
-            "*SPY B&H is the S&P 500 price index (no dividends) standing in for SPY; "
-            "costs: "
+            benchmark_note(ctx) + "; costs: "
             f"{ctx.settings.backtest.cost_bps:g} bps of traded notional; decisions at the close "
             f"of t fill at the close of t+{ctx.settings.backtest.execution_lag}.",
             "",
