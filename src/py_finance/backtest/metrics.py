@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ METRIC_KEYS = (
 )
 
 _EULER_GAMMA = 0.5772156649015329
+_NORMAL = NormalDist()  # the standard normal (stdlib: no scipy import per stage)
 
 
 def max_drawdown(equity: pd.Series | np.ndarray) -> float:
@@ -68,8 +70,6 @@ def probabilistic_sharpe_ratio(returns: pd.Series | np.ndarray, sr_benchmark: fl
     (g4 - 1) / 4 SR^2))`` with the per-period (not annualised) Sharpe ``SR``, skewness ``g3``
     and kurtosis ``g4`` of the returns. NaN for fewer than 3 returns or zero volatility.
     """
-    from scipy.stats import norm
-
     r = np.asarray(pd.Series(returns, dtype=np.float64).dropna())
     if r.size < 3 or float(np.ptp(r)) == 0.0:
         return math.nan
@@ -77,7 +77,7 @@ def probabilistic_sharpe_ratio(returns: pd.Series | np.ndarray, sr_benchmark: fl
     denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2
     if denom <= 0.0:
         return math.nan
-    return float(norm.cdf((sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)))
+    return float(_NORMAL.cdf((sr - sr_benchmark) * math.sqrt(r.size - 1) / math.sqrt(denom)))
 
 
 def deflated_sharpe_ratio(
@@ -91,8 +91,6 @@ def deflated_sharpe_ratio(
     (``sr_variance``; by default the sampling variance of this series' Sharpe estimate).
     With ``n_trials == 1`` it equals :func:`probabilistic_sharpe_ratio` against 0.
     """
-    from scipy.stats import norm
-
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     r = np.asarray(pd.Series(returns, dtype=np.float64).dropna())
@@ -105,8 +103,8 @@ def deflated_sharpe_ratio(
     if var is None:
         var = (1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2) / (r.size - 1)
     sr_star = math.sqrt(max(var, 0.0)) * (
-        (1.0 - _EULER_GAMMA) * norm.ppf(1.0 - 1.0 / n_trials)
-        + _EULER_GAMMA * norm.ppf(1.0 - 1.0 / (n_trials * math.e))
+        (1.0 - _EULER_GAMMA) * _NORMAL.inv_cdf(1.0 - 1.0 / n_trials)
+        + _EULER_GAMMA * _NORMAL.inv_cdf(1.0 - 1.0 / (n_trials * math.e))
     )
     return probabilistic_sharpe_ratio(r, sr_star)
 

@@ -108,7 +108,12 @@ def instantiate(node: Any) -> Any:
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
+    from omegaconf import OmegaConf
 
+    if OmegaConf.is_config(node) and node._get_parent() is not None:
+        # Detached and resolved first: Hydra deep-copies a node's whole root config to resolve
+        # interpolations, which made composing one stage's settings take most of a second.
+        node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
     try:
         return hydra_instantiate(node, _convert_="all", _execution_whitelist_="py_finance.*")
     except (InstantiationException, ValueError, TypeError) as exc:

@@ -27,6 +27,21 @@ class _BoostedModel:
 
     supports_warm_start: ClassVar[bool] = True
 
+    def preload(self) -> None:
+        """Import the boosting library now (before fold workers are forked)."""
+        self._make()
+
+    @property
+    def threads(self) -> int:
+        """Threads the library trains and predicts with."""
+        return int(self.params["n_jobs"])
+
+    def set_threads(self, n: int) -> None:
+        """Train and predict with ``n`` threads (the predictions do not depend on it)."""
+        self.params["n_jobs"] = int(n)
+        if hasattr(self, "booster_"):
+            self.booster_.set_params(n_jobs=int(n))
+
     def _make(self, **override: Any) -> Any:
         raise NotImplementedError
 
@@ -64,8 +79,8 @@ class LightGBMModel(_BoostedModel):
 
     name = "lightgbm"
     defaults: ClassVar[dict[str, Any]] = {
-        "n_estimators": 200,
-        "learning_rate": 0.05,
+        "n_estimators": 100,
+        "learning_rate": 0.1,
         "num_leaves": 15,
         "min_child_samples": 200,
         "subsample": 0.8,
@@ -91,8 +106,8 @@ class XGBoostModel(_BoostedModel):
 
     name = "xgboost"
     defaults: ClassVar[dict[str, Any]] = {
-        "n_estimators": 200,
-        "learning_rate": 0.05,
+        "n_estimators": 100,
+        "learning_rate": 0.1,
         "max_depth": 4,
         "subsample": 0.8,
         "colsample_bytree": 0.8,

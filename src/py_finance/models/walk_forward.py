@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ from py_finance.errors import ConfigError, DataError
 from py_finance.models.base import Estimator
 
 log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "processes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,14 @@ class WalkForwardConfig:
         with ``n`` more trees fitted on its own training rows (warm start; tree models
         only). The previous model saw only labels known before its own fold, so nothing
         leaks; the cost per fold falls to ``n / n_estimators``.
+    executor
+        How the folds are trained: ``local`` (one after another in this process) or
+        ``processes`` (``workers`` forked processes, each fold's model with
+        ``cores // workers`` threads). The folds are independent, so both give the same
+        predictions bit for bit (tree models are deterministic for any thread count);
+        ``warm_trees`` chains the folds and needs ``local``.
+    workers
+        Processes of the ``processes`` executor (0: one per core).
     """
 
     refit: str = "yearly"
@@ -64,6 +74,8 @@ class WalkForwardConfig:
     embargo: int = 0
     train_every: int = 1
     warm_trees: int = 0
+    executor: str = "local"
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.refit not in PERIODS:
@@ -80,6 +92,17 @@ class WalkForwardConfig:
             raise ConfigError(f"walk_forward.warm_trees must be >= 0, got {self.warm_trees}")
         if self.train_every < 1:
             raise ConfigError(f"walk_forward.train_every must be >= 1, got {self.train_every}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"walk_forward.executor must be one of {EXECUTORS}, got {self.executor!r}"
+            )
+        if self.workers < 0:
+            raise ConfigError(f"walk_forward.workers must be >= 0, got {self.workers}")
+        if self.warm_trees and self.executor != "local":
+            raise ConfigError(
+                "walk_forward.warm_trees continues each fold's model from the previous fold's: "
+                "it needs walk_forward.executor=local"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +212,13 @@ def final_training_rows(
     return take, lab[target].to_numpy()[take]
 
 
-def _progress(folds: list[Fold], show: bool) -> Any:
+def _progress(folds: Iterable[Any], show: bool, total: int | None = None) -> Any:
     """A progress bar over the folds (plain iteration where tqdm is not installed)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # minimal GPU images carry only numpy, pandas, torch and lightning
         return folds
-    return tqdm(folds, desc="walk-forward folds", disable=not show, leave=False)
+    return tqdm(folds, desc="walk-forward folds", disable=not show, leave=False, total=total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,20 +229,187 @@ class WalkForwardResult:
     fold_metrics: pd.DataFrame  # per fold: ic, rank_ic, n_train, n_test, dates
     folds: tuple[Fold, ...]
     last_model: Any = None  # the last fold's model when warm-starting (the final one continues it)
+    final_model: Any = None  # with ``final=True``: the model fitted on every known label
+
+
+def _grouped_pearson(codes: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x`` and ``y`` within each group ``codes`` (0..n-1).
+
+    NaN for a group of fewer than three rows or with a constant side.
+    """
+    count = np.bincount(codes, minlength=n).astype("float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = x - (np.bincount(codes, x, n) / count)[codes]
+        dy = y - (np.bincount(codes, y, n) / count)[codes]
+        sxy = np.bincount(codes, dx * dy, n)
+        sxx = np.bincount(codes, dx * dx, n)
+        syy = np.bincount(codes, dy * dy, n)
+        r = sxy / np.sqrt(sxx * syy)
+    r[(count <= 2) | (sxx <= 0) | (syy <= 0)] = np.nan
+    return np.clip(r, -1.0, 1.0)
 
 
 def information_coefficients(scores: pd.Series, labels: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Per-session Pearson IC and Spearman rank IC between scores and realised labels."""
+    """Per-session Pearson IC and Spearman rank IC between scores and realised labels.
+
+    Vectorised over sessions (one pass of ``np.bincount`` per moment, ranks from one grouped
+    rank); a session with fewer than three scored names, or constant scores or labels, is NaN.
+    """
     frame = pd.concat({"s": scores, "y": labels}, axis=1).dropna()
     if frame.empty:
         return pd.Series(dtype="float64"), pd.Series(dtype="float64")
-    grouped = frame.groupby(level="session")
-    ic = grouped.apply(lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan)
-    ranked = frame.groupby(level="session").rank()
-    rank_ic = ranked.groupby(level="session").apply(
-        lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan
+    codes, sessions = pd.factorize(frame.index.get_level_values("session"), sort=True)
+    n = len(sessions)
+    s = frame["s"].to_numpy("float64")
+    y = frame["y"].to_numpy("float64")
+    ranked = frame.groupby(codes).rank()
+    index = pd.Index(sessions, name="session")
+    ic = pd.Series(_grouped_pearson(codes, n, s, y), index=index)
+    rank_ic = pd.Series(
+        _grouped_pearson(
+            codes, n, ranked["s"].to_numpy("float64"), ranked["y"].to_numpy("float64")
+        ),
+        index=index,
     )
-    return ic.astype("float64"), rank_ic.astype("float64")
+    return ic, rank_ic
+
+
+def _context_sessions(model: Any) -> int:
+    return int(getattr(model, "context_sessions", 0) or 0)
+
+
+FINAL = -1  # job number of the model fitted on every known label (no test fold)
+
+
+@dataclass(frozen=True, slots=True)
+class _FoldJob:
+    """Row positions of one fold: training rows, model inputs, and which inputs are tested."""
+
+    number: int
+    take: np.ndarray  # training rows
+    inputs: np.ndarray  # rows the model reads to score the fold (context sessions first)
+    keep: np.ndarray  # bool over ``inputs``: the fold's own (test) rows
+
+
+FoldOutput = tuple[Any, np.ndarray, "np.ndarray | None"]  # (model, scores, std or None)
+
+
+def _fit_fold(
+    features: pd.DataFrame,
+    y_all: np.ndarray,
+    target: str,
+    factory: Callable[[], Estimator],
+    job: _FoldJob,
+    *,
+    warm_from: Any = None,
+    warm_trees: int = 0,
+    threads: int | None = None,
+) -> FoldOutput:
+    """Train one fold's model on its rows and score its test rows."""
+    model: Any = copy.deepcopy(factory())
+    if threads is not None and hasattr(model, "set_threads"):
+        model.set_threads(threads)
+    X = features.iloc[job.take]
+    y = pd.Series(y_all[job.take], name=target)
+    if warm_from is not None:
+        model.fit(X, y, warm_from=warm_from, n_new=warm_trees)
+    else:
+        model.fit(X, y)
+    if job.number == FINAL:
+        return model, np.empty(0), None
+    inputs = features.iloc[job.inputs]
+    score = np.asarray(model.predict(inputs))[job.keep]
+    std = None
+    if hasattr(model, "predict_dist"):
+        std = np.asarray(model.predict_dist(inputs)[1])[job.keep]
+    return model, score, std
+
+
+# What forked fold workers read: set in the parent just before the pool starts, inherited
+# by the children copy-on-write (the feature frame is never pickled).
+_SHARED: dict[str, Any] = {}
+
+
+def _fit_shared(job: _FoldJob) -> FoldOutput:
+    model, score, std = _fit_fold(
+        _SHARED["features"],
+        _SHARED["y"],
+        _SHARED["target"],
+        _SHARED["factory"],
+        job,
+        threads=_SHARED["threads"],
+    )
+    # Fold models stay in the worker (only their scores come back); the final model returns
+    # with the thread count it was configured with (the one it would have had locally).
+    if job.number != FINAL:
+        return None, score, std
+    model.set_threads(_SHARED["factory"]().threads)
+    return model, score, std
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_folds(
+    features: pd.DataFrame,
+    y_all: np.ndarray,
+    target: str,
+    factory: Callable[[], Estimator],
+    cfg: WalkForwardConfig,
+    jobs: list[_FoldJob],
+    progress: bool,
+) -> list[FoldOutput]:
+    """Every fold's (model, scores, std), in fold order, by ``cfg.executor``."""
+    workers = min(cfg.workers or available_cores(), len(jobs))
+    if cfg.executor != "local" and not hasattr(factory(), "set_threads"):
+        # Sequence models train on the accelerator (and torch must not be forked).
+        log.info("walk_forward.executor=%s: this model trains its folds locally", cfg.executor)
+        workers = 1
+    if cfg.executor == "local" or workers <= 1:
+        out: list[FoldOutput] = []
+        previous = None
+        for job in _progress(jobs, progress):
+            fitted = _fit_fold(
+                features,
+                y_all,
+                target,
+                factory,
+                job,
+                warm_from=previous if cfg.warm_trees else None,
+                warm_trees=cfg.warm_trees,
+            )
+            previous = fitted[0]
+            out.append(fitted)
+        return out
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, available_cores() // workers)
+    preload = getattr(factory(), "preload", None)
+    if preload is not None:
+        preload()  # import the library once, before the fork, not once per worker
+    _SHARED.update(features=features, y=y_all, target=target, factory=factory, threads=threads)
+    try:
+        # Largest folds first: the last fold to finish is a small one.
+        order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].take))
+        results: dict[int, FoldOutput] = {}
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_fit_shared, jobs[i]): i for i in order}
+            from concurrent.futures import as_completed
+
+            for fut in _progress(as_completed(futures), progress, total=len(jobs)):
+                results[futures[fut]] = fut.result()
+    finally:
+        _SHARED.clear()
+    return [results[i] for i in range(len(jobs))]
 
 
 def walk_forward(
@@ -231,6 +421,7 @@ def walk_forward(
     *,
     eval_column: str | None = None,
     progress: bool = True,
+    final: bool = False,
 ) -> WalkForwardResult:
     """Train one model per fold and predict its test fold.
 
@@ -248,6 +439,10 @@ def walk_forward(
         The schedule.
     eval_column
         Raw label column used for IC (default ``target``).
+    final
+        Also fit the model for live trading on every row whose label is known at the end
+        of the data (:func:`final_training_rows`; with warm starts it continues the last
+        fold's model), as one more job of the executor: ``result.final_model``.
     """
     eval_column = eval_column or target
     if features.empty:
@@ -270,61 +465,60 @@ def walk_forward(
     kept = np.ones(len(features), dtype=bool)
     if cfg.train_every > 1:
         kept = sessions.get_indexer(session_level) % cfg.train_every == 0
+    probe = estimator_factory()
+    if cfg.train_every > 1 and _context_sessions(probe):
+        raise ConfigError(
+            "walk_forward.train_every > 1 thins the sessions a sequence model reads its "
+            "windows from: use train_every=1 with lstm/tcn"
+        )
+    if cfg.warm_trees and not getattr(probe, "supports_warm_start", False):
+        raise ConfigError(
+            f"walk_forward.warm_trees needs a tree model; {type(probe).__name__} "
+            "cannot continue a fitted model"
+        )
     y_all = lab[target].to_numpy()
-    feature_cols = list(features.columns)
-    preds, rows = [], []
-    previous: Any = None
-    for fold in _progress(folds, progress):
+    jobs = []
+    for fold in folds:
         train_mask = (
             (session_level >= fold.train_start)
             & has_end
             & kept
             & (end_values < fold.train_cutoff.to_datetime64())
         )
-        take = np.flatnonzero(train_mask)
-        in_test = np.flatnonzero(
-            (session_level >= fold.test_start) & (session_level <= fold.test_end)
-        )
-        test = lab.iloc[in_test]
-        model = copy.deepcopy(estimator_factory())
-        if cfg.train_every > 1 and int(getattr(model, "context_sessions", 0) or 0):
-            raise ConfigError(
-                "walk_forward.train_every > 1 thins the sessions a sequence model reads its "
-                "windows from: use train_every=1 with lstm/tcn"
-            )
-        if cfg.warm_trees and previous is not None:
-            tree_model: Any = model  # a tree model's fit takes the warm start
-            tree_model.fit(
-                features.iloc[take],
-                pd.Series(y_all[take], name=target),
-                warm_from=previous,
-                n_new=cfg.warm_trees,
-            )
-        else:
-            model.fit(features.iloc[take], pd.Series(y_all[take], name=target))
-        if cfg.warm_trees:
-            if not getattr(model, "supports_warm_start", False):
-                raise ConfigError(
-                    f"walk_forward.warm_trees needs a tree model; {type(model).__name__} "
-                    "cannot continue a fitted model"
-                )
-            previous = model
         # Sequence models need the features of the sessions before the fold (known then;
         # only their labels are purged) to form the first windows.
-        context = int(getattr(model, "context_sessions", 0))
-        first = max(0, int(sessions.searchsorted(fold.test_start)) - context)
-        inputs = features[(session_level >= sessions[first]) & (session_level <= fold.test_end)]
-        keep = inputs.index.get_level_values("session") >= fold.test_start
+        first = max(0, int(sessions.searchsorted(fold.test_start)) - _context_sessions(probe))
+        inputs = np.flatnonzero(
+            (session_level >= sessions[first]) & (session_level <= fold.test_end)
+        )
+        jobs.append(
+            _FoldJob(
+                fold.number,
+                np.flatnonzero(train_mask),
+                inputs,
+                session_level[inputs] >= fold.test_start,
+            )
+        )
+    if final:
+        take, _ = final_training_rows(features, labels, target, cfg)
+        jobs.append(_FoldJob(FINAL, take, np.empty(0, np.int64), np.empty(0, bool)))
+    fitted = _run_folds(features, y_all, target, estimator_factory, cfg, jobs, progress)
+    final_model = fitted.pop()[0] if final else None
+    jobs = jobs[: len(folds)]
+    preds, rows = [], []
+    previous: Any = None
+    for fold, job, (model, score, std) in zip(folds, jobs, fitted, strict=True):
+        take = job.take
+        test = lab.iloc[job.inputs[job.keep]]
         out = pd.DataFrame(index=test.index)
         # The score is the model's deterministic prediction (what the live loop uses); models
         # with an uncertainty estimate add its std.
-        out["score"] = np.asarray(model.predict(inputs[feature_cols]))[keep]
-        if hasattr(model, "predict_dist"):
-            out["std"] = np.asarray(model.predict_dist(inputs[feature_cols])[1])[keep]
+        out["score"] = score
+        if std is not None:
+            out["std"] = std
         out["fold"] = fold.number
-        score = out["score"]
         preds.append(out)
-        ic, rank_ic = information_coefficients(score, test[eval_column])
+        ic, rank_ic = information_coefficients(out["score"], test[eval_column])
         rows.append(
             {
                 "fold": fold.number,
@@ -346,8 +540,15 @@ def walk_forward(
             fold.test_end,
             len(take),
         )
+        previous = model
     predictions = pd.concat(preds).sort_index()
-    return WalkForwardResult(predictions, pd.DataFrame(rows), tuple(folds), previous)
+    return WalkForwardResult(
+        predictions,
+        pd.DataFrame(rows),
+        tuple(folds),
+        previous if cfg.warm_trees else None,
+        final_model,
+    )
 
 
 def skill_summary(

@@ -77,9 +77,10 @@ def _plot(equity: pd.DataFrame, title: str) -> Any:
     ax.set_yscale("log")
     ax.set_title(title)
     ax.set_ylabel("growth of 1 (log scale)")
-    ax.legend()
+    ax.legend(loc="upper left")  # "best" tests every point: seconds on a 30-year curve
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    # Fixed margins: tight_layout measures every tick label (a second per 30-year chart).
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.93, bottom=0.08)
     return fig
 
 
@@ -148,7 +149,7 @@ def backtest_figure(
     handles, _ = ax.get_legend_handles_labels()
     if regimes is not None:
         handles += [Patch(color=c, alpha=0.5, label=r) for r, c in REGIME_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, ncol=3)
+    ax.legend(handles=handles, fontsize=7, ncol=3, loc="upper left")
     ax.set_title(title)
     dd = curve / curve.cummax() - 1.0
     axes[1].fill_between(dd.index, dd.to_numpy(), 0.0, color="tab:red", alpha=0.4)
@@ -165,10 +166,10 @@ def backtest_figure(
         label="throttle (REDUCING 0.5, HALTED 1)",
     )
     axes[2].set_ylabel("exposure / state")
-    axes[2].legend(fontsize=7)
+    axes[2].legend(fontsize=7, loc="upper left")
     for a in axes:
         a.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.95, bottom=0.05, hspace=0.08)
     return fig
 
 
@@ -555,8 +556,10 @@ def _track(
             # skill keys already carry their oos_ prefix
             tracking.log_metrics({**metrics[variant], **bench, **metrics["skill"]})
             folds = read_parquet(ctx.model_dir() / "folds.parquet", stage=ctx.dvc_stage("train"))
-            for fold, ic, rank_ic in zip(folds["fold"], folds["ic"], folds["rank_ic"], strict=True):
-                tracking.log_metrics({"fold_ic": ic, "fold_rank_ic": rank_ic}, step=int(fold))
+            tracking.log_metric_steps(
+                {"fold_ic": folds["ic"].tolist(), "fold_rank_ic": folds["rank_ic"].tolist()},
+                [int(f) for f in folds["fold"]],
+            )
             tracking.log_frame(folds, "walk_forward_folds.parquet")
             tracking.log_frame(equity[[variant, "benchmark"]], "equity.parquet")
             tracking.log_frame(results[variant].weights.astype("float64"), "weights_held.parquet")

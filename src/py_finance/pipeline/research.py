@@ -220,22 +220,14 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
         s.walk_forward,
         eval_column=s.labels.column,
         progress=progress,
+        final=True,
     )
     skill = skill_summary(result.predictions, labs, s.labels.column)
     out = ctx.model_dir()
     write_parquet(result.predictions, out / "predictions.parquet")
     write_parquet(result.fold_metrics, out / "folds.parquet")
-
-    take, y = final_training_rows(feats, labs, target, s.walk_forward)
-    if s.walk_forward.warm_trees and result.last_model is not None:
-        final = s.model_factory().fit(
-            feats.iloc[take],
-            pd.Series(y, name=target),
-            warm_from=result.last_model,
-            n_new=s.walk_forward.warm_trees,
-        )
-    else:
-        final = s.model_factory().fit(feats.iloc[take], pd.Series(y, name=target))
+    take, _ = final_training_rows(feats, labs, target, s.walk_forward)
+    final = result.final_model
     with atomic_path(out / "model.pkl") as tmp, tmp.open("wb") as fh:
         pickle.dump(final, fh)
     last_label = pd.Timestamp(labs["label_end"].max())

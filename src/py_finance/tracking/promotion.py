@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 from py_finance.errors import ConfigError
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 SHARPE = "sharpe"
 _EULER_GAMMA = 0.5772156649015329
+_NORMAL = NormalDist()  # the standard normal (stdlib: no scipy import per stage)
 SR_VARIANCE_CHOICES = ("max", "trials", "sampling")
 # Params that say where a run wrote, not what strategy it was: not part of a trial's identity.
 _NOT_STRATEGY = ("tracking.", "paths.", "live.", "promotion.", "hydra.", "experiment.")
@@ -203,13 +205,11 @@ def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
     ``sqrt(V) ((1 - gamma) Phi^-1(1 - 1/N) + gamma Phi^-1(1 - 1/(N e)))`` (Bailey and López
     de Prado, 2014); 0 for a single trial.
     """
-    from scipy.stats import norm
-
     if n_trials <= 1:
         return 0.0
     return math.sqrt(max(sr_variance, 0.0)) * (
-        (1.0 - _EULER_GAMMA) * float(norm.ppf(1.0 - 1.0 / n_trials))
-        + _EULER_GAMMA * float(norm.ppf(1.0 - 1.0 / (n_trials * math.e)))
+        (1.0 - _EULER_GAMMA) * float(_NORMAL.inv_cdf(1.0 - 1.0 / n_trials))
+        + _EULER_GAMMA * float(_NORMAL.inv_cdf(1.0 - 1.0 / (n_trials * math.e)))
     )
 
 

@@ -260,6 +260,32 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
         mlflow.set_tags(skipped)
 
 
+def log_metric_steps(series: Mapping[str, Sequence[float]], steps: Sequence[int]) -> None:
+    """Log per-step metrics (e.g. one value per walk-forward fold) to the active run at once.
+
+    ``series[name][i]`` is logged at ``steps[i]``; non-finite values are left out. One
+    batched write instead of one per step (a 30-fold run logged 60 writes before).
+    """
+    import time
+
+    mlflow = import_mlflow()
+    _require_active_run(mlflow)
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(_clean_key(str(name)), float(v), now, int(step))
+        for name, values in series.items()
+        for v, step in zip(values, steps, strict=True)
+        if math.isfinite(float(v))
+    ]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(
+            mlflow.active_run().info.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH]
+        )
+
+
 # Tag of a backtest run that logged its model: the URI the promote stage registers.
 MODEL_URI_TAG = "model_uri"
 

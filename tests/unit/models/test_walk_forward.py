@@ -5,9 +5,15 @@ import pandas as pd
 import pytest
 
 from py_finance.data.calendar import sessions as xnys_sessions
+from py_finance.errors import ConfigError
 from py_finance.features.labels import LabelConfig, forward_returns
 from py_finance.models.tabular import LightGBMModel
-from py_finance.models.walk_forward import WalkForwardConfig, make_folds, walk_forward
+from py_finance.models.walk_forward import (
+    WalkForwardConfig,
+    information_coefficients,
+    make_folds,
+    walk_forward,
+)
 
 
 def _label_end(sessions: pd.DatetimeIndex, horizon: int, lag: int = 1) -> pd.Series:
@@ -119,3 +125,76 @@ def test_rows_with_identical_label_values_are_all_trained_on():
     first = result.folds[0]
     expected = int((labels["label_end"] < first.test_start).sum())
     assert result.fold_metrics.loc[0, "n_train"] == expected
+
+
+def test_processes_executor_gives_the_local_predictions_bit_for_bit():
+    feats, labels = _panel(0.5, 5)
+    model = lambda: LightGBMModel(n_estimators=20, num_leaves=7, min_child_samples=50, n_jobs=2)  # noqa: E731
+    runs = {}
+    for executor in ("local", "processes"):
+        cfg = WalkForwardConfig(
+            refit="quarterly", min_train_sessions=250, executor=executor, workers=2
+        )
+        runs[executor] = walk_forward(feats, labels, "fwd_ret_1", model, cfg, progress=False)
+    local, forked = runs["local"], runs["processes"]
+    assert len(local.folds) > 3
+    pd.testing.assert_frame_equal(local.predictions, forked.predictions, check_exact=True)
+    pd.testing.assert_frame_equal(local.fold_metrics, forked.fold_metrics, check_exact=True)
+
+
+def test_warm_starts_chain_the_folds_so_they_need_the_local_executor():
+    with pytest.raises(ConfigError, match="executor=local"):
+        WalkForwardConfig(warm_trees=10, executor="processes")
+    with pytest.raises(ConfigError, match="executor must be one of"):
+        WalkForwardConfig(executor="threads")
+
+
+def _reference_ic(scores: pd.Series, labels: pd.Series) -> tuple[pd.Series, pd.Series]:
+    # The definition, one session at a time with pandas (what the vectorised version replaced).
+    frame = pd.concat({"s": scores, "y": labels}, axis=1).dropna()
+    grouped = frame.groupby(level="session")
+    ic = grouped.apply(lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan)
+    ranked = grouped.rank()
+    ric = ranked.groupby(level="session").apply(
+        lambda g: g["s"].corr(g["y"]) if len(g) > 2 else np.nan
+    )
+    return ic.astype("float64"), ric.astype("float64")
+
+
+def test_vectorised_information_coefficients_match_the_per_session_definition():
+    rng = np.random.default_rng(7)
+    idx = pd.MultiIndex.from_product(
+        [xnys_sessions("2020-01-02", "2020-12-31")[:120], [f"S{i}" for i in range(12)]],
+        names=["session", "symbol"],
+    )
+    scores = pd.Series(rng.normal(size=len(idx)), idx).round(1)  # ties
+    labels = pd.Series(rng.normal(size=len(idx)), idx)
+    scores[scores.sample(frac=0.2, random_state=0).index] = np.nan
+    first, second = idx.levels[0][0], idx.levels[0][1]
+    scores.loc[first] = 0.5  # a constant session: NaN
+    scores.loc[second] = np.nan
+    scores.loc[(second, "S0")], scores.loc[(second, "S1")] = 1.0, 2.0  # two names: NaN
+    ic, ric = information_coefficients(scores, labels)
+    ref_ic, ref_ric = _reference_ic(scores, labels)
+    pd.testing.assert_series_equal(
+        ic, ref_ic, check_names=False, check_index_type=False, atol=1e-12
+    )
+    pd.testing.assert_series_equal(
+        ric, ref_ric, check_names=False, check_index_type=False, atol=1e-12
+    )
+    assert np.isnan(ic.iloc[0]) and np.isnan(ic.iloc[1])
+
+
+def test_the_final_model_is_the_same_from_either_executor():
+    feats, labels = _panel(0.5, 6)
+    model = lambda: LightGBMModel(n_estimators=10, num_leaves=7, min_child_samples=50, n_jobs=2)  # noqa: E731
+    finals = []
+    for executor in ("local", "processes"):
+        cfg = WalkForwardConfig(refit="yearly", min_train_sessions=250, executor=executor)
+        res = walk_forward(feats, labels, "fwd_ret_1", model, cfg, progress=False, final=True)
+        finals.append(res.final_model)
+    local, forked = finals
+    assert forked.threads == local.threads == 2
+    trees = [m.booster_.booster_.dump_model()["tree_info"] for m in (local, forked)]
+    assert trees[0] == trees[1]
+    np.testing.assert_array_equal(local.predict(feats), forked.predict(feats))

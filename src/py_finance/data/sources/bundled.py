@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.util
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,11 @@ INFO = SourceInfo(
 
 
 def _data_dir() -> Path:
-    import skfolio
-
-    return Path(skfolio.__file__).parent / "datasets" / "data"
+    # Located without importing skfolio (its import pulls in scikit-learn and scipy: ~2 s).
+    spec = importlib.util.find_spec("skfolio")
+    if spec is None or spec.origin is None:
+        raise DataError("the bundled data needs the skfolio package: run `make install`")
+    return Path(spec.origin).parent / "datasets" / "data"
 
 
 @functools.lru_cache(maxsize=1)
