@@ -7,11 +7,13 @@
 #   scripts/services.sh env          # print the URLs as `export` lines
 #   scripts/services.sh status | stop
 #
-# Settings (environment): PY_FINANCE_PG_PORT (55432), PY_FINANCE_PGDATA
-# (/var/tmp/py-finance-pg-$USER), PY_FINANCE_MLFLOW_PORT (5001), PY_FINANCE_SERVICES_DIR
-# (outputs/services: MLflow artifacts, logs, pid file). Role/password pyfinance/pyfinance:
-# URLs name the psycopg2 driver (SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3).
-# a loopback development setup; see docs/platform.md for a cluster.
+# Settings (environment): PY_FINANCE_PG_PORT, PY_FINANCE_MLFLOW_PORT, PY_FINANCE_PGDATA,
+# PY_FINANCE_SERVICES_DIR (outputs/services: MLflow artifacts, logs, pid file). The defaults
+# are per checkout, so two checkouts on one machine never share a database or a port: ports
+# 20000 + 2 n and 20001 + 2 n and data folder /var/tmp/py-finance-pg-$USER-<n> with n (0..4999)
+# from a checksum of the checkout's path (`scripts/services.sh env` prints them).
+# Role/password pyfinance/pyfinance: a loopback development setup; see docs/platform.md for a
+# cluster. URLs name the psycopg2 driver (SQLAlchemy 2.1 defaults `postgresql://` to psycopg 3).
 set -euo pipefail
 # runuser, useradd and PostgreSQL helpers live in the sbin folders, which a minimal PATH (cron,
 # `env -i`) leaves out.
@@ -19,9 +21,11 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PORT=${PY_FINANCE_PG_PORT:-55432}
-PGDATA=${PY_FINANCE_PGDATA:-/var/tmp/py-finance-pg-$(id -un)}
-MLFLOW_PORT=${PY_FINANCE_MLFLOW_PORT:-5001}
+# This checkout's slot: its ports and data folder unless the environment names them.
+SLOT=$(( $(printf '%s' "$ROOT" | cksum | cut -d' ' -f1) % 5000 ))
+PORT=${PY_FINANCE_PG_PORT:-$((20000 + 2 * SLOT))}
+PGDATA=${PY_FINANCE_PGDATA:-/var/tmp/py-finance-pg-$(id -un)-$SLOT}
+MLFLOW_PORT=${PY_FINANCE_MLFLOW_PORT:-$((20001 + 2 * SLOT))}
 SERVICES=${PY_FINANCE_SERVICES_DIR:-$ROOT/outputs/services}
 ROLE=pyfinance
 PASSWORD=pyfinance

@@ -25,6 +25,7 @@ from py_finance import tracking
 from py_finance.config import build, flatten, project_root
 from py_finance.pipeline import evaluation, research
 from py_finance.pipeline.context import Context
+from py_finance.pipeline.snapshots import shared_store, snapshot_dir
 from py_finance.tracking.sweeps import SWEEP_TAG
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,62 @@ OBJECTIVE = "sharpe"
 CHART_JOBS = 10
 
 
+WORKER_ENV = "PY_FINANCE_WORKER"
+
+
+def worker_id() -> str:
+    """The sweep worker's id: ``$PY_FINANCE_WORKER``, else ``<host>-<pid>`` (one per process)."""
+    import socket
+
+    return os.environ.get(WORKER_ENV) or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def worker_seed(study_seed: Any, worker: Any = None) -> int:
+    """Sampler seed of one Optuna worker, derived from the study's seed and the worker's id.
+
+    Workers sharing a study must not share a seed (each would draw the same parameters); the
+    seed is still reproducible: rerun a worker with the same ``$PY_FINANCE_WORKER`` (logged
+    when the sweep starts) and it draws the same sequence. The resolver
+    ``${worker_seed:${seed}}`` of conf/hydra/sweeper/tpe.yaml.
+    """
+    import hashlib
+
+    who = str(worker) if worker not in (None, "") else worker_id()
+    digest = hashlib.sha256(f"{int(study_seed)}:{who}".encode()).digest()
+    seed = int.from_bytes(digest[:4], "little")
+    log.debug("optuna sampler seed %d (study seed %s, worker %s)", seed, study_seed, who)
+    return seed
+
+
+def register_resolvers() -> None:
+    """Register the config resolvers of the experiment app (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_resolver("worker_seed", worker_seed, replace=True)
+
+
+register_resolvers()
+
+
 def _absolute_tracking(cfg: Any, root: Path) -> Any:
     """Tracking settings with the store and artifacts made absolute against ``root``."""
-    return dataclasses.replace(
-        cfg,
-        tracking_uri=tracking.resolve_tracking_uri(cfg.tracking_uri, root),
-        artifact_location=tracking.resolve_artifact_location(cfg.artifact_location, root),
-    )
+    uri = tracking.resolve_tracking_uri(cfg.tracking_uri, root)
+    artifacts = cfg.artifact_location
+    if not tracking.is_server(uri):  # a server stores a path-less experiment's artifacts itself
+        artifacts = tracking.resolve_artifact_location(artifacts, root)
+    return dataclasses.replace(cfg, tracking_uri=uri, artifact_location=artifacts)
+
+
+def where_tags() -> dict[str, str]:
+    """Where a job runs: the host, and the Ray node id inside a Ray worker."""
+    import socket
+    import sys
+
+    tags = {"host": socket.gethostname()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        tags["ray.node_id"] = ray.get_runtime_context().get_node_id()
+    return tags
 
 
 def run_job(
@@ -52,8 +102,13 @@ def run_job(
     parent_run_id: str | None = None,
     root: Path | None = None,
     job_name: str | None = None,
+    job_key: str | None = None,
 ) -> dict[str, Any]:
     """Run ingest -> features -> labels -> regimes -> train -> backtest for one config.
+
+    The data is ingested once per data config into a snapshot that every job reads
+    (:func:`~py_finance.pipeline.snapshots.shared_store`, under ``<root>/outputs/snapshots``
+    or ``$PY_FINANCE_SNAPSHOTS``).
 
     Parameters
     ----------
@@ -67,6 +122,9 @@ def run_job(
         Project root that a relative tracking URI is relative to.
     job_name
         Name of the job's MLflow run; ``job-<model>-h<h>-<policy>`` by default.
+    job_key
+        The job's identity within its sweep (``<parent run>/<job number>``): a retried job
+        (its worker died) continues the earlier attempt's run, so each job is one run.
 
     Returns
     -------
@@ -88,10 +146,16 @@ def run_job(
         "regime_policy": str(settings.regime_policy.name),
         "git_sha": tracking.git_sha(root),
         SWEEP_TAG: "job",
+        **where_tags(),
     }
-    with tracking.start_run(name, tags=tags, parent_run_id=parent_run_id) as run_id:
+    resume, attempt = None, 1
+    if job_key is not None and parent_run_id is not None:
+        resume, attempt = tracking.resume_job_run(parent_run_id, job_key)
+        tags |= {tracking.JOB_KEY_TAG: job_key, tracking.ATTEMPT_TAG: str(attempt)}
+    with tracking.start_run(name, tags=tags, parent_run_id=parent_run_id, run_id=resume) as run_id:
         tracking.log_params(flatten(cfg))
-        research.ingest(ctx)
+        # One shared snapshot per data config, not one ingest per job (pipeline/snapshots.py).
+        ctx, _ = shared_store(ctx, snapshot_dir(root))
         store_hash = ctx.store.fingerprint()
         tracking.log_dataset(
             "store", digest=store_hash, source=str(ctx.path("store")), context="training"
@@ -263,7 +327,8 @@ def hydra_job(cfg: Any) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     parent = parent_run_id(Path(hc.sweep.dir)) if multirun else None
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    out = run_job(plain, Path(hc.runtime.output_dir), parent_run_id=parent)
+    key = f"{parent}/{hc.job.num}" if parent else None
+    out = run_job(plain, Path(hc.runtime.output_dir), parent_run_id=parent, job_key=key)
     objective = out["objective"]
     summary = {
         "run_id": out["run_id"],
@@ -302,10 +367,18 @@ class MlflowSweepCallback(Callback):
         tracking.setup(track, root)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         overrides = " ".join(str(o) for o in config.hydra.overrides.task)
-        self.parent = tracking.create_parent_run(
-            f"sweep-{sweep_dir.name}",
-            tags={"overrides": overrides[:5000], "git_sha": tracking.git_sha(root)},
-        )
+        tags = {
+            "overrides": overrides[:5000],
+            "git_sha": tracking.git_sha(root),
+            "sweep.worker": worker_id(),
+        }
+        from omegaconf import OmegaConf
+
+        seed = OmegaConf.select(config, "hydra.sweeper.sampler.seed", default=None)
+        if seed is not None:  # an Optuna sweep: rerun with $PY_FINANCE_WORKER to repeat it
+            tags["sweep.sampler_seed"] = str(seed)
+            log.info("optuna sampler seed %s (worker %s)", seed, tags["sweep.worker"])
+        self.parent = tracking.create_parent_run(f"sweep-{sweep_dir.name}", tags=tags)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / PARENT_FILE).write_text(self.parent)
         os.environ[PARENT_ENV] = self.parent
@@ -326,6 +399,9 @@ class MlflowSweepCallback(Callback):
             self.parent,
             metrics={
                 "n_jobs": float(len(children)),
+                "n_retried": float(
+                    sum(int(c.data.tags.get(tracking.ATTEMPT_TAG, "1")) > 1 for c in children)
+                ),
                 f"best_{OBJECTIVE}": max(finite) if finite else math.nan,
             },
         )
@@ -345,7 +421,12 @@ def summarise_sweep(parent: str) -> str:
         return ""
     table = tracking.sweep_summary(parent)
     text = tracking.table_markdown(table)
-    print(f"\nsweep {parent}: {len(table)} jobs, best first\n\n{text}\n", flush=True)
+    retried = table[table["attempts"] > 1]
+    note = ""
+    if len(retried):
+        note = f"retried (their worker was lost): {', '.join(map(str, retried.index))}\n"
+        log.warning("sweep %s: %d job(s) retried: %s", parent, len(retried), list(retried.index))
+    print(f"\nsweep {parent}: {len(table)} jobs, best first\n\n{text}{note}\n", flush=True)
     finished = table[table["status"] == "FINISHED"]["run_id"].tolist()
     tracking.log_comparison(parent, finished[:CHART_JOBS] or jobs[:CHART_JOBS])
     return text

@@ -62,6 +62,8 @@ from py_finance.tracking.runs import (
     MODEL_URI_TAG,
     flatten_params,
     git_sha,
+    is_server,
+    is_uri,
     log_artifact,
     log_dict,
     log_figure,
@@ -79,16 +81,21 @@ from py_finance.tracking.runs import (
     start_run,
 )
 from py_finance.tracking.sweeps import (
+    ATTEMPT_TAG,
+    JOB_KEY_TAG,
     child_runs,
     create_parent_run,
     dvc_hash,
     finish_run,
     log_dataset,
+    resume_job_run,
 )
 
 __all__ = [
+    "ATTEMPT_TAG",
     "CHALLENGER",
     "CHAMPION",
+    "JOB_KEY_TAG",
     "MODEL_URI_TAG",
     "QUESTION_TAG",
     "TRIAL_TAG",
@@ -118,6 +125,8 @@ __all__ = [
     "get_version_metrics",
     "get_version_tags",
     "git_sha",
+    "is_server",
+    "is_uri",
     "latest_sweep",
     "latest_version",
     "load_curves",
@@ -142,6 +151,7 @@ __all__ = [
     "resolve_artifact_location",
     "resolve_run",
     "resolve_tracking_uri",
+    "resume_job_run",
     "set_alias",
     "set_run_tags",
     "set_version_tags",

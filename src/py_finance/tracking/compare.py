@@ -314,14 +314,18 @@ def sweep_summary(
     -------
     pandas.DataFrame
         One row per job run (failed ones included, with NaN metrics, last): ``run_id``,
-        ``status`` and the metrics. Empty when the sweep has no jobs.
+        ``status``, ``attempts`` (more than 1: the job was retried after its worker died)
+        and the metrics. Empty when the sweep has no jobs.
     """
     from py_finance.tracking.sweeps import child_runs
 
     parent = resolve_run(parent_run_id)
     jobs = [r for r in child_runs(parent.info.run_id) if r.data.tags.get(SWEEP_TAG) == "job"]
     table = _table(jobs, metrics, sort_by=sort_by)
-    table.insert(1, "status", [str(r.info.status) for r in _in_order(jobs, table)])
+    ordered = _in_order(jobs, table)
+    table.insert(1, "status", [str(r.info.status) for r in ordered])
+    # Attempts of each job: more than 1 when a launcher retried it (its worker died).
+    table.insert(2, "attempts", [int(r.data.tags.get("sweep.attempt", "1")) for r in ordered])
     return table
 
 

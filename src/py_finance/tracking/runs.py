@@ -83,10 +83,33 @@ def resolve_artifact_location(location: str, root: Path | None = None) -> str:
     str
         The artifact location as a URI.
     """
-    if "://" in location:
+    if is_uri(location):
         return location
     base = Path.cwd() if root is None else Path(root)
     return (base / location).resolve().as_uri()
+
+
+def is_uri(location: str) -> bool:
+    """Whether ``location`` is a URI (``s3://b/k``, ``mlflow-artifacts:/x``) and not a path."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", location) is not None
+
+
+def is_server(uri: str) -> bool:
+    """Whether a tracking URI is an MLflow tracking server (``http(s)://``)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def _artifact_location(cfg: TrackingConfig, uri: str, root: Path | None) -> str | None:
+    """Artifact location of a new experiment: None lets a tracking server choose its own.
+
+    A server started with ``--artifacts-destination`` (``--serve-artifacts``, the default)
+    stores artifacts itself and hands out ``mlflow-artifacts:`` URIs, so every machine reads
+    and writes them through the server. A local path there would be the first worker's own
+    disk, invisible to the UI and to every other machine.
+    """
+    if is_server(uri) and not is_uri(cfg.artifact_location):
+        return None
+    return resolve_artifact_location(cfg.artifact_location, root)
 
 
 def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
@@ -117,7 +140,7 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
 
     experiment = client.get_experiment_by_name(cfg.experiment)
     if experiment is None:
-        artifact_location = resolve_artifact_location(cfg.artifact_location, root)
+        artifact_location = _artifact_location(cfg, uri, root)
         try:
             experiment_id = client.create_experiment(
                 cfg.experiment, artifact_location=artifact_location, tags=EXPERIMENT_TAGS
@@ -130,13 +153,23 @@ def setup(cfg: TrackingConfig, root: Path | None = None) -> None:
             experiment_id = experiment.experiment_id
         else:
             log.info(
-                "created experiment %r with artifacts at %s", cfg.experiment, artifact_location
+                "created experiment %r with artifacts at %s",
+                cfg.experiment,
+                client.get_experiment(experiment_id).artifact_location,
             )
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":
             log.warning("experiment %r was deleted; restoring it", cfg.experiment)
             client.restore_experiment(experiment_id)
+        if is_server(uri) and experiment.artifact_location.startswith("file:"):
+            log.warning(
+                "experiment %r keeps its artifacts at %s, on one machine's disk: other "
+                "machines and the UI cannot read them. Use a new experiment "
+                "(tracking.experiment=...) to have the server store them",
+                cfg.experiment,
+                experiment.artifact_location,
+            )
         if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
             # an experiment created before the tag existed (or by hand): open on its runs too
             client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
@@ -151,6 +184,7 @@ def start_run(
     tags: Mapping[str, str] | None = None,
     nested: bool | None = None,
     parent_run_id: str | None = None,
+    run_id: str | None = None,
 ) -> Iterator[str]:
     """Open an MLflow run in the active experiment and yield its id.
 
@@ -167,6 +201,8 @@ def start_run(
     parent_run_id
         Make the run a child of this run (which need not be active in this process: a
         Hydra sweep's parent run, opened by the launching process).
+    run_id
+        Continue this existing run instead of creating one (a retried sweep job).
 
     Yields
     ------
@@ -179,6 +215,11 @@ def start_run(
         all_tags["mlflow.parentRunId"] = parent_run_id
     if nested is None:
         nested = mlflow.active_run() is not None
+    if run_id is not None:
+        all_tags.pop("mlflow.parentRunId", None)  # already set; the run keeps its parent
+        with mlflow.start_run(run_id=run_id, tags=all_tags, nested=nested) as run:
+            yield run.info.run_id
+        return
     with mlflow.start_run(run_name=name, tags=all_tags, nested=nested) as run:
         yield run.info.run_id
 

@@ -72,6 +72,44 @@ def child_runs(parent_run_id: str) -> list[Any]:
     return list(runs)
 
 
+JOB_KEY_TAG = "sweep.job_key"
+ATTEMPT_TAG = "sweep.attempt"
+
+
+def resume_job_run(parent_run_id: str, job_key: str) -> tuple[str | None, int]:
+    """The run of an earlier attempt at this sweep job, and this attempt's number.
+
+    A launcher retries a job whose worker died (a Ray node lost mid-sweep): the retry must
+    continue the job's run, not add a second one, so every job is recorded exactly once.
+    Returns ``(None, 1)`` on the first attempt. On a retry the earlier attempt's child runs
+    (backtests it may have left half-written) are deleted; the retry logs them again.
+    """
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    found = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{JOB_KEY_TAG}` = '{job_key}'"
+        ),
+        max_results=10,
+        order_by=["attributes.start_time ASC"],
+    )
+    if not found:
+        return None, 1
+    run = found[0]
+    attempt = int(run.data.tags.get(ATTEMPT_TAG, "1")) + 1
+    for child in child_runs(run.info.run_id):
+        client.delete_run(child.info.run_id)
+    log.warning(
+        "job %s: attempt %d continues run %s (an earlier attempt did not finish)",
+        job_key,
+        attempt,
+        run.info.run_id,
+    )
+    return str(run.info.run_id), attempt
+
+
 def dvc_hash(root: Path, path: str) -> str | None:
     """The md5 that ``dvc.lock`` records for the output ``path`` (e.g. ``data/store``).
 

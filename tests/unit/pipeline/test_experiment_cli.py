@@ -60,3 +60,30 @@ def test_the_app_prints_one_error_line_exits_2_and_leaves_no_folder(arg, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert done.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_optuna_workers_get_distinct_reproducible_seeds(monkeypatch) -> None:
+    from py_finance.pipeline.experiment import worker_seed
+
+    assert worker_seed(42, "a") == worker_seed(42, "a")
+    seeds = {worker_seed(42, w) for w in ("a", "b", "c", "0", "1")}
+    assert len(seeds) == 5
+    assert worker_seed(42, "a") != worker_seed(43, "a")
+    monkeypatch.setenv("PY_FINANCE_WORKER", "w7")
+    assert worker_seed(42) == worker_seed(42, "w7")
+    monkeypatch.delenv("PY_FINANCE_WORKER")
+    assert worker_seed(42) != worker_seed(42, "w7")  # host-pid, unique to this process
+
+
+def test_the_tpe_sweeper_config_resolves_a_per_worker_seed(monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from py_finance.pipeline.experiment import worker_seed
+
+    node = OmegaConf.load("conf/hydra/sweeper/tpe.yaml")
+    cfg = OmegaConf.create({"seed": 42, "sampler": node.sampler})
+    monkeypatch.setenv("PY_FINANCE_WORKER", "1")
+    first = cfg.sampler.seed
+    monkeypatch.setenv("PY_FINANCE_WORKER", "2")
+    assert first == worker_seed(42, "1") != cfg.sampler.seed == worker_seed(42, "2")
+    assert cfg.sampler.constant_liar is True
