@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,3 +45,46 @@ def live_root(champion_base, tmp_path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(champion_base, root)
     return root
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ROOT / "scripts" / "services.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def services(tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        **os.environ,
+        "PY_FINANCE_PG_PORT": str(free_port()),
+        "PY_FINANCE_MLFLOW_PORT": str(free_port()),
+        # Outside pytest's private tmp dirs: the server runs as the `postgres` user under root.
+        "PY_FINANCE_PGDATA": f"/var/tmp/py-finance-pg-test-{tag}",
+        "PY_FINANCE_SERVICES_DIR": str(tmp_path / "services"),
+        "PY_FINANCE_VENV_BIN": str(Path(sys.executable).parent),
+    }
+    started = subprocess.run(
+        ["bash", str(SERVICES), "mlflow"], env=env, capture_output=True, text=True, timeout=900
+    )
+    try:
+        if started.returncode != 0:
+            message = f"scripts/services.sh mlflow failed:\n{started.stdout}\n{started.stderr}"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        urls = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in started.stdout.splitlines()
+            if line.startswith("export ")
+        )
+        yield env, urls
+    finally:
+        subprocess.run(["bash", str(SERVICES), "stop"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(env["PY_FINANCE_PGDATA"], ignore_errors=True)
+        Path(env["PY_FINANCE_PGDATA"] + ".initdb.log").unlink(missing_ok=True)

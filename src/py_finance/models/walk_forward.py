@@ -25,7 +25,8 @@ from py_finance.models.base import Estimator
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "processes")
+EXECUTORS = ("local", "processes", "ray")
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +59,14 @@ class WalkForwardConfig:
         only). The previous model saw only labels known before its own fold, so nothing
         leaks; the cost per fold falls to ``n / n_estimators``.
     executor
-        How the folds are trained: ``local`` (one after another in this process) or
+        How the folds are trained: ``local`` (one after another in this process),
         ``processes`` (``workers`` forked processes, each fold's model with
-        ``cores // workers`` threads). The folds are independent, so both give the same
-        predictions bit for bit (tree models are deterministic for any thread count);
-        ``warm_trees`` chains the folds and needs ``local``.
+        ``cores // workers`` threads) or ``ray`` (one Ray task per fold on the cluster at
+        ``$RAY_ADDRESS``, or a Ray started here; each task reserves the model's threads as
+        CPUs; the feature frame is put in Ray's object store once). The folds are
+        independent, so every executor gives the same predictions bit for bit (tree models
+        are deterministic for any thread count); ``warm_trees`` chains the folds and needs
+        ``local``.
     workers
         Processes of the ``processes`` executor (0: one per core).
     """
@@ -348,13 +352,70 @@ def _fit_shared(job: _FoldJob) -> FoldOutput:
 
 
 def available_cores() -> int:
-    """Cores this process may run on."""
+    """Cores this process may use: its CPU affinity, capped by ``$OMP_NUM_THREADS`` when set.
+
+    Ray sets ``OMP_NUM_THREADS`` in a task to the CPUs it reserved, so a sweep job on a Ray
+    node forks no more fold workers than it was given.
+    """
     import os
 
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        cores = min(cores, int(omp))
+    return max(1, cores)
+
+
+def _fit_remote(
+    features: pd.DataFrame,
+    y_all: np.ndarray,
+    target: str,
+    factory: Callable[[], Estimator],
+    job: _FoldJob,
+) -> FoldOutput:
+    """One fold as a Ray task: scores back, and the model itself for the final job only."""
+    model, score, std = _fit_fold(features, y_all, target, factory, job)
+    return (model if job.number == FINAL else None), score, std
+
+
+def _run_folds_ray(
+    features: pd.DataFrame,
+    y_all: np.ndarray,
+    target: str,
+    factory: Callable[[], Estimator],
+    jobs: list[_FoldJob],
+    progress: bool,
+) -> list[FoldOutput]:
+    import os
+
+    import ray
+
+    if not ray.is_initialized():
+        address = os.environ.get(RAY_ADDRESS_ENV) or None
+        log.info("walk-forward folds on Ray at %s", address or "a Ray started here")
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    threads = int(getattr(factory(), "threads", 1) or 1)
+    remote = ray.remote(num_cpus=threads, max_retries=3)(_fit_remote)
+    # The frame and targets go to the object store once; every task reads them from there.
+    features_ref, y_ref = ray.put(features), ray.put(y_all)
+    refs = [remote.remote(features_ref, y_ref, target, factory, job) for job in jobs]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: dict[int, FoldOutput] = {}
+    pending = list(refs)
+    bar = _progress(range(len(refs)), progress)
+    bar_update = getattr(bar, "update", None)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        for ref in done:
+            results[index[ref]] = ray.get(ref)
+            if bar_update is not None:
+                bar_update(1)
+    if hasattr(bar, "close"):
+        bar.close()
+    return [results[i] for i in range(len(jobs))]
 
 
 def _run_folds(
@@ -368,11 +429,14 @@ def _run_folds(
 ) -> list[FoldOutput]:
     """Every fold's (model, scores, std), in fold order, by ``cfg.executor``."""
     workers = min(cfg.workers or available_cores(), len(jobs))
-    if cfg.executor != "local" and not hasattr(factory(), "set_threads"):
+    executor = cfg.executor
+    if executor != "local" and not hasattr(factory(), "set_threads"):
         # Sequence models train on the accelerator (and torch must not be forked).
-        log.info("walk_forward.executor=%s: this model trains its folds locally", cfg.executor)
-        workers = 1
-    if cfg.executor == "local" or workers <= 1:
+        log.info("walk_forward.executor=%s: this model trains its folds locally", executor)
+        executor = "local"
+    if executor == "ray":
+        return _run_folds_ray(features, y_all, target, factory, jobs, progress)
+    if executor == "local" or workers <= 1:
         out: list[FoldOutput] = []
         previous = None
         for job in _progress(jobs, progress):

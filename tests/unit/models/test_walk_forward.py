@@ -198,3 +198,14 @@ def test_the_final_model_is_the_same_from_either_executor():
     trees = [m.booster_.booster_.dump_model()["tree_info"] for m in (local, forked)]
     assert trees[0] == trees[1]
     np.testing.assert_array_equal(local.predict(feats), forked.predict(feats))
+
+
+def test_fold_workers_respect_the_cpus_a_ray_task_was_given(monkeypatch):
+    from py_finance.models.walk_forward import available_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = available_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what Ray sets in a task given 1 CPU
+    assert available_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 5))
+    assert available_cores() == cores
