@@ -38,8 +38,7 @@ def test_two_workers_share_a_study_on_postgres_and_log_to_the_mlflow_server(serv
     optuna.create_study(study_name=study, storage=storage, direction="maximize")
     common = [
         *SLICE,
-        "model.n_estimators=20",
-        "model.learning_rate=0.05",
+        "model.n_estimators=20",  # the search space: model.learning_rate and regime_policy
         "-m",
         "hydra/sweeper=tpe",
         f"hydra.sweeper.storage={storage}",

@@ -167,5 +167,32 @@ def log_dataset(
         # a file:// source matches two equivalent mlflow source types; either is right
         warnings.filterwarnings("ignore", message="The specified dataset source can be")
         dataset = mlflow.data.from_pandas(df, source=uri, name=name, digest=digest[:36])
-    mlflow.log_input(dataset, context=context)
+    _log_input(mlflow, dataset, context)
     mlflow.set_tag(f"dataset.{name}", digest)
+
+
+def _log_input(mlflow: Any, dataset: Any, context: str | None, attempts: int = 3) -> None:
+    """``mlflow.log_input``, again when a concurrent job created the same dataset first.
+
+    The tracking store creates a dataset row on first use of (experiment, name, digest)
+    without an upsert: two jobs of a sweep that log the same snapshot at the same moment
+    race, and the loser's insert fails on the unique key. Once the row exists the call links
+    the run to it, so it is retried.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as exc:
+            text = str(exc)
+            duplicate = any(
+                m in text for m in ("UniqueViolation", "UNIQUE constraint", "duplicate key")
+            )
+            if not duplicate or attempt == attempts - 1:
+                raise
+            log.debug("dataset %s was created by a concurrent job: linking it", dataset.name)
+            time.sleep(0.2 * (attempt + 1))

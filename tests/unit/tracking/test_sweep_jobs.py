@@ -78,3 +78,37 @@ def test_a_local_store_keeps_artifacts_in_a_local_folder(tmp_path) -> None:
     cfg = TrackingConfig(tracking_uri="sqlite:///mlflow.db", artifact_location="mlruns")
     assert _artifact_location(cfg, "sqlite:///x.db", tmp_path) == (tmp_path / "mlruns").as_uri()
     assert tracking.is_uri("mlflow-artifacts:/x") and not tracking.is_uri("mlruns")
+
+
+def test_a_dataset_created_by_a_concurrent_job_is_linked_not_fatal(store, monkeypatch) -> None:
+    # Two sweep jobs reading one snapshot log the same dataset at once: the tracking store's
+    # insert of the loser failed on the unique key (seen on the PostgreSQL-backed server).
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    real = mlflow.log_input
+    calls = []
+
+    def racing(dataset, context=None, **kw):
+        calls.append(dataset.name)
+        if len(calls) == 1:
+            raise MlflowException(
+                "(psycopg2.errors.UniqueViolation) duplicate key value violates unique "
+                'constraint "dataset_pk"'
+            )
+        return real(dataset, context=context, **kw)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    with tracking.start_run("job") as run_id:
+        tracking.log_dataset("store", digest="abc123", source="/tmp/snapshot/store")
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert calls == ["store", "store"]
+    assert [d.dataset.digest for d in run.inputs.dataset_inputs] == ["abc123"]
+    assert run.data.tags["dataset.store"] == "abc123"
+
+    def other_error(dataset, context=None, **kw):
+        raise MlflowException("connection refused")
+
+    monkeypatch.setattr(mlflow, "log_input", other_error)
+    with pytest.raises(MlflowException, match="connection refused"), tracking.start_run("j2"):
+        tracking.log_dataset("store", digest="abc123", source="/tmp/snapshot/store")

@@ -1,0 +1,1 @@
+"""py-finance's Hydra plugins (Hydra finds plugins in the ``hydra_plugins`` namespace)."""
