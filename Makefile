@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop
+.PHONY: exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop cluster cluster-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -63,6 +63,14 @@ services: $(STAMP)
 
 services-stop:
 	scripts/services.sh stop
+
+# A two-node Ray cluster on loopback (head and worker, one CPU each) for hydra/launcher=ray and
+# walk_forward.executor=ray; prints RAY_ADDRESS. See docs/platform.md.
+cluster: $(STAMP)
+	scripts/ray_cluster.sh start
+
+cluster-stop:
+	scripts/ray_cluster.sh stop
 
 # Lookahead detector over 100 sampled sessions of every shipped feature set, label, regime
 # config and regime policy.

@@ -129,7 +129,7 @@ start_mlflow() {
   log "starting MLflow server on http://127.0.0.1:$MLFLOW_PORT (backend $(url mlflow))"
   MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup "$BIN/mlflow" server \
     --backend-store-uri "$(url mlflow)" \
-    --artifacts-destination "$SERVICES/mlartifacts" \
+    --serve-artifacts --artifacts-destination "$SERVICES/mlartifacts" \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
     >"$SERVICES/mlflow.log" 2>&1 &
   echo $! >"$pidfile"

@@ -60,8 +60,9 @@ class WalkForwardConfig:
         leaks; the cost per fold falls to ``n / n_estimators``.
     executor
         How the folds are trained: ``local`` (one after another in this process),
-        ``processes`` (``workers`` forked processes, each fold's model with
-        ``cores // workers`` threads) or ``ray`` (one Ray task per fold on the cluster at
+        ``processes`` (``workers`` forked processes, each fold's model with one thread:
+        OpenMP cannot be forked, so each process pins it to one thread before it trains)
+        or ``ray`` (one Ray task per fold on the cluster at
         ``$RAY_ADDRESS``, or a Ray started here; each task reserves the model's threads as
         CPUs; the feature frame is put in Ray's object store once). The folds are
         independent, so every executor gives the same predictions bit for bit (tree models
@@ -351,6 +352,15 @@ def _fit_shared(job: _FoldJob) -> FoldOutput:
     return model, score, std
 
 
+def _one_thread() -> None:
+    """Fold-process start: every loaded OpenMP (and BLAS) runtime to one thread."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # minimal images: no scikit-learn, no threadpoolctl
+        return
+    threadpool_limits(1)
+
+
 def available_cores() -> int:
     """Cores this process may use: its CPU affinity, capped by ``$OMP_NUM_THREADS`` when set.
 
@@ -455,7 +465,11 @@ def _run_folds(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, available_cores() // workers)
+    # One thread per fold process: a forked child inherits the parent's OpenMP runtime
+    # without its threads, and a parallel region of more than one thread then waits forever
+    # for them (GNU libgomp; the parent may have used it: K-means in the regimes stage, or an
+    # earlier job's model). One-thread regions need no thread pool.
+    threads = 1
     preload = getattr(factory(), "preload", None)
     if preload is not None:
         preload()  # import the library once, before the fork, not once per worker
@@ -465,7 +479,7 @@ def _run_folds(
         order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].take))
         results: dict[int, FoldOutput] = {}
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
             futures = {pool.submit(_fit_shared, jobs[i]): i for i in order}
             from concurrent.futures import as_completed
 

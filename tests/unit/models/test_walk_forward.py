@@ -209,3 +209,30 @@ def test_fold_workers_respect_the_cpus_a_ray_task_was_given(monkeypatch):
     assert available_cores() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 5))
     assert available_cores() == cores
+
+
+@pytest.mark.timeout(180, method="thread")  # a hang must fail, not stall the suite
+def test_fold_processes_do_not_hang_after_the_parent_used_openmp():
+    # Regression: a sweep job ran K-means (regimes) and then forked its fold processes, whose
+    # first multi-threaded OpenMP region waited forever for threads the fork did not copy.
+    from sklearn.cluster import KMeans
+
+    from py_finance.models.tabular import XGBoostModel
+
+    feats, labels = _panel(0.5, 9)
+    KMeans(4, n_init=2, random_state=0).fit(feats.to_numpy()[:5000])
+    XGBoostModel(n_estimators=3, n_jobs=2).fit(
+        feats.iloc[:5000], labels["fwd_ret_1"].iloc[:5000].fillna(0)
+    )
+    cfg = WalkForwardConfig(refit="yearly", min_train_sessions=250, executor="processes", workers=2)
+    model = lambda: XGBoostModel(n_estimators=10, n_jobs=2)  # noqa: E731
+    forked = walk_forward(feats, labels, "fwd_ret_1", model, cfg, progress=False)
+    local = walk_forward(
+        feats,
+        labels,
+        "fwd_ret_1",
+        model,
+        WalkForwardConfig(refit="yearly", min_train_sessions=250),
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(local.predictions, forked.predictions, check_exact=True)
