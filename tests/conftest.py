@@ -22,6 +22,7 @@ SLICE = [
     "walk_forward.min_train_sessions=504",
     "regimes.min_train_sessions=252",
     "model.n_estimators=50",
+    "model.learning_rate=0.05",  # the slice's models, whatever the defaults (100 at 0.1)
     "portfolio.top_k=4",
 ]
 

@@ -27,11 +27,14 @@ regimes:
   min_train_sessions: 252
 model:
   n_estimators: 20
+  learning_rate: 0.05
 models:
   lightgbm:
     n_estimators: 20
+    learning_rate: 0.05
   xgboost:
     n_estimators: 20
+    learning_rate: 0.05
 portfolio:
   top_k: 4
 matrix:

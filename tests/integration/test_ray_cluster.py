@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "scripts" / "ray_cluster.sh"
 EXPERIMENT_APP = ROOT / "pipelines" / "experiment.py"
 # Small jobs: the slice, 20 trees.
-JOB = [*SLICE, "model.n_estimators=20"]
+JOB = [o for o in SLICE if not o.startswith("model.learning_rate")] + ["model.n_estimators=20"]
 
 
 def _free_block(width: int = 5) -> int:
