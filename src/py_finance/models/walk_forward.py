@@ -235,6 +235,7 @@ class WalkForwardResult:
     folds: tuple[Fold, ...]
     last_model: Any = None  # the last fold's model when warm-starting (the final one continues it)
     final_model: Any = None  # with ``final=True``: the model fitted on every known label
+    final_rows: int = 0  # the rows that model was fitted on
 
 
 def _grouped_pearson(codes: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -581,6 +582,7 @@ def walk_forward(
         take, _ = final_training_rows(features, labels, target, cfg)
         jobs.append(_FoldJob(FINAL, take, np.empty(0, np.int64), np.empty(0, bool)))
     fitted = _run_folds(features, y_all, target, estimator_factory, cfg, jobs, progress)
+    final_rows = len(jobs[-1].take) if final else 0
     final_model = fitted.pop()[0] if final else None
     jobs = jobs[: len(folds)]
     preds, rows = [], []
@@ -626,6 +628,7 @@ def walk_forward(
         tuple(folds),
         previous if cfg.warm_trees else None,
         final_model,
+        final_rows,
     )
 
 

@@ -18,7 +18,7 @@ from py_finance.features.labels import forward_returns, target_column
 from py_finance.features.regimes import detect_regimes
 from py_finance.features.technical import build_features
 from py_finance.io import atomic_path, read_parquet, write_json, write_parquet
-from py_finance.models.walk_forward import final_training_rows, skill_summary, walk_forward
+from py_finance.models.walk_forward import skill_summary, walk_forward
 from py_finance.pipeline.context import Context
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,6 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
     out = ctx.model_dir()
     write_parquet(result.predictions, out / "predictions.parquet")
     write_parquet(result.fold_metrics, out / "folds.parquet")
-    take, _ = final_training_rows(feats, labs, target, s.walk_forward)
     final = result.final_model
     with atomic_path(out / "model.pkl") as tmp, tmp.open("wb") as fh:
         pickle.dump(final, fh)
@@ -237,7 +236,7 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
         "target": target,
         "feature_names": list(feats.columns),
         "trained_through_label_end": last_label.date().isoformat(),
-        "n_train_rows": len(take),
+        "n_train_rows": result.final_rows,
         "n_folds": len(result.folds),
         "oos_start": result.folds[0].test_start.date().isoformat(),
         "oos_end": result.folds[-1].test_end.date().isoformat(),
