@@ -25,6 +25,7 @@ the alerter redacts every subject, body and channel error before it leaves the p
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import re
@@ -34,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 from py_finance.errors import ConfigError, PyFinanceError
 
@@ -51,6 +52,8 @@ ALERT_KINDS = (
 )
 SEVERITIES = ("info", "warning", "critical")
 MASK = "***"
+# Subjects (and Slack's bold first line) longer than this are shortened, after masking.
+MAX_SUBJECT_LEN = 160
 
 # Environment variables whose values are always secrets (when long enough to be one).
 SECRET_ENV_VARS = (
@@ -69,11 +72,24 @@ SECRET_NAME_WORDS = ("PASSWORD", "SECRET", "KEY", "TOKEN", "WEBHOOK")
 # line and protect nothing. Named secrets may be shorter than values matched by name only.
 MIN_NAMED_SECRET_LEN = 4
 MIN_MATCHED_SECRET_LEN = 8
+# Any run of this many characters of a secret is masked (a cut or wrapped secret).
+MIN_SECRET_RUN = 8
 
 
 # ---------------------------------------------------------------- redaction
 class Redactor:
-    """Replace every known secret value in a text with ``***``.
+    """Replace every known secret value in a text with ``***``, in any form it travels in.
+
+    A secret is masked whole, and so are its URL-encoded forms (``%2F``, ``+`` for a space)
+    and its base64 forms (standard and URL-safe alphabets, at each of the three byte
+    alignments, so the secret's part of ``base64("key:secret")`` for HTTP basic auth is
+    masked too). Besides, any run of :data:`MIN_SECRET_RUN` or more characters of a secret
+    (or of one of those forms) is masked: a secret cut by a truncation, wrapped across
+    lines or elided in the middle (``'abc...xyz'``) leaks no piece long enough to matter.
+    Endpoint URLs (a webhook) are masked whole only; their secret path segments are
+    secrets of their own (:func:`secrets_from_env`).
+
+    Redact the whole text before cutting it: a cut can only shorten a masked text.
 
     Parameters
     ----------
@@ -86,18 +102,80 @@ class Redactor:
         self.secrets: tuple[str, ...] = tuple(
             sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))
         )
+        forms: set[str] = set()
+        for secret in self.secrets:
+            forms.update(_forms(secret))
         self._pattern = (
-            re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
+            re.compile("|".join(re.escape(f) for f in sorted(forms, key=lambda f: (-len(f), f))))
+            if forms
+            else None
+        )
+        self._runs: frozenset[str] = frozenset(
+            form[i : i + MIN_SECRET_RUN]
+            for form in forms
+            if not _is_endpoint(form)
+            for i in range(len(form) - MIN_SECRET_RUN + 1)
         )
 
     def __call__(self, text: str) -> str:
-        """Return ``text`` with every secret replaced by ``***``."""
+        """Return ``text`` with every secret (whole, encoded or a long run of it) as ``***``."""
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(MASK, text)
+        spans = [m.span() for m in self._pattern.finditer(text)]
+        if self._runs and len(text) >= MIN_SECRET_RUN:
+            runs = self._runs
+            n = MIN_SECRET_RUN
+            spans += [(i, i + n) for i in range(len(text) - n + 1) if text[i : i + n] in runs]
+        if not spans:
+            return text
+        spans.sort()
+        out: list[str] = []
+        pos = 0
+        start, end = spans[0]
+        for s, e in spans[1:]:
+            if s <= end:
+                end = max(end, e)
+                continue
+            out += [text[pos:start], MASK]
+            pos, (start, end) = end, (s, e)
+        out += [text[pos:start], MASK, text[end:]]
+        return "".join(out)
 
     def __repr__(self) -> str:
         return f"Redactor({len(self.secrets)} secrets)"
+
+
+def _is_endpoint(value: str) -> bool:
+    """A URL or a URL path: masked whole, never by its runs ("https://" is no secret)."""
+    return "://" in value or value.startswith("/")
+
+
+def _base64_cores(value: str) -> list[str]:
+    """The base64 characters that encode ``value`` alone, wherever it sits in a blob.
+
+    ``value`` may start at any byte offset modulo 3 of the encoded data (``key:secret``
+    puts the secret after the key), so each alignment is encoded, and only the characters
+    whose six bits all come from ``value`` are kept.
+    """
+    data = value.encode("utf-8")
+    cores = []
+    for offset in range(3):
+        padded = b"\0" * offset + data + b"\0\0"
+        first = -(-8 * offset // 6)  # ceil: the first character of value's bits alone
+        last = (8 * (offset + len(data))) // 6  # the first character past them
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            core = encode(padded).decode("ascii")[first:last]
+            if len(core) >= MIN_SECRET_RUN:
+                cores.append(core)
+    return cores
+
+
+def _forms(secret: str) -> set[str]:
+    """``secret`` and the encoded forms it may travel in (URL-encoded, base64)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret)}
+    if not _is_endpoint(secret):
+        forms.update(_base64_cores(secret))
+    return {f for f in forms if f}
 
 
 class RedactingFilter(logging.Filter):
@@ -426,7 +504,8 @@ class SlackChannel:
             ) from None
         if resp.status_code >= 400:
             raise AlertDeliveryError(
-                self._redact(f"Slack webhook answered HTTP {resp.status_code}: {resp.text[:200]}")
+                # Masked whole before the cut, so no piece of a secret is left at the edge.
+                self._redact(f"Slack webhook answered HTTP {resp.status_code}: {resp.text}")[:240]
             )
 
 
@@ -465,7 +544,11 @@ class Alerter:
         if alert.session is not None:
             facts.append(f"session: {alert.session.isoformat()}")
         body = f"{alert.body.rstrip()}\n\n-- \n{', '.join(facts)}\n"
-        return self.redact(subject), self.redact(body)
+        # Masked whole, then shortened: a cut before the masking could leave a secret's head.
+        subject = self.redact(" ".join(subject.split()))
+        if len(subject) > MAX_SUBJECT_LEN:
+            subject = subject[: MAX_SUBJECT_LEN - 3].rstrip() + "..."
+        return subject, self.redact(body)
 
     def send(self, alert: Alert) -> list[ChannelResult]:
         """Send ``alert`` to every channel.

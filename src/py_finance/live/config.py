@@ -31,6 +31,9 @@ class AlpacaSettings:
         more is sent in this run, and what was not confirmed is resent by the next run.
     max_retry_after_s
         A ``Retry-After`` longer than this opens the breaker instead of being waited for.
+    retry_budget_s
+        All pauses between tries in one run (reads and sends together) add up to at most
+        this; a try that needs more is not made and the breaker opens.
     """
 
     base_url: str | None = None
@@ -39,6 +42,7 @@ class AlpacaSettings:
     retry_max_s: float = 8.0
     breaker_failures: int = 5
     max_retry_after_s: float = 30.0
+    retry_budget_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.base_url is not None and not isinstance(self.base_url, str):
@@ -47,7 +51,7 @@ class AlpacaSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"live.alpaca.{name} must be a whole number >= 1, got {value!r}")
-        for name in ("retry_base_s", "retry_max_s", "max_retry_after_s"):
+        for name in ("retry_base_s", "retry_max_s", "max_retry_after_s", "retry_budget_s"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)

@@ -220,6 +220,7 @@ def open_broker(name: str, ctx: Context) -> Broker:
             retry_max_s=alpaca.retry_max_s,
             breaker_failures=alpaca.breaker_failures,
             max_retry_after_s=alpaca.max_retry_after_s,
+            retry_budget_s=alpaca.retry_budget_s,
         )
     raise PyFinanceError(f"unknown broker {name!r}; use paper, alpaca_paper or alpaca_live")
 
@@ -469,7 +470,7 @@ def run_live_day(
     }
     previous = last_log(log_dir, session)
 
-    def fail(status: str, message: str, kind: str) -> LiveDayResult:
+    def fail(status: str, message: str, kind: str, detail: str = "") -> LiveDayResult:
         payload["status"] = status
         payload["errors"].append(message)
         payload["generated_at"] = pd.Timestamp.now(tz="UTC")
@@ -477,7 +478,8 @@ def run_live_day(
         written = None
         if not dry_run:
             written = append_run(log_dir, session, payload, redact=redact)
-        alerter.send(Alert(kind, f"{session}: {status}", message, "critical", session))
+        body = f"{message}\n{detail}" if detail else message
+        alerter.send(Alert(kind, f"{session}: {status}", body, "critical", session))
         return LiveDayResult(session, False, written, payload, status)
 
     try:
@@ -549,8 +551,15 @@ def run_live_day(
         raise
     except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
         redact_exception(exc, redact)  # a broker may echo a key in the message
-        if payload["status"] == "ok":
-            fail("error", f"{type(exc).__name__}: {exc}", "error")
+        if payload["status"] in ("ok", "degraded"):  # not yet logged (stale data was)
+            # A run that sent orders the broker did not confirm, then failed a read: the
+            # day's log, the alert and the error line all name the unconfirmed orders.
+            degraded = next(
+                (e for e in reversed(payload["errors"]) if e.startswith("degraded:")), ""
+            )
+            fail("error", f"{type(exc).__name__}: {exc}", "error", degraded)
+            if degraded and isinstance(exc, PyFinanceError):
+                exc.args = (f"{exc}; before that, {degraded}",)
         raise
     return result
 
@@ -587,7 +596,9 @@ def _trade(
         }
     marks = broker.equity_history()
     if not dry_run and len(marks) and marks.index[-1].date() > session:
-        raise PyFinanceError(
+        # A refusal, not a failed run: that session's log (which readiness counts) is
+        # left as it is.
+        raise LiveRefusal(
             f"the {broker_name} account was already marked at {marks.index[-1].date()}, after "
             f"{session}: a past session can only be replayed with --dry-run"
         )
@@ -626,6 +637,7 @@ def _trade(
     with timer.step("targets"):
         account = broker.account()
         positions = account.positions
+        _refuse_strays(positions, history, broker_name)
         equity_now = (
             _equity(account.cash, positions, prices) if broker_name == "paper" else account.equity
         )
@@ -714,6 +726,8 @@ def _trade(
             # Orders sent while the market is closed wait for the next open: do not wait.
             budget = live.fill_timeout_s if clock is None or clock.is_open else 0.0
             execution = execute(broker, intents, price_map, journal, wait_budget_s=budget)
+            # Known now, whatever fails later: a failed read still logs what was sent.
+            payload.update(orders=[i.to_dict() for i in intents], fills=execution.fills)
     timer.timings["fills"] = execution.waited_s
     fills = execution.fills
     errors += [f"order {f.client_order_id} rejected: {f.reason}" for f in execution.rejected]
@@ -808,6 +822,23 @@ def _trade(
     return LiveDayResult(session, False, written, payload, payload["status"])
 
 
+def _refuse_strays(positions: Mapping[str, float], history: pd.DataFrame, broker: str) -> None:
+    """Refuse to plan around holdings outside the universe, naming them.
+
+    The loop can neither price nor trade a name it has no bars for, and sizing the rest
+    of the book against an equity that includes it would be wrong, so nothing is sent.
+    """
+    strays = {sym: qty for sym, qty in positions.items() if sym not in history.columns}
+    if strays:
+        held = ", ".join(f"{sym} ({qty:.6g} sh)" for sym, qty in sorted(strays.items()))
+        raise PyFinanceError(
+            f"the {broker} account holds {held}, outside the universe the loop trades "
+            f"(data.symbols and the store's bars): nothing was planned or sent; close "
+            f"{'that position' if len(strays) == 1 else 'those positions'} at the broker, or "
+            "add the symbol to the universe and ingest its bars"
+        )
+
+
 def _book_multiplier(previous: Mapping[str, Any] | None) -> float:
     """The throttle multiplier the book was last sized with (1.0 when no log says)."""
     value = (previous or {}).get("throttle_multiplier")
@@ -880,7 +911,7 @@ def _after_day_alerts(
             )
         )
     for error in payload["errors"]:
-        alerter.send(Alert("error", f"{session}: {error[:80]}", error, "critical", session))
+        alerter.send(Alert("error", f"{session}: {error}", error, "critical", session))
     weights = ", ".join(f"{k} {v:.1%}" for k, v in sorted(payload["target_weights"].items()))
     alerter.send(
         Alert(

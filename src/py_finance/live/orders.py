@@ -87,6 +87,22 @@ class OrderIntent:
         }
 
 
+def order_mismatch(intent: OrderIntent, symbol: str, side: str, qty: float | None) -> str | None:
+    """Why a broker's order with ``intent``'s id is not ``intent``; None when it is.
+
+    The order is the intent when symbol and side are the same and the quantity is the
+    intent's (to the 9 decimals a broker takes), or its whole shares (a broker that cannot
+    trade the name fractionally gets ``floor(qty)``). ``qty`` None (unknown) is not compared.
+    """
+    if (symbol, side) != (intent.symbol, intent.side):
+        return f"{side} {symbol}" + (f" {qty:.9g} sh" if qty is not None else "")
+    if qty is None or math.isclose(qty, intent.qty, rel_tol=1e-9, abs_tol=1e-6):
+        return None
+    if qty >= 1 and qty == math.floor(intent.qty + QTY_EPS):
+        return None
+    return f"{side} {symbol} {qty:.9g} sh (the intent is {intent.qty:.9g} sh)"
+
+
 def client_order_id(session: dt.date, symbol: str, side: str, run_id: str) -> str:
     """Return the deterministic client order id of one order.
 

@@ -4,9 +4,12 @@ Run at the start of every (non dry-run) loop, so a restart after a crash picks u
 crashed run stopped:
 
 - an intent journaled but not marked submitted is looked up at the broker by its
-  ``client_order_id``: found -> it was sent before the crash, mark it submitted (never send it
-  again); not found and of today's session -> it is sent by this run; not found and of an
-  earlier session -> abandoned (a stale order is never sent late) and reported;
+  ``client_order_id``: found, and the broker's order has the intent's symbol, side and
+  quantity -> it was sent before the crash, mark it submitted (never send it again); found
+  but another order (the id is taken) -> a conflict, reported and never marked submitted
+  (sending it is refused by the broker adapter); not found and of today's session -> it is
+  sent by this run; not found and of an earlier session -> abandoned (a stale order is
+  never sent late) and reported;
 - positions the broker reports are compared with what the last daily log plus every order
   filled since then implies; a difference is reported (an alert), and the loop goes on with
   the broker's positions;
@@ -30,7 +33,7 @@ from py_finance.live.journal import (
     mark_submitted,
     pending_intents,
 )
-from py_finance.live.orders import OrderIntent
+from py_finance.live.orders import OrderIntent, order_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ class Reconciliation:
         Open orders at the broker that the journal never recorded.
     position_differences
         ``symbol -> (expected shares, broker shares)`` where they disagree.
+    conflicts
+        ``client_order_id -> the broker's order`` for journaled intents whose id the broker
+        has for another order (symbol, side or quantity differ): not ours, never accepted.
     """
 
     found_at_broker: list[str] = field(default_factory=list)
@@ -62,11 +68,17 @@ class Reconciliation:
     abandoned: list[str] = field(default_factory=list)
     unknown_open_orders: list[str] = field(default_factory=list)
     position_differences: dict[str, tuple[float, float]] = field(default_factory=dict)
+    conflicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
         """True when nothing needs a person's attention."""
-        return not (self.abandoned or self.unknown_open_orders or self.position_differences)
+        return not (
+            self.abandoned
+            or self.unknown_open_orders
+            or self.position_differences
+            or self.conflicts
+        )
 
     def messages(self) -> list[str]:
         """One line per finding a person should read."""
@@ -82,6 +94,11 @@ class Reconciliation:
             f"{sym}: broker holds {broker:.6g} sh, journal and logs imply {expected:.6g} sh"
             for sym, (expected, broker) in sorted(self.position_differences.items())
         ]
+        out += [
+            f"order {coid} is taken at the broker by another order ({other}): not ours, "
+            "not marked sent"
+            for coid, other in sorted(self.conflicts.items())
+        ]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +112,7 @@ class Reconciliation:
             "position_differences": {
                 k: {"expected": e, "broker": b} for k, (e, b) in self.position_differences.items()
             },
+            "conflicts": dict(self.conflicts),
         }
 
 
@@ -154,11 +172,27 @@ def reconcile(
     found: list[str] = []
     to_send: list[OrderIntent] = []
     abandoned: list[str] = []
+    conflicts: dict[str, str] = {}
     for intent in pending_intents(journal):
-        if broker.get_order(intent.client_order_id) is not None:
+        state = broker.get_order(intent.client_order_id)
+        other = (
+            None
+            if state is None
+            else order_mismatch(intent, state.symbol, state.side, state.qty_ordered)
+        )
+        if state is not None and other is None:
             mark_submitted(journal, intent.client_order_id)
             found.append(intent.client_order_id)
             log.warning("order %s reached the broker before a crash", intent.client_order_id)
+        elif other is not None:
+            # The id is taken by an order that is not this intent: accepting it would
+            # never send ours and count theirs as ours.
+            conflicts[intent.client_order_id] = other
+            if intent.session == session:
+                to_send.append(intent)  # the adapter refuses to send it, naming the order
+            else:
+                mark_abandoned(journal, intent.client_order_id)
+                abandoned.append(intent.client_order_id)
         elif intent.session == session:
             to_send.append(intent)
         else:
@@ -177,7 +211,7 @@ def reconcile(
             e, a = expected.get(sym, 0.0), actual.get(sym, 0.0)
             if abs(e - a) > _QTY_ATOL + _QTY_RTOL * max(abs(e), abs(a)):
                 differences[sym] = (e, a)
-    result = Reconciliation(found, to_send, abandoned, unknown, differences)
+    result = Reconciliation(found, to_send, abandoned, unknown, differences, conflicts)
     for line in result.messages():
         log.warning("reconciliation: %s", line)
     return result

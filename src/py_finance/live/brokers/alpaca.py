@@ -43,8 +43,14 @@ import requests
 from py_finance.errors import PyFinanceError
 from py_finance.live.alerts import Redactor
 from py_finance.live.brokers._common import StateFileBroker, session_key, utc_now
-from py_finance.live.brokers.base import Account, BrokerUnavailable, Fill, MarketClock
-from py_finance.live.orders import QTY_EPS, OrderIntent
+from py_finance.live.brokers.base import (
+    Account,
+    BrokerUnavailable,
+    Fill,
+    MarketClock,
+    OrdersLeftOpen,
+)
+from py_finance.live.orders import QTY_EPS, OrderIntent, order_mismatch
 from py_finance.live.state_db import connect, transaction
 
 log = logging.getLogger(__name__)
@@ -253,14 +259,17 @@ class _Breaker:
             )
 
 
-def _failure(exc: BaseException) -> _Failure | None:
-    """Classify an exception raised by a client call; None when it is not a request failure."""
+def _failure(exc: BaseException, scrub: Callable[[str], str] = str) -> _Failure | None:
+    """Classify an exception raised by a client call; None when it is not a request failure.
+
+    ``scrub`` masks the keys in the error body, whole, before anything of it is cut.
+    """
     from alpaca.common.exceptions import APIError
 
     if isinstance(exc, APIError):
         response = exc.response
         status = response.status_code if response is not None else None
-        body = str(exc)
+        body = scrub(str(exc))
         message = ""
         try:
             parsed = json.loads(body)
@@ -343,6 +352,11 @@ class AlpacaBroker(StateFileBroker):
         :meth:`submit` raises :class:`BrokerUnavailable` without sending anything.
     max_retry_after_s
         A ``Retry-After`` longer than this opens the breaker instead of being waited for.
+    retry_budget_s
+        All the pauses between tries of this broker's life (one run), reads and sends
+        together, add up to at most this; a try that would need more is not made (the
+        breaker opens), so replies that alternate 429 + ``Retry-After`` with answers
+        cannot stretch a run beyond it.
     clock
         Current tz-aware time (stamps of open orders and rejections); injected for tests.
     sleep, monotonic
@@ -367,6 +381,7 @@ class AlpacaBroker(StateFileBroker):
         retry_max_s: float = 8.0,
         breaker_failures: int = 5,
         max_retry_after_s: float = 30.0,
+        retry_budget_s: float = 60.0,
         clock: Callable[[], dt.datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -387,6 +402,7 @@ class AlpacaBroker(StateFileBroker):
             ("retry_base_s", retry_base_s),
             ("retry_max_s", retry_max_s),
             ("max_retry_after_s", max_retry_after_s),
+            ("retry_budget_s", retry_budget_s),
         ):
             if not (math.isfinite(value) and value >= 0):
                 raise PyFinanceError(f"{name} must be a finite number >= 0, got {value}")
@@ -406,6 +422,8 @@ class AlpacaBroker(StateFileBroker):
         self.retry_base_s = float(retry_base_s)
         self.retry_max_s = float(retry_max_s)
         self.max_retry_after_s = float(max_retry_after_s)
+        self.retry_budget_s = float(retry_budget_s)
+        self._paused_s = 0.0  # pauses between tries so far, against retry_budget_s
         self._breaker = _Breaker(int(breaker_failures))
         # Alpaca may echo a key in an error body: it never gets into a message of ours.
         self._scrub = Redactor([api_key, secret_key])
@@ -519,7 +537,7 @@ class AlpacaBroker(StateFileBroker):
         return self._breaker.reason
 
     def _classify(self, exc: BaseException) -> _Failure | None:
-        failure = _failure(exc)
+        failure = _failure(exc, self._scrub)
         if failure is None:
             return None
         return dataclasses.replace(failure, message=self._scrub(failure.message))
@@ -537,8 +555,9 @@ class AlpacaBroker(StateFileBroker):
         Raises
         ------
         BrokerUnavailable
-            Alpaca asks for a longer wait than ``max_retry_after_s`` (the breaker opens), or
-            ``send`` and the breaker is open.
+            Alpaca asks for a longer wait than ``max_retry_after_s``, or the wait would
+            overrun ``retry_budget_s`` (the breaker opens), or ``send`` and the breaker is
+            open.
         """
         wait = self._backoff(attempt, failure)
         if failure.retry_after_s is not None and failure.retry_after_s > self.max_retry_after_s:
@@ -550,6 +569,15 @@ class AlpacaBroker(StateFileBroker):
             raise BrokerUnavailable(f"alpaca {reason}; not tried again in this run")
         if send:
             self._breaker.check()
+        if self._paused_s + wait > self.retry_budget_s:
+            reason = (
+                f"{what}: the run's retry budget is spent ({self._paused_s:.3g}s of "
+                f"retry_budget_s={self.retry_budget_s:g} waited; the next try needs "
+                f"{wait:.3g}s more)"
+            )
+            self._breaker.trip(reason)
+            raise BrokerUnavailable(f"alpaca {reason}; not tried again in this run")
+        self._paused_s += wait
         log.warning(
             "alpaca %s: %s; try %d of %d in %.2fs",
             what,
@@ -574,13 +602,17 @@ class AlpacaBroker(StateFileBroker):
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         return PyFinanceError(f"alpaca {what} failed{tries}: {failure.describe()}")
 
-    def _call(self, what: str, call: Callable[[], T]) -> T:
+    def _call(self, what: str, call: Callable[[], Any], parse: Callable[[Any], T]) -> T:
         """Run one idempotent request, retrying transient failures with backoff.
+
+        ``parse`` reads the reply (and refuses one it cannot read: an empty body, a field
+        of the wrong type); a reply it refuses is retried like a 5xx, never a traceback.
 
         Raises
         ------
         BrokerUnavailable
-            Every try failed with 429/5xx/no reply, or a ``Retry-After`` was too long.
+            Every try failed with 429/5xx/no reply/an unreadable reply, a ``Retry-After``
+            was too long, or the run's retry budget is spent.
         PyFinanceError
             Alpaca refused the request (keys, a bad request).
         """
@@ -588,14 +620,20 @@ class AlpacaBroker(StateFileBroker):
         while True:
             attempt += 1
             try:
-                return_value = call()
+                raw = call()
             except Exception as exc:
                 failure = self._classify(exc)
                 if failure is None:
                     raise
             else:
-                self._breaker.answered(send=False)
-                return return_value
+                try:
+                    value = parse(raw)
+                except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                    # Only the type: a validation error quotes the values it refused.
+                    failure = _Failure(None, f"unreadable reply ({type(exc).__name__})")
+                else:
+                    self._breaker.answered(send=False)
+                    return value
             # Raised outside the except block, so the SDK's error (its body may echo a key)
             # is not chained to ours.
             if not failure.transient:
@@ -606,9 +644,13 @@ class AlpacaBroker(StateFileBroker):
                 raise self._unavailable(what, failure, attempt)
             self._pause(attempt, failure, what, send=False)
 
-    def _get_or_none(self, what: str, get: Callable[[], Any]) -> Any:
+    def _get_or_none(
+        self, what: str, get: Callable[[], Any], parse: Callable[[Any], T]
+    ) -> T | None:
         """``get()`` through :meth:`_call`; None when Alpaca answers "not found"."""
         from alpaca.common.exceptions import APIError
+
+        missing = object()
 
         def call() -> Any:
             try:
@@ -616,18 +658,29 @@ class AlpacaBroker(StateFileBroker):
             except APIError as exc:
                 failure = self._classify(exc)
                 if failure is not None and failure.not_found:
-                    return None
+                    return missing
                 raise
 
-        return self._call(what, call)
+        return self._call(what, call, lambda raw: None if raw is missing else parse(raw))
 
     def _lookup(self, client_order_id: str) -> dict[str, Any] | None:
-        """Return the raw order with ``client_order_id``, or None when Alpaca has none."""
-        raw = self._get_or_none(
+        """Return the raw order with ``client_order_id``, or None when Alpaca has none.
+
+        A reply about another order (a proxy's or a cache's mix-up) is not an answer: it
+        is retried like an unreadable reply.
+        """
+
+        def parse(raw: Any) -> dict[str, Any]:
+            order = _order(raw)
+            if order["client_order_id"] != client_order_id:
+                raise ValueError("the reply is about another order")
+            return order
+
+        return self._get_or_none(
             f"order lookup {client_order_id}",
             lambda: self._client.get_order_by_client_id(client_order_id),
+            parse,
         )
-        return None if raw is None else _order(raw)
 
     def _asset(self, symbol: str) -> dict[str, Any] | None:
         """Return the asset of ``symbol`` (cached), or None when Alpaca does not know it."""
@@ -635,10 +688,11 @@ class AlpacaBroker(StateFileBroker):
             return self._assets[symbol]
         from alpaca.trading.models import Asset
 
-        raw = self._get_or_none(f"asset {symbol}", lambda: self._client.get_asset(symbol))
-        if raw is not None:
+        def parse(raw: Any) -> dict[str, Any]:
             Asset(**raw)  # refuse a reply the SDK's model would not accept
-        asset = None if raw is None else dict(raw)
+            return dict(raw)
+
+        asset = self._get_or_none(f"asset {symbol}", lambda: self._client.get_asset(symbol), parse)
         self._assets[symbol] = asset
         return asset
 
@@ -694,6 +748,7 @@ class AlpacaBroker(StateFileBroker):
             reason=reason,
             broker_order_id=str(raw.get("id") or ""),
             open=is_open,
+            qty_ordered=ordered,
         )
 
     def _rejected(self, intent: OrderIntent, reason: str) -> Fill:
@@ -717,26 +772,25 @@ class AlpacaBroker(StateFileBroker):
 
     def account(self) -> Account:
         """Return cash, equity and positions as Alpaca reports them now."""
-        from alpaca.trading.models import TradeAccount
-
-        raw = self._call("account", self._client.get_account)
-        TradeAccount(**raw)
-        cash = _float(raw.get("cash"))
-        equity = _float(raw.get("equity") or raw.get("portfolio_value"))
+        cash, equity = self._call("account", self._client.get_account, _cash_equity)
         return Account(cash=cash, equity=equity, positions=self.positions())
 
     def positions(self) -> dict[str, float]:
         """Return shares held per symbol (non-zero holdings; shorts are negative)."""
         from alpaca.trading.models import Position
 
-        raw = self._call("positions", self._client.get_all_positions)
-        held: dict[str, float] = {}
-        for item in raw:
-            position = Position(**item)
-            qty = float(position.qty)
-            if abs(qty) > QTY_EPS:
-                held[position.symbol] = qty
-        return dict(sorted(held.items()))
+        def parse(raw: Any) -> dict[str, float]:
+            if not isinstance(raw, list):
+                raise ValueError("expected a list of positions")
+            held: dict[str, float] = {}
+            for item in raw:
+                position = Position(**item)
+                qty = float(position.qty)
+                if abs(qty) > QTY_EPS:
+                    held[position.symbol] = qty
+            return dict(sorted(held.items()))
+
+        return self._call("positions", self._client.get_all_positions, parse)
 
     def get_order(self, client_order_id: str) -> Fill | None:
         """Return the state of the order with ``client_order_id``, or None if Alpaca has none."""
@@ -749,8 +803,8 @@ class AlpacaBroker(StateFileBroker):
         from alpaca.trading.requests import GetOrdersRequest
 
         request = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=_OPEN_ORDERS_LIMIT)
-        raw = self._call("open orders", lambda: self._client.get_orders(request))
-        fills = [self._fill(_order(item)) for item in raw]
+        raw = self._call("open orders", lambda: self._client.get_orders(request), _orders)
+        fills = [self._fill(item) for item in raw]
         return [f for f in fills if f.open]
 
     def wait_for_fills(self, client_order_ids: list[str], timeout_s: float) -> list[Fill]:
@@ -795,14 +849,16 @@ class AlpacaBroker(StateFileBroker):
         """Return Alpaca's market clock (``/v2/clock``)."""
         from alpaca.trading.models import Clock
 
-        raw = self._call("clock", self._client.get_clock)
-        parsed = Clock(**raw)
-        return MarketClock(
-            timestamp=_aware(parsed.timestamp),
-            is_open=bool(parsed.is_open),
-            next_open=_aware(parsed.next_open),
-            next_close=_aware(parsed.next_close),
-        )
+        def parse(raw: Any) -> MarketClock:
+            parsed = Clock(**raw)
+            return MarketClock(
+                timestamp=_aware(parsed.timestamp),
+                is_open=bool(parsed.is_open),
+                next_open=_aware(parsed.next_open),
+                next_close=_aware(parsed.next_close),
+            )
+
+        return self._call("clock", self._client.get_clock, parse)
 
     def fractionable(self, symbols: list[str]) -> dict[str, bool]:
         """Return per symbol whether Alpaca trades fractional shares of it (cached).
@@ -913,6 +969,17 @@ class AlpacaBroker(StateFileBroker):
                 else:
                     self._breaker.answered(send=True)
             else:
+                other = (
+                    f"order {raw['client_order_id']}"
+                    if raw["client_order_id"] != coid
+                    else _mismatch(intent, raw, qty)
+                )
+                if other is not None:
+                    # Not an answer about the order sent (a proxy's or cache's mix-up): the
+                    # journal must not call it submitted. Ask Alpaca; never send it again.
+                    failure = _Failure(None, f"the reply is about {other}, not the order sent")
+                    self._breaker.failed(f"order {coid}", failure, send=True)
+                    return self._confirm_or_unconfirmed(intent, failure)
                 self._breaker.answered(send=True)
                 fill = self._fill(raw)
                 log.info(
@@ -966,13 +1033,27 @@ class AlpacaBroker(StateFileBroker):
         )
 
     def _checked(self, intent: OrderIntent, raw: dict[str, Any]) -> Fill:
-        fill = self._fill(raw)
-        if (fill.symbol, fill.side) != (intent.symbol, intent.side):
+        mismatch = _mismatch(intent, raw)
+        if mismatch is not None:
             raise PyFinanceError(
                 f"client_order_id {intent.client_order_id} was already used at alpaca for "
-                f"{fill.side} {fill.symbol}; order ids must be unique"
+                f"{mismatch}, not {intent.side} {intent.symbol} {intent.qty:.9g} sh; order ids "
+                "must be unique: cancel or check that order at alpaca before running again"
             )
-        return fill
+        return self._fill(raw)
+
+    def _confirm_or_unconfirmed(self, intent: OrderIntent, failure: _Failure) -> Fill:
+        """After a reply that did not confirm the order sent: Alpaca's order, or unconfirmed."""
+        try:
+            found = self._lookup(intent.client_order_id)
+        except BrokerUnavailable as exc:
+            found, why = None, f"; alpaca could not be asked whether it has the order: {exc}"
+        else:
+            why = "; alpaca has no such order (yet)"
+        if found is not None:
+            fill = self._checked(intent, found)
+            return self._settle(fill, found)
+        return self._unconfirmed(intent, f"sent, but {failure.describe()}{why}")
 
     def _settle(self, fill: Fill, raw: dict[str, Any]) -> Fill:
         """Wait up to ``fill_timeout_s`` for a just-accepted order to become final."""
@@ -988,19 +1069,50 @@ class AlpacaBroker(StateFileBroker):
         return settled[0] if settled else fill
 
     def cancel_open_orders(self) -> int:
-        """Cancel every open order at Alpaca; return how many it canceled."""
+        """Cancel every open order at Alpaca; return how many it canceled.
+
+        Alpaca answers the mass cancel with one result per order (HTTP 207): each is
+        counted, and an order it did not cancel is named.
+
+        Raises
+        ------
+        OrdersLeftOpen
+            Alpaca did not cancel some orders: they are named, and may still fill.
+        BrokerUnavailable
+            The cancel request itself failed.
+        """
         from alpaca.trading.requests import CancelOrderResponse
 
-        raw = self._call("cancel open orders", self._client.cancel_orders)
-        canceled = 0
-        for item in raw or []:
-            response = CancelOrderResponse(**item)
-            if 200 <= response.status < 300:
-                canceled += 1
-            else:
-                log.warning("alpaca could not cancel order %s: %s", response.id, response.body)
-        log.info("canceled %d open order(s) at alpaca", canceled)
-        return canceled
+        def parse(raw: Any) -> list[CancelOrderResponse]:
+            if raw is None:  # nothing was open: an empty reply
+                return []
+            if not isinstance(raw, list):
+                raise ValueError("expected a list of per-order results")
+            return [CancelOrderResponse(**item) for item in raw]
+
+        results = self._call("cancel open orders", self._client.cancel_orders, parse)
+        canceled = [r for r in results if 200 <= r.status < 300]
+        failed = [r for r in results if not 200 <= r.status < 300]
+        if failed:
+            try:  # name them by our ids, as the journal and the daily logs do
+                names = {
+                    f.broker_order_id: f"{f.client_order_id} ({f.side} {f.symbol})"
+                    for f in self.open_orders()
+                }
+            except PyFinanceError as exc:
+                log.warning("could not list the open orders to name them: %s", exc)
+                names = {}
+            left = []
+            for r in failed:
+                message = self._scrub(str((r.body or {}).get("message") or ""))
+                name = names.get(str(r.id), f"alpaca order {r.id}")
+                left.append(f"{name}: HTTP {r.status}" + (f" {message}" if message else ""))
+            raise OrdersLeftOpen(
+                f"alpaca canceled {len(canceled)} of {len(results)} open order(s); "
+                f"{len(failed)} left open: " + "; ".join(left)
+            )
+        log.info("canceled %d open order(s) at alpaca", len(canceled))
+        return len(canceled)
 
     def mark_to_market(self, prices: Mapping[str, float], session: dt.date) -> float:
         """Read the account's equity from Alpaca and record it as the equity of ``session``.
@@ -1017,11 +1129,7 @@ class AlpacaBroker(StateFileBroker):
         float
             Alpaca's account equity, account currency.
         """
-        from alpaca.trading.models import TradeAccount
-
-        raw = self._call("account", self._client.get_account)
-        TradeAccount(**raw)
-        equity = _float(raw.get("equity") or raw.get("portfolio_value"))
+        _, equity = self._call("account", self._client.get_account, _cash_equity)
         with transaction(self._conn) as conn:
             conn.execute(
                 "INSERT INTO equity (session, equity, recorded_at) VALUES (?, ?, ?) "
@@ -1031,6 +1139,32 @@ class AlpacaBroker(StateFileBroker):
             )
         log.info("equity %s: %.2f (alpaca)", session_key(session), equity)
         return equity
+
+
+def _cash_equity(raw: Any) -> tuple[float, float]:
+    """Cash and equity of an account reply (refused when the SDK's model refuses it)."""
+    from alpaca.trading.models import TradeAccount
+
+    TradeAccount(**raw)
+    return _float(raw.get("cash")), _float(raw.get("equity") or raw.get("portfolio_value"))
+
+
+def _orders(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ValueError("expected a list of orders")
+    return [_order(item) for item in raw]
+
+
+def _mismatch(intent: OrderIntent, raw: Mapping[str, Any], sent: float | None = None) -> str | None:
+    """Why Alpaca's order ``raw`` is not ``intent`` (None when it is).
+
+    ``sent``: the quantity this run sent (the intent's, cut to what Alpaca takes).
+    """
+    ordered = _float(raw.get("qty")) if raw.get("qty") not in (None, "") else None
+    symbol, side = str(raw.get("symbol") or ""), str(raw.get("side") or "")
+    if sent is not None and ordered is not None and (symbol, side) == (intent.symbol, intent.side):
+        return None if abs(ordered - sent) <= QTY_EPS else f"{side} {symbol} {ordered:.9g} sh"
+    return order_mismatch(intent, symbol, side, ordered)
 
 
 def _order(raw: Any) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class BrokerUnavailable(PyFinanceError):
     """
 
 
+class OrdersLeftOpen(PyFinanceError):
+    """A cancel of every open order left some open (the broker refused them): they may fill."""
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """A snapshot of the account.
@@ -88,6 +92,9 @@ class Fill:
         The broker's own id of the order (empty for the paper broker).
     open
         Whether the broker may still fill (more of) it.
+    qty_ordered
+        Shares the broker's order is for, as the broker reports it (None when unknown);
+        with ``symbol`` and ``side`` it tells whether the broker's order is the intent.
     """
 
     client_order_id: str
@@ -101,6 +108,7 @@ class Fill:
     reason: str = ""
     broker_order_id: str = ""
     open: bool = False
+    qty_ordered: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in FILL_STATUSES:
@@ -197,7 +205,10 @@ class Broker(Protocol):
         ...
 
     def cancel_open_orders(self) -> int:
-        """Cancel every open order; return how many were canceled."""
+        """Cancel every open order; return how many were canceled.
+
+        Raises :class:`OrdersLeftOpen` when the broker did not cancel some, naming them.
+        """
         ...
 
     def clock(self) -> MarketClock | None:

@@ -16,6 +16,7 @@ restart never trades twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -31,7 +32,7 @@ import pandas as pd
 from py_finance.errors import PyFinanceError
 from py_finance.live.brokers._common import StateFileBroker, session_key, utc_now
 from py_finance.live.brokers.base import Account, Fill, MarketClock
-from py_finance.live.orders import QTY_EPS, OrderIntent
+from py_finance.live.orders import QTY_EPS, OrderIntent, order_mismatch
 from py_finance.live.state_db import connect, transaction
 
 log = logging.getLogger(__name__)
@@ -254,10 +255,11 @@ class PaperBroker(StateFileBroker):
             ).fetchone()
             if row is not None:
                 existing = _fill_from_row(row)
-                if (existing.symbol, existing.side) != (intent.symbol, intent.side):
+                other = order_mismatch(intent, existing.symbol, existing.side, existing.qty_ordered)
+                if other is not None:
                     raise PyFinanceError(
                         f"client_order_id {intent.client_order_id} was already used for "
-                        f"{existing.side} {existing.symbol}; order ids must be unique"
+                        f"{other}; order ids must be unique"
                     )
                 log.info(
                     "order %s already submitted (%s); not sent again",
@@ -269,6 +271,7 @@ class PaperBroker(StateFileBroker):
                 fill = Fill.unfilled(intent, "pending", self._now())
             else:
                 fill = self._execute(conn, intent, price)
+            fill = dataclasses.replace(fill, qty_ordered=intent.qty)  # as get_order reads it
             self._record_order(conn, intent, fill)
         log.info(
             "%s %s %s: %.6g of %.6g sh @ %.4f, commission %.2f%s",
@@ -553,4 +556,5 @@ def _fill_from_row(row: Any) -> Fill:
         filled_at=dt.datetime.fromisoformat(row["filled_at"]),
         reason=row["reason"],
         open=row["status"] == "pending",
+        qty_ordered=float(row["qty"]),
     )
