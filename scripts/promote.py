@@ -1,7 +1,15 @@
-"""Run the promotion gate on the last backtest; `--dry-run` explains the decision, changes nothing.
+"""Explain the promotion gate's decision on a candidate; `--apply` makes it @champion if it passes.
 
-.venv/bin/python scripts/promote.py --dry-run
-.venv/bin/python scripts/promote.py            # apply: @challenger, and @champion if it passes
+.venv/bin/python scripts/promote.py                    # explain (the same as --dry-run)
+.venv/bin/python scripts/promote.py --apply            # promote the workspace's candidate
+.venv/bin/python scripts/promote.py --apply --version 3   # promote a registered version
+.venv/bin/python scripts/promote.py --has-champion     # exit 0 when a champion exists, else 1
+
+The candidate is judged on its own out-of-sample figures (Sharpe, DSR over the trials of its
+research question, drawdown, length) and against the deployment's current champion on the
+same sessions (a paired test of the Sharpe difference). Experiments and the pipeline only
+propose (@challenger); @champion moves only here with --apply (or in a retrain job configured
+to), after the comparison is shown. Each --apply is appended to logs/promotions.jsonl.
 """
 
 from __future__ import annotations
@@ -17,7 +25,11 @@ from py_finance.pipeline.cli import setup_logging
 
 def explain(out: dict, cfg) -> str:
     ev = out["evidence"]
-    verdict = "PROMOTE to @champion" if out["promoted"] else "REJECT (champion unchanged)"
+    verdict = {
+        "promoted": "PROMOTE to @champion",
+        "challenger": "@challenger (champion unchanged)",
+        "rejected": "REJECT (champion unchanged)",
+    }.get(out.get("decision", ""), "PROMOTE" if out["promoted"] else "REJECT")
     lines = [
         f"candidate {out['model']} v{out['candidate_version']} ({cfg.candidate} backtest): "
         f"{verdict}",
@@ -32,6 +44,30 @@ def explain(out: dict, cfg) -> str:
         f"  DSR {ev['dsr']:.4f}: the same, against the best Sharpe that {ev['n_trials']} "
         f"skill-less trials would show by chance ({ev['expected_max_sharpe']:.3f} annualised)",
     ]
+    vs = out.get("vs_champion")
+    if vs:
+        lines += [
+            "",
+            f"against champion v{vs['champion_version']} on the same {vs['n_sessions']} "
+            f"sessions ({vs['first']} to {vs['last']}"
+            + (
+                f", the last {vs['rescored_sessions']} re-scored from its model"
+                if vs["rescored_sessions"]
+                else ""
+            )
+            + "):",
+            f"  sharpe {vs['sharpe']:.3f} vs {vs['champion_sharpe']:.3f}: difference "
+            f"{vs['difference']:+.3f}, standard error {vs['std_error']:.3f} (z {vs['z']:+.2f}; "
+            f"paired HAC test of Ledoit and Wolf 2008), required: {cfg.vs_champion} at "
+            f"{cfg.vs_champion_confidence:.0%}",
+        ]
+    else:
+        lines += ["", "no champion yet for this deployment: nothing to compare with"]
+    if out.get("proposes_only") and out.get("decision") == "challenger":
+        lines.append(
+            "  proposes only (" + "; ".join(out["proposes_only"]) + "): "
+            "`scripts/promote.py --apply` makes it @champion if it passes"
+        )
     best = ev.get("best_trial_sharpe", math.nan)
     if best is not None and math.isfinite(best):
         lines.append(f"  best raw sharpe among the recorded trials {best:.3f}")
@@ -54,7 +90,9 @@ def explain(out: dict, cfg) -> str:
         f"after: {out['champion'] or 'none (live trading has no model)'}",
     ]
     if out.get("dry_run"):
-        lines.append("dry run: nothing was changed in the registry")
+        lines.append(
+            "dry run: nothing was changed in the registry (`--apply` to act on this decision)"
+        )
     return "\n".join(lines)
 
 
@@ -68,7 +106,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="composed config (params.yaml)")
     parser.add_argument("--root", default=".", help="project root the paths are relative to")
-    parser.add_argument("--dry-run", action="store_true", help="decide and explain only")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="decide and explain only (the default)"
+    )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="make the candidate @champion if it passes the gate and the comparison",
+    )
+    parser.add_argument(
+        "--version",
+        default=None,
+        help="judge this registered version of the deployment instead of the workspace's "
+        "candidate (the last backtest)",
+    )
     parser.add_argument(
         "--has-champion",
         action="store_true",
@@ -83,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         from py_finance import tracking
 
         tracking.setup(ctx.settings.tracking, root)
-        name = ctx.settings.tracking.model_name(ctx.horizon)
+        name = ctx.deployment
         version = tracking.get_alias_version(name, tracking.CHAMPION)
         if version is None:
             print(
@@ -94,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1)
         print(f"{name}@champion is version {version}")
         return
-    out = promote(ctx, dry_run=args.dry_run)
+    if args.apply and args.dry_run:
+        parser.error("--apply and --dry-run exclude each other")
+    out = promote(ctx, dry_run=not args.apply, apply=args.apply, version=args.version)
     print(explain(out, ctx.settings.promotion))
 
 

@@ -165,9 +165,7 @@ def run_known_answer(
     oracle_ic = rank_ic(oracle.reindex(rows), labels.loc[rows, column])
     model_ic = rank_ic(preds.loc[rows, "score"], labels.loc[rows, column])
     tracking.setup(ctx.settings.tracking, root)
-    champion = tracking.get_alias_version(
-        ctx.settings.tracking.model_name(ctx.horizon), tracking.CHAMPION
-    )
+    champion = tracking.get_alias_version(ctx.deployment, tracking.CHAMPION)
     evidence = decision["evidence"]
     cand = metrics[ctx.settings.promotion.candidate]
     result = KnownAnswerResult(

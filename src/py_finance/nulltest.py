@@ -409,7 +409,10 @@ def run_null_test(
     best["reasons"] = out["reasons"]
     tracking.setup(base.settings.tracking, root)
     champions = {
-        h: tracking.get_alias_version(base.settings.tracking.model_name(h), tracking.CHAMPION)
+        h: tracking.get_alias_version(
+            base.settings.tracking.model_name(base.settings.data.universe_id(), h),
+            tracking.CHAMPION,
+        )
         for h in spec.horizons
     }
     promoted = any(v is not None for v in champions.values())

@@ -76,7 +76,7 @@ def test_live_loop_without_a_champion_fails_clearly(tmp_path):
         "2001-01-01T00:00Z",
         cwd=tmp_path,
     )
-    _assert_one_line_error(proc, "no model 'py-finance-h5@champion'")
+    _assert_one_line_error(proc, "no model 'py-finance-bundled-h5@champion'")
     assert not (tmp_path / "logs").exists()
 
 

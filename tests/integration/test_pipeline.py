@@ -56,7 +56,7 @@ def test_pipeline_on_a_small_slice_promotes_a_champion_and_trades_a_paper_day(tm
     assert decision["promoted"] is beats
     assert decision["promoted"], f"slice expected to pass the gate: {decision['reasons']}"
     tracking.setup(ctx.settings.tracking, ctx.root)
-    assert tracking.get_alias_version("py-finance-h5", "champion") == decision["candidate_version"]
+    assert tracking.get_alias_version(ctx.deployment, "champion") == decision["candidate_version"]
 
     result = run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-29T23:00Z"))
     elapsed = time.perf_counter() - started
@@ -91,7 +91,7 @@ def test_a_rejected_candidate_leaves_live_trading_without_a_champion(tmp_path):
     decision = json.loads(ctx.path("promotion", "h5.json").read_text())
     assert decision["promoted"] is False
     assert decision["champion"] is None
-    with pytest.raises(ModelNotFoundError, match="py-finance-h5@champion"):
+    with pytest.raises(ModelNotFoundError, match=f"{ctx.deployment}@champion"):
         run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-29T23:00Z"))
     assert not (ctx.root / ctx.settings.live.log_dir).exists()
 
@@ -149,7 +149,15 @@ def test_live_loop_feeds_held_names_to_the_hold_buffer(tmp_path):
     assert held
     second = run_live_day(ctx, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"))
     assert set(second.payload["target_weights"]) == held
-    # The same champion and account without the buffer: the ranking did move that day.
+    # The same champion and account without the buffer (an explicit override: the champion
+    # was evaluated with it): the ranking did move that day.
     unbuffered = _ctx(tmp_path, "portfolio.rebalance_every=1")
-    plain = run_live_day(unbuffered, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"))
+    with pytest.raises(PyFinanceError, match=r"portfolio.hold_buffer=8 \(local 0\)"):
+        run_live_day(unbuffered, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"))
+    plain = run_live_day(
+        unbuffered, dry_run=True, as_of=pd.Timestamp("2000-12-28T23:00Z"), override=True
+    )
+    assert plain.payload["config_overrides"] == [
+        {"key": "portfolio.hold_buffer", "champion": "8", "local": "0"}
+    ]
     assert set(plain.payload["target_weights"]) != held, "pick a day where the ranking moved"

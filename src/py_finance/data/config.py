@@ -66,6 +66,30 @@ class DataConfig:
                 f"data.source {self.source!r} is unknown; choose one of {', '.join(SOURCES)}"
             )
 
+    def universe_id(self) -> str:
+        """A short, stable name of the universe this config trades (deployment names).
+
+        ``bundled`` for the bundled data as shipped; otherwise the source and a digest of what
+        picks the names and their data (symbols, universe file, benchmark, source options),
+        e.g. ``files-3fa2c1``. The dates are left out: a refreshed store is the same universe.
+        """
+        if self.source == "bundled" and not (self.symbols or self.universe or self.options):
+            return "bundled"
+        import hashlib
+        import json
+
+        text = json.dumps(
+            [
+                sorted(self.symbols) if self.symbols else None,
+                self.universe,
+                self.benchmark,
+                self.options or {},
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return f"{self.source}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
     @property
     def start_date(self) -> dt.date:
         """``start`` as a date."""

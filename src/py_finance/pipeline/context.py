@@ -37,6 +37,16 @@ class Context:
         """Label horizon in sessions."""
         return int(self.settings.labels.horizon)
 
+    @property
+    def deployment(self) -> str:
+        """The registered model (deployment) of this configuration's candidates.
+
+        ``py-finance-<universe>-h<horizon>``: one research question's universe and horizon.
+        """
+        return str(
+            self.settings.tracking.model_name(self.settings.data.universe_id(), self.horizon)
+        )
+
     def model_dir(self) -> Path:
         """Directory of the trained model and its predictions for this horizon."""
         return self.path("models", f"h{self.horizon}")

@@ -5,7 +5,9 @@ curves: Baseline (top-k, no overlays), Regime-Aware (all configured overlays: ca
 regime exposure, drawdown throttle) and the benchmark's buy-and-hold. Each strategy
 backtest is an MLflow run tagged with its research question and trial (the ledger the
 promotion gate counts); the Regime-Aware run also logs the final model. Only the promote
-stage registers it, as a version of ``py-finance-h{h}``, and may mark it ``@champion``.
+stage registers it, as a version of its deployment ``py-finance-<universe>-h{h}`` carrying
+the resolved config it was evaluated with; it becomes ``@challenger`` when it passes the gate
+and ``@champion`` only by a deliberate promotion (:func:`promote`).
 
 Metric conventions (metrics.json, MLflow and the results table use the same names): returns,
 drawdowns, volatility and exposure are fractions of 1 (``cagr`` 0.071 is 7.1% a year,
@@ -17,9 +19,13 @@ research question; ``rank_ic``/``ic`` are out-of-sample correlations.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
+import os
 import pickle
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,7 @@ from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtes
 from py_finance.backtest.metrics import compute_metrics
 from py_finance.config import flatten
 from py_finance.data.store import membership_mask
-from py_finance.errors import DataError
+from py_finance.errors import DataError, PyFinanceError
 from py_finance.io import read_parquet, write_json, write_parquet, write_text
 from py_finance.pipeline.context import Context
 from py_finance.pipeline.research import prices
@@ -41,6 +47,7 @@ from py_finance.tracking.promotion import candidate_returns
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "regime_aware")
+PREDICTIONS_ARTIFACT = "predictions.parquet"
 LABELS = {
     "baseline": "Baseline",
     "regime_aware": "Regime-Aware",
@@ -260,45 +267,88 @@ def _record_failure(ctx: Context, question: str, exc: BaseException) -> None:
         log.exception("could not record the failed backtest in the trial ledger")
 
 
-def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]:
-    s = ctx.settings
+@dataclasses.dataclass(frozen=True, slots=True)
+class Market:
+    """What a strategy over the predictions' sessions trades on (read once from the store).
+
+    ``prices`` from the first predicted session; ``returns`` into each close from the whole
+    stored history (lookbacks before the start); ``members`` the point-in-time universe;
+    ``sectors`` of the day; ``regimes`` of the regimes stage.
+    """
+
+    prices: pd.DataFrame
+    returns: pd.DataFrame
+    members: pd.DataFrame
+    delistings: pd.DataFrame
+    sectors: pd.Series | pd.DataFrame
+    regimes: pd.Series
+
+
+def market(ctx: Context, start: pd.Timestamp) -> Market:
+    """The store's market from session ``start`` on, as the backtest stage trades it."""
     px = prices(ctx)
-    # Returns into each close, from the whole stored history (lookbacks before the start).
     rets = px.pct_change(fill_method=None)
-    index = prices(ctx, table="benchmark").iloc[:, 0]
-    preds = _read(ctx.model_dir() / "predictions.parquet", ctx.dvc_stage("train"))
     regimes = _read(ctx.path("features", "regimes.parquet"), ctx.dvc_stage("regimes"))["regime"]
-    scores = preds["score"].unstack("symbol").reindex(columns=px.columns)
-    start = scores.index[0]
     px = px.loc[start:]
-    scores = scores.reindex(px.index)
+    # Survivorship-free: only the members of the universe at t can be bought at t, a held
+    # name that delists is paid out at its delisting return, sectors are those of the day.
+    return Market(
+        prices=px,
+        returns=rets,
+        members=membership_mask(ctx.store.membership(ctx.as_of), px.index, px.columns),
+        delistings=ctx.store.delistings(ctx.as_of),
+        sectors=sectors_by_session(ctx.store.sector_history(ctx.as_of), px.index, px.columns),
+        regimes=regimes,
+    )
+
+
+def scores_on(m: Market, preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Scores (members only) and their predictive std, ``session x symbol`` on ``m``'s grid."""
+    px = m.prices
+    scores = preds["score"].unstack("symbol").reindex(index=px.index, columns=px.columns)
     # Predictive std of models that give one (MC dropout), for uncertainty-aware weighting.
     std = (
         preds["std"].unstack("symbol").reindex(index=px.index, columns=px.columns)
         if "std" in preds.columns
         else None
     )
-    # Survivorship-free: only the members of the universe at t can be bought at t, a held
-    # name that delists is paid out at its delisting return, sectors are those of the day.
-    members = membership_mask(ctx.store.membership(ctx.as_of), px.index, px.columns)
-    scores = scores.where(members)
-    delistings = ctx.store.delistings(ctx.as_of)
-    sectors = sectors_by_session(ctx.store.sector_history(ctx.as_of), px.index, px.columns)
+    return scores.where(m.members), std
 
-    weights = {
-        "baseline": target_weights(scores, portfolio=s.portfolio, risk=NO_RISK, returns=rets),
-        "regime_aware": target_weights(
-            scores,
-            portfolio=s.portfolio,
-            risk=s.risk,
-            sectors=sectors,
-            regimes=regimes,
-            policy=s.regime_policy,
-            returns=rets,
-            uncertainty=std,
-            periods_per_year=s.backtest.periods_per_year,
-        ),
-    }
+
+def variant_weights(
+    m: Market, s: Any, scores: pd.DataFrame, std: pd.DataFrame | None, variant: str
+) -> pd.DataFrame:
+    """Target weights of a variant: ``baseline`` (top-k, no overlays) or ``regime_aware``."""
+    if variant == "baseline":
+        return target_weights(scores, portfolio=s.portfolio, risk=NO_RISK, returns=m.returns)
+    return target_weights(
+        scores,
+        portfolio=s.portfolio,
+        risk=s.risk,
+        sectors=m.sectors,
+        regimes=m.regimes,
+        policy=s.regime_policy,
+        returns=m.returns,
+        uncertainty=std,
+        periods_per_year=s.backtest.periods_per_year,
+    )
+
+
+def variant_backtest(m: Market, s: Any, weights: pd.DataFrame, variant: str) -> BacktestResult:
+    """The cash-account backtest of a variant's weights (the throttle for ``regime_aware``)."""
+    risk = s.risk if variant == "regime_aware" else None
+    return run_backtest(m.prices, weights, s.backtest, risk=risk, delistings=m.delistings)
+
+
+def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]:
+    s = ctx.settings
+    index = prices(ctx, table="benchmark").iloc[:, 0]
+    preds = _read(ctx.model_dir() / "predictions.parquet", ctx.dvc_stage("train"))
+    start = preds.index.get_level_values("session").min()
+    m = market(ctx, start)
+    px, members, delistings, regimes = m.prices, m.members, m.delistings, m.regimes
+    scores, std = scores_on(m, preds)
+    weights = {v: variant_weights(m, s, scores, std, v) for v in VARIANTS}
     model_matters = not held_every_name(weights["baseline"], scores)
     if not model_matters:
         log.warning(
@@ -308,10 +358,7 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
             s.portfolio.top_k,
         )
     results: dict[str, BacktestResult] = {
-        "baseline": run_backtest(px, weights["baseline"], s.backtest, delistings=delistings),
-        "regime_aware": run_backtest(
-            px, weights["regime_aware"], s.backtest, risk=s.risk, delistings=delistings
-        ),
+        v: variant_backtest(m, s, weights[v], v) for v in VARIANTS
     }
     ew = run_backtest(
         px,
@@ -379,7 +426,7 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
     _save_png(fig, out / "plots" / "equity.png")
     write_json(
         {
-            "name": s.tracking.model_name(ctx.horizon),
+            "name": ctx.deployment,
             "question": question,
             "trial_key": tracking.trial_tags(
                 question, _trial_params(ctx, "regime_aware"), "regime_aware"
@@ -633,6 +680,14 @@ def _track(
                     input_example=example,
                 )
                 tracking.set_run_tags(run_id, {tracking.MODEL_URI_TAG: logged.model_uri})
+                # The walk-forward's out-of-sample scores: a later gate re-simulates this
+                # model on its challenger's window from them (and the model for new sessions).
+                tracking.log_frame(
+                    read_parquet(
+                        ctx.model_dir() / "predictions.parquet", stage=ctx.dvc_stage("train")
+                    ),
+                    PREDICTIONS_ARTIFACT,
+                )
     return runs
 
 
@@ -801,50 +856,289 @@ def gate_inputs(ctx: Context) -> tuple[dict[str, Any], Any, Any]:
     return ref, evidence, cfg
 
 
-def promote(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
+def deploy_blockers(ctx: Context) -> list[str]:
+    """Why this pipeline run may only propose (``@challenger``), not deploy: [] when it may.
+
+    A DVC experiment (``$DVC_EXP_NAME``, set by ``dvc exp run`` in the workspace, ``--temp``
+    or the queue) and a git workspace with uncommitted changes to tracked files other than
+    ``dvc.lock`` (params.yaml or code edited by hand) propose only.
+    """
+    blockers = []
+    exp = os.environ.get("DVC_EXP_NAME")
+    if exp:
+        blockers.append(f"DVC experiment {exp!r}")
+    try:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ctx.root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return blockers
+    if done.returncode == 0:
+        changed = [line[3:] for line in done.stdout.splitlines() if line[3:] != "dvc.lock"]
+        if changed:
+            blockers.append("uncommitted changes to " + ", ".join(changed[:3]))
+    return blockers
+
+
+def _curve_returns(curve: pd.Series) -> pd.Series:
+    """Per-session returns of a growth-of-1 curve (first session: its move from 1)."""
+    return candidate_returns(curve).dropna()
+
+
+def champion_returns(
+    ctx: Context, name: str, version: str, sessions: pd.DatetimeIndex
+) -> tuple[pd.Series, int]:
+    """The champion's strategy returns over ``sessions`` (the candidate's window).
+
+    From the champion's own logged equity where it covers the window; when the window runs
+    past the champion's backtest (new data), the champion is re-simulated on the store of
+    ``ctx`` with its recorded config: its walk-forward's out-of-sample scores, then its
+    logged model's scores on the sessions after them (which it never trained on), through
+    the same portfolio, overlays and engine. Returns the returns and how many sessions were
+    re-scored; the returns are empty when the champion cannot be re-simulated.
+    """
+    run_id = tracking.version_run_id(name, version)
+    if run_id is None:
+        return pd.Series(dtype="float64"), 0
+    run = tracking.get_run(run_id)
+    variant = run.data.tags.get("variant", "regime_aware")
+    equity = tracking.read_run_frame(run_id, "equity.parquet")
+    own = _curve_returns(equity[variant])
+    missing = sessions[sessions > own.index.max()] if len(own) else sessions
+    if not len(missing):
+        return own, 0
+    recorded = tracking.deployment.recorded_config(tracking.get_version_tags(name, version))
+    if recorded is None:
+        return own, 0
+    from omegaconf import OmegaConf
+
+    from py_finance.config import build
+
+    champ = build(OmegaConf.create(recorded))
+    mine = tracking.deployment.flat(resolved_config(ctx.settings.raw))
+    theirs = tracking.deployment.flat(recorded)
+    same_inputs = all(
+        mine.get(k) == theirs.get(k)
+        for k in {*mine, *theirs}
+        if k.startswith(("features.", "regimes.", "labels."))
+    )
+    if not same_inputs:
+        log.warning(
+            "champion v%s was evaluated on other features, regimes or labels: it is compared "
+            "on the sessions of its own backtest only",
+            version,
+        )
+        return own, 0
+    try:
+        oos = tracking.read_run_frame(run_id, PREDICTIONS_ARTIFACT)
+    except PyFinanceError:
+        log.warning("champion v%s logged no predictions: compared on its own sessions", version)
+        return own, 0
+    last = oos.index.get_level_values("session").max()
+    feats = read_parquet(
+        ctx.path("features", "features.parquet"),
+        stage=ctx.dvc_stage("features"),
+        filters=[("session", ">", last)],
+    )
+    model = tracking.load_model(name, version=version)
+    fresh = model.predict(feats).to_frame("score") if len(feats) else None
+    preds = pd.concat([oos[["score"]], fresh]) if fresh is not None else oos[["score"]]
+    m = market(ctx, preds.index.get_level_values("session").min())
+    scores, std = scores_on(m, preds)
+    weights = variant_weights(m, champ, scores, std, variant)
+    result = variant_backtest(m, champ, weights, variant)
+    curve = result.equity / champ.backtest.initial_cash
+    rescored = int((curve.index > last).sum())
+    return _curve_returns(curve), rescored
+
+
+def compare_with_champion(ctx: Context, name: str, candidate_curve: pd.Series, cfg: Any) -> Any:
+    """The paired Sharpe test of the candidate against ``name@champion`` (None: no champion)."""
+    version = tracking.get_alias_version(name, tracking.CHAMPION)
+    if version is None:
+        return None
+    cand = _curve_returns(candidate_curve)
+    champ, rescored = champion_returns(ctx, name, version, pd.DatetimeIndex(cand.index))
+    test = tracking.sharpe_difference_test(
+        cand, champ, periods_per_year=ctx.settings.backtest.periods_per_year
+    )
+    return dataclasses.replace(test, champion_version=version, rescored_sessions=rescored)
+
+
+def version_gate_inputs(ctx: Context, version: str) -> tuple[dict[str, Any], Any, Any, pd.Series]:
+    """The gate's inputs for an already registered version of ``ctx``'s deployment.
+
+    Its run's logged equity and benchmark Sharpe, and the trials its research question
+    holds now: the same figures the promote stage judged, read back from the store.
+    """
+    s = ctx.settings
+    cfg = s.promotion if s.promotion is not None else tracking.PromotionConfig()
+    tracking.setup(s.tracking, ctx.root)
+    name = ctx.deployment
+    try:
+        run_id = tracking.version_run_id(name, version)
+    except Exception as exc:  # mlflow's "not found" carries no public type of its own
+        raise DataError(f"{name} has no version {version}: {exc}") from None
+    if run_id is None:
+        raise DataError(f"{name} v{version} has no run to judge it from")
+    run = tracking.get_run(run_id)
+    variant = run.data.tags.get("variant", cfg.candidate)
+    question = run.data.tags.get(tracking.QUESTION_TAG, "")
+    equity = tracking.read_run_frame(run_id, "equity.parquet")
+    curve = equity[variant].dropna()
+    bench = equity["benchmark"].reindex(curve.index).pct_change().fillna(0.0)
+    std = float(bench.std(ddof=1))
+    ppy = s.backtest.periods_per_year
+    bench_sharpe = float(bench.mean()) / std * math.sqrt(ppy) if std else math.nan
+    record = tracking.count_trials(question)
+    n_trials = int(cfg.n_trials) if cfg.n_trials is not None else record.n_trials
+    evidence = tracking.gate_evidence(
+        candidate_returns(curve),
+        bench_sharpe,
+        n_trials=n_trials,
+        trial_sharpes=record.sharpes,
+        sr_variance=cfg.sr_variance,
+        periods_per_year=ppy,
+    )
+    ref = {"name": name, "run_id": run_id, "question": question, "variant": variant}
+    return ref, evidence, cfg, curve
+
+
+def promote(
+    ctx: Context,
+    *,
+    dry_run: bool = False,
+    apply: bool = False,
+    version: str | None = None,
+) -> dict[str, Any]:
     """Register the candidate backtest's model and run the promotion gate on it.
 
     The promotion path is the only one that creates registry versions: the candidate's
-    model (logged by its backtest run) becomes a version of ``py-finance-h{h}`` (once per
-    run), then the gate decides. Before that, the current champion is re-checked against the
-    trials its research question holds now (:func:`py_finance.tracking.recheck_champion`).
-    Writes ``promotion/h{h}.json`` (decision, reasons, figures) unless ``dry_run``, which
-    decides and explains without touching the registry or the file.
+    model (logged by its backtest run) becomes a version of its deployment
+    (``py-finance-<universe>-h<h>``, once per run) carrying the resolved config and universe
+    it was evaluated with. Before the decision, the current champion is re-checked against
+    the trials its research question holds now (:func:`py_finance.tracking.recheck_champion`);
+    the candidate is then judged on its own figures and against the champion on the same
+    sessions. A candidate that passes becomes ``@challenger``; it becomes ``@champion`` only
+    with ``apply`` (``scripts/promote.py --apply``), or, with ``promotion.bootstrap``, as the
+    first champion of its deployment from a clean workspace outside DVC experiments (a fresh
+    clone's ``make run``).
+
+    ``version`` judges an already registered version instead of the workspace's candidate.
+    The stage (neither ``apply`` nor ``version``) writes ``promotion/h{h}.json`` (decision,
+    reasons, figures); ``dry_run`` decides and explains without touching the registry or a
+    file. A decision that moved ``@champion`` is appended to ``logs/promotions.jsonl``.
     """
-    ref, evidence, cfg = gate_inputs(ctx)
-    recheck = tracking.recheck_champion(
-        ref["name"], cfg, periods_per_year=ctx.settings.backtest.periods_per_year, dry_run=dry_run
-    )
-    if dry_run:
-        version = tracking.version_of_run(ref["name"], ref["run_id"]) or "(not registered)"
+    if version is None:
+        ref, evidence, cfg = gate_inputs(ctx)
+        equity = read_parquet(
+            ctx.backtest_dir() / "equity.parquet", stage=ctx.dvc_stage("backtest")
+        )
+        curve = equity[cfg.candidate]
     else:
-        registered = tracking.register_logged_model(ref["name"], ref["run_id"], ref["model_uri"])
+        ref, evidence, cfg, curve = version_gate_inputs(ctx, str(version))
+    name = ref["name"]
+    recheck = tracking.recheck_champion(
+        name, cfg, periods_per_year=ctx.settings.backtest.periods_per_year, dry_run=dry_run
+    )
+    if version is not None:
+        version = str(version)
+    elif dry_run:
+        version = tracking.version_of_run(name, ref["run_id"]) or "(not registered)"
+    else:
+        registered = tracking.register_logged_model(name, ref["run_id"], ref["model_uri"])
         version = registered.version or ""
-    decision = tracking.promote(ref["name"], version, evidence, config=cfg, dry_run=dry_run)
+        tracking.set_version_tags(
+            name,
+            version,
+            tracking.deployment.deployment_tags(
+                resolved_config(ctx.settings.raw),
+                ctx.settings.data.universe_id(),
+                ctx.store.symbols(),
+            ),
+        )
+    comparison = compare_with_champion(ctx, name, curve, cfg)
+    if comparison is not None and comparison.champion_version == version:
+        comparison = None  # the champion itself, judged again: nothing to compare with
+    blockers = deploy_blockers(ctx)
+    has_champion = tracking.get_alias_version(name, tracking.CHAMPION) is not None
+    if apply:
+        deploy, how = True, "applied"
+    elif cfg.bootstrap and not has_champion and not blockers:
+        deploy, how = True, "bootstrap"
+    else:
+        deploy, how = False, "proposed"
+    decision = tracking.promote(
+        name,
+        version,
+        evidence,
+        config=cfg,
+        comparison=comparison,
+        deploy=deploy,
+        dry_run=dry_run,
+    )
     if dry_run:  # what @champion would be after the decision
         champion = str(version) if decision.promote else decision.previous_champion
         if recheck is not None and not recheck.passed and champion == recheck.version:
             champion = None
     else:
-        champion = tracking.get_alias_version(ref["name"], tracking.CHAMPION)
+        champion = tracking.get_alias_version(name, tracking.CHAMPION)
+    if decision.decision != "rejected":
+        challenger: str | None = str(version)
+    else:
+        challenger = None if dry_run else tracking.get_alias_version(name, tracking.CHALLENGER)
     out = {
-        "model": ref["name"],
+        "model": name,
         "candidate_version": version,
         "promoted": decision.promote,
+        "decision": decision.decision,
+        "how": how if decision.promote else None,
+        "proposes_only": [] if deploy else (blockers or ["the deployment has a champion"]),
         "reasons": list(decision.reasons),
         "previous_champion": decision.previous_champion,
         "champion": champion,
+        "challenger": challenger,
         "evidence": evidence.as_dict(),
+        "vs_champion": None if comparison is None else comparison.as_dict(),
         "champion_recheck": None if recheck is None else recheck.as_dict(),
         "dry_run": dry_run,
     }
-    verdict = "promoted to @champion" if decision.promote else "not promoted"
-    log.info("%s v%s %s: %s", ref["name"], version, verdict, "; ".join(decision.reasons))
+    log.info("%s v%s: %s: %s", name, version, decision.decision, "; ".join(decision.reasons))
     if not decision.promote:
         log.warning(
-            "keeping the previous champion (%s)",
-            champion if champion else "none: live trading has no model",
+            "@champion stays %s",
+            f"v{champion}" if champion else "none: live trading has no model",
         )
-    if not dry_run:
+    if not dry_run and not apply and ref.get("trial_key"):
         write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
+    if not dry_run and (apply or decision.promote):
+        _audit(ctx, out)
     return out
+
+
+def _audit(ctx: Context, out: dict[str, Any]) -> None:
+    """Append a deliberate or champion-moving decision to ``logs/promotions.jsonl``.
+
+    The audit trail of who trades: outside the DVC outputs, so a deliberate promotion leaves
+    ``dvc status`` clean, and never rewritten by an experiment or ``dvc checkout``.
+    """
+    import datetime as dt
+
+    path = ctx.root / "logs" / "promotions.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **out}
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, default=str, sort_keys=True) + "\n")
+
+
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain containers, the Hydra node left out."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items() if k != "hydra"}

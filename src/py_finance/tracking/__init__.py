@@ -9,6 +9,7 @@ Importing it loads no mlflow; each function imports mlflow when first called.
 ...     tracking.log_metrics(result.metrics)
 """
 
+from py_finance.tracking import deployment
 from py_finance.tracking.compare import (
     Curve,
     RunNotFoundError,
@@ -31,14 +32,17 @@ from py_finance.tracking.promotion import (
     GateEvidence,
     PromotionConfig,
     Recheck,
+    SharpeComparison,
     TrialRecord,
     count_trials,
     evaluate_gate,
     find_trial_run,
     gate_evidence,
+    judge_vs_champion,
     promote,
     recheck_champion,
     research_question,
+    sharpe_difference_test,
     trial_tags,
 )
 from py_finance.tracking.registry import (
@@ -48,15 +52,18 @@ from py_finance.tracking.registry import (
     ModelRef,
     default_requirements,
     get_alias_version,
+    get_run,
     get_version_metrics,
     get_version_tags,
     latest_version,
     load_model,
     log_model,
+    read_run_frame,
     register_logged_model,
     set_alias,
     set_version_tags,
     version_of_run,
+    version_run_id,
 )
 from py_finance.tracking.runs import (
     MODEL_URI_TAG,
@@ -107,6 +114,7 @@ __all__ = [
     "PromotionConfig",
     "Recheck",
     "RunNotFoundError",
+    "SharpeComparison",
     "TrackingConfig",
     "TrialRecord",
     "child_runs",
@@ -115,6 +123,7 @@ __all__ = [
     "count_trials",
     "create_parent_run",
     "default_requirements",
+    "deployment",
     "dvc_hash",
     "evaluate_gate",
     "find_trial_run",
@@ -122,11 +131,13 @@ __all__ = [
     "flatten_params",
     "gate_evidence",
     "get_alias_version",
+    "get_run",
     "get_version_metrics",
     "get_version_tags",
     "git_sha",
     "is_server",
     "is_uri",
+    "judge_vs_champion",
     "latest_sweep",
     "latest_version",
     "load_curves",
@@ -144,6 +155,7 @@ __all__ = [
     "log_params",
     "metrics_table",
     "promote",
+    "read_run_frame",
     "recheck_champion",
     "record_failed_run",
     "register_logged_model",
@@ -156,6 +168,7 @@ __all__ = [
     "set_run_tags",
     "set_version_tags",
     "setup",
+    "sharpe_difference_test",
     "standard_tags",
     "start_run",
     "sweep_job_ids",
@@ -163,4 +176,5 @@ __all__ = [
     "table_markdown",
     "trial_tags",
     "version_of_run",
+    "version_run_id",
 ]

@@ -18,14 +18,18 @@ class TrackingConfig:
     experiment
         Experiment name; one per pipeline.
     model_name_prefix
-        Registered models are named ``{prefix}{horizon}`` (``py-finance-h5``).
+        Registered models are deployments named ``{prefix}-{universe}-h{horizon}``
+        (``py-finance-bundled-h5``): one per research question's universe and horizon.
     """
 
     tracking_uri: str = "sqlite:///mlflow.db"
     artifact_location: str = "mlruns"
     experiment: str = "py-finance"
-    model_name_prefix: str = "py-finance-h"
+    model_name_prefix: str = "py-finance"
 
-    def model_name(self, horizon: int) -> str:
-        """Return the registered model name for a label horizon."""
-        return f"{self.model_name_prefix}{horizon}"
+    def model_name(self, universe: str, horizon: int) -> str:
+        """The registered model (deployment) of a universe and a label horizon.
+
+        ``universe`` is ``DataConfig.universe_id()``: ``py-finance-bundled-h5``.
+        """
+        return f"{self.model_name_prefix}-{universe}-h{int(horizon)}"

@@ -1,7 +1,11 @@
 """The promotion gate: which candidate becomes ``@champion``.
 
-A candidate always becomes ``@challenger``. It becomes ``@champion`` only when every check of
-:class:`PromotionConfig` passes on its out-of-sample backtest:
+A candidate that passes the absolute checks of :class:`PromotionConfig` on its out-of-sample
+backtest becomes ``@challenger``. It becomes ``@champion`` only by a deliberate promotion
+(``scripts/promote.py --apply``, a retrain job configured to, or the first model of a
+deployment in a clean workspace) and only when it also compares well with the current
+champion on the same sessions (:func:`sharpe_difference_test`, ``vs_champion``). The
+absolute checks:
 
 - its Sharpe ratio is above a floor and above the benchmark's over the same sessions;
 - its Deflated Sharpe Ratio (Bailey and López de Prado, 2014) is at least ``dsr_confidence``:
@@ -43,8 +47,39 @@ SHARPE = "sharpe"
 _EULER_GAMMA = 0.5772156649015329
 _NORMAL = NormalDist()  # the standard normal (stdlib: no scipy import per stage)
 SR_VARIANCE_CHOICES = ("max", "trials", "sampling")
-# Params that say where a run wrote, not what strategy it was: not part of a trial's identity.
-_NOT_STRATEGY = ("tracking.", "paths.", "live.", "promotion.", "hydra.", "experiment.")
+VS_CHAMPION_CHOICES = ("better", "not_worse", "ignore")
+# Params that say where a run wrote, not what strategy it was: not part of a trial's identity
+# (``models.``/``matrix.``: the other models and cells of the DVC matrix, not this run's).
+_NOT_STRATEGY = (
+    "tracking.",
+    "paths.",
+    "live.",
+    "promotion.",
+    "hydra.",
+    "experiment.",
+    "models.",
+    "matrix.",
+)
+# Settings of how a run executes, not of what it computes: the walk-forward's executor and
+# its workers (bit-identical predictions, tested), thread counts, devices, progress and
+# logging, and how many names an ingest commits at once.
+EXECUTION_SETTINGS = frozenset(
+    {
+        "executor",
+        "workers",
+        "n_jobs",
+        "num_threads",
+        "nthread",
+        "nthreads",
+        "accelerator",
+        "devices",
+        "progress",
+        "verbose",
+        "verbosity",
+        "log_level",
+    }
+)
+_EXECUTION_KEYS = frozenset({"data.batch_size"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +108,22 @@ class PromotionConfig:
         two (the default, the stricter one).
     candidate
         Which backtest variant is the candidate (``regime_aware`` or ``baseline``).
+    vs_champion
+        How the candidate must compare with the deployment's current ``@champion`` on the
+        same out-of-sample sessions (a paired test of the Sharpe difference on daily returns,
+        :func:`sharpe_difference_test`): ``better`` (significantly higher Sharpe at
+        ``vs_champion_confidence``: a statistical tie keeps the champion), ``not_worse`` (not
+        significantly lower) or ``ignore``.
+    vs_champion_confidence
+        One-sided confidence of that test (0.95: the difference must be 1.645 standard
+        errors).
+    min_common_sessions
+        Fewest sessions the two must share for the comparison; fewer fails it.
+    bootstrap
+        The pipeline's promote stage makes a candidate that passes ``@champion`` only while
+        its deployment has no champion, outside DVC experiments and with no uncommitted
+        change to tracked files (a fresh clone's ``make run``); otherwise it becomes
+        ``@challenger`` and ``scripts/promote.py --apply`` moves the champion. False: never.
     """
 
     min_sharpe: float = 0.0
@@ -83,6 +134,10 @@ class PromotionConfig:
     n_trials: int | None = None
     sr_variance: str = "max"
     candidate: str = "regime_aware"
+    vs_champion: str = "better"
+    vs_champion_confidence: float = 0.95
+    min_common_sessions: int = 252
+    bootstrap: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.dsr_confidence) < 1.0:
@@ -104,6 +159,20 @@ class PromotionConfig:
             raise ConfigError(
                 f"promotion.sr_variance must be one of {SR_VARIANCE_CHOICES}, "
                 f"got {self.sr_variance!r}"
+            )
+        if self.vs_champion not in VS_CHAMPION_CHOICES:
+            raise ConfigError(
+                f"promotion.vs_champion must be one of {VS_CHAMPION_CHOICES}, "
+                f"got {self.vs_champion!r}"
+            )
+        if not 0.5 <= float(self.vs_champion_confidence) < 1.0:
+            raise ConfigError(
+                "promotion.vs_champion_confidence must be in [0.5, 1), "
+                f"got {self.vs_champion_confidence}"
+            )
+        if int(self.min_common_sessions) < 3:
+            raise ConfigError(
+                f"promotion.min_common_sessions must be >= 3, got {self.min_common_sessions}"
             )
         if self.candidate not in ("regime_aware", "baseline"):
             raise ConfigError(
@@ -170,6 +239,11 @@ class GateDecision:
         The ``@champion`` version before the decision; None when there was none.
     evidence
         The figures judged; None for the legacy Sharpe-only call.
+    comparison
+        The paired test against the champion; None when there was none.
+    decision
+        ``promoted`` (now ``@champion``), ``challenger`` (passed the absolute checks, now
+        ``@challenger``) or ``rejected``.
     """
 
     promote: bool
@@ -177,6 +251,8 @@ class GateDecision:
     candidate_version: str
     previous_champion: str | None
     evidence: GateEvidence | None = field(default=None)
+    comparison: SharpeComparison | None = field(default=None)
+    decision: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +273,176 @@ class TrialRecord:
     n_trials: int
     sharpes: tuple[float, ...]
     n_runs: int
+
+
+@dataclass(frozen=True, slots=True)
+class SharpeComparison:
+    """A paired test of two strategies' Sharpe ratios on the same sessions.
+
+    Attributes
+    ----------
+    sharpe, champion_sharpe
+        Annualised Sharpe ratios of the candidate and the champion over the common sessions.
+    difference
+        ``sharpe - champion_sharpe`` (annualised).
+    std_error
+        HAC standard error of the difference (annualised).
+    z
+        ``difference / std_error``.
+    n_sessions
+        Common sessions the test used.
+    first, last
+        First and last common session (ISO dates).
+    champion_version
+        The champion version compared with.
+    rescored_sessions
+        Sessions of the candidate's window after the champion's own backtest ended, scored
+        from the champion's logged model (0: its logged returns covered the window).
+    """
+
+    sharpe: float
+    champion_sharpe: float
+    difference: float
+    std_error: float
+    z: float
+    n_sessions: int
+    first: str = ""
+    last: str = ""
+    champion_version: str = ""
+    rescored_sessions: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON and tags)."""
+        return asdict(self)
+
+
+def sharpe_difference_test(
+    candidate: Any, champion: Any, *, periods_per_year: int = 252
+) -> SharpeComparison:
+    """Paired test of the Sharpe difference of two return series (Ledoit & Wolf, 2008).
+
+    The delta method on the first two moments of both series, with a heteroskedasticity-
+    and autocorrelation-consistent covariance (Bartlett kernel, Newey-West bandwidth
+    ``floor(4 (T/100)^(2/9))``): the HAC inference of Ledoit and Wolf's "Robust performance
+    hypothesis testing with the Sharpe ratio" (J. Empirical Finance, 2008), which stays valid
+    for fat-tailed, serially dependent daily returns, where the Jobson-Korkie/Memmel test
+    does not.
+
+    Parameters
+    ----------
+    candidate, champion
+        Simple per-session returns (pandas Series indexed by session); only the sessions
+        where both are known are used.
+    periods_per_year
+        Sessions per year of the annualisation.
+
+    Returns
+    -------
+    SharpeComparison
+        Both Sharpe ratios, the difference, its standard error and z; NaN figures when fewer
+        than 3 common sessions or a constant series.
+    """
+    import numpy as np
+    import pandas as pd
+
+    both = pd.concat([pd.Series(candidate), pd.Series(champion)], axis=1, join="inner").dropna()
+    r = both.to_numpy(dtype="float64")
+    t = len(r)
+    ann = math.sqrt(periods_per_year)
+    span = (
+        (
+            pd.Timestamp(both.index[0]).date().isoformat(),
+            pd.Timestamp(both.index[-1]).date().isoformat(),
+        )
+        if t and isinstance(both.index, pd.DatetimeIndex)
+        else ("", "")
+    )
+    nan = SharpeComparison(math.nan, math.nan, math.nan, math.nan, math.nan, t, *span)
+    if t < 3:
+        return nan
+    mu = r.mean(axis=0)
+    gamma = (r**2).mean(axis=0)
+    var = gamma - mu**2
+    if (var <= 0).any():
+        return nan
+    sd = np.sqrt(var)
+    sr = mu / sd
+    # Gradient of sr_a - sr_b with respect to (mu_a, mu_b, gamma_a, gamma_b).
+    grad = np.array(
+        [
+            gamma[0] / sd[0] ** 3,
+            -gamma[1] / sd[1] ** 3,
+            -mu[0] / (2 * sd[0] ** 3),
+            mu[1] / (2 * sd[1] ** 3),
+        ]
+    )
+    y = np.column_stack(
+        [r[:, 0] - mu[0], r[:, 1] - mu[1], r[:, 0] ** 2 - gamma[0], r[:, 1] ** 2 - gamma[1]]
+    )
+    lags = math.floor(4.0 * (t / 100.0) ** (2.0 / 9.0))
+    psi = _crossprod(y, y) / t
+    for lag in range(1, min(lags, t - 1) + 1):
+        gam = _crossprod(y[lag:], y[:-lag]) / t
+        psi += (1.0 - lag / (lags + 1.0)) * (gam + gam.T)
+    variance = float(grad @ _matvec(psi, grad)) / t
+    se = math.sqrt(variance) * ann if variance > 0 else math.nan
+    diff = float(sr[0] - sr[1]) * ann
+    z = diff / se if se and math.isfinite(se) else math.nan
+    return SharpeComparison(float(sr[0]) * ann, float(sr[1]) * ann, diff, se, z, t, *span)
+
+
+def _crossprod(a: Any, b: Any) -> Any:
+    """``a.T @ b`` by elementwise sums: the same bits whatever BLAS kernel the machine picks."""
+    import numpy as np
+
+    return np.array(
+        [[float(np.sum(a[:, i] * b[:, j])) for j in range(b.shape[1])] for i in range(a.shape[1])]
+    )
+
+
+def _matvec(m: Any, v: Any) -> Any:
+    import numpy as np
+
+    return np.array([float(np.sum(m[i] * v)) for i in range(m.shape[0])])
+
+
+def judge_vs_champion(
+    comparison: SharpeComparison | None, config: PromotionConfig
+) -> tuple[bool, str]:
+    """The gate's comparison with the champion: whether it passes, and its reason line.
+
+    No comparison (the deployment has no champion yet) passes; with ``vs_champion: ignore``
+    the comparison is shown but does not decide.
+    """
+    if comparison is None:
+        return True, "vs champion: none yet: pass"
+    c = comparison
+    z_bar = _NORMAL.inv_cdf(float(config.vs_champion_confidence))
+    head = (
+        f"vs champion v{c.champion_version}: sharpe {c.sharpe:.3f} vs {c.champion_sharpe:.3f} "
+        f"on {c.n_sessions} common sessions"
+        + (f" ({c.rescored_sessions} re-scored)" if c.rescored_sessions else "")
+        + f", difference {c.difference:+.3f} (se {c.std_error:.3f}, z {c.z:+.2f})"
+    )
+    if c.n_sessions < config.min_common_sessions or not math.isfinite(c.z):
+        ok = config.vs_champion == "ignore"
+        why = f"fewer than {config.min_common_sessions} comparable sessions"
+        return ok, f"{head}: {why}" + (": ignored: pass" if ok else ": fail")
+    level = f"{config.vs_champion_confidence:.0%}"
+    if c.z >= z_bar:
+        verdict = f"better at {level}"
+    elif c.z <= -z_bar:
+        verdict = f"worse at {level}"
+    else:
+        verdict = f"a statistical tie at {level}"
+    if config.vs_champion == "better":
+        ok = c.z >= z_bar
+    elif config.vs_champion == "not_worse":
+        ok = c.z > -z_bar
+    else:
+        ok = True
+    mode = {"better": "must be better", "not_worse": "must not be worse", "ignore": "ignored"}
+    return ok, f"{head}: {verdict} ({mode[config.vs_champion]}): " + ("pass" if ok else "fail")
 
 
 def expected_max_sharpe(n_trials: int, sr_variance: float) -> float:
@@ -387,6 +633,8 @@ def promote(
     *,
     min_sharpe: float | None = None,
     config: PromotionConfig | None = None,
+    comparison: SharpeComparison | None = None,
+    deploy: bool = True,
     dry_run: bool = False,
 ) -> GateDecision:
     """Run the gate for a registered version and move the aliases accordingly.
@@ -394,7 +642,7 @@ def promote(
     Parameters
     ----------
     name
-        Registered model name, e.g. ``py-finance-h5``.
+        Registered model (deployment) name, e.g. ``py-finance-bundled-h5``.
     version
         The candidate version.
     candidate_metrics, benchmark_metrics
@@ -403,25 +651,45 @@ def promote(
         Floor for the candidate's Sharpe (overrides the config's).
     config
         Gate settings; None runs the skeleton's Sharpe-only gate.
+    comparison
+        The paired test against the current champion on the same sessions
+        (:func:`sharpe_difference_test`); None when the deployment has no champion. Judged
+        by ``config.vs_champion`` (:func:`judge_vs_champion`).
+    deploy
+        Whether a candidate that passes every check may become ``@champion``: True for a
+        deliberate promotion (``scripts/promote.py --apply``, a retrain job configured to);
+        False for experiments, sweeps and dirty workspaces, whose candidates stop at
+        ``@challenger``.
     dry_run
         Decide and explain, but change nothing in the registry.
 
     Returns
     -------
     GateDecision
-        The decision. The candidate always becomes ``@challenger``; it becomes ``@champion``
-        only when the gate passes, otherwise the previous champion stays. The decision is
-        written to the version's tags: ``gate.decision`` (promoted/rejected),
-        ``gate.reasons``, ``gate.sharpe``, ``gate.benchmark_sharpe``, ``gate.min_sharpe``,
-        ``gate.previous_champion`` and, with evidence, ``gate.dsr``, ``gate.psr``,
-        ``gate.n_trials``, ``gate.expected_max_sharpe``, ``gate.max_drawdown``,
-        ``gate.n_sessions`` and the thresholds ``gate.config.*``.
+        The decision: ``promote`` is True when the candidate became (or, in a dry run,
+        would become) ``@champion``. A candidate that passes the absolute checks becomes
+        ``@challenger`` (worth shadowing) whatever the comparison says; the champion moves
+        only when the comparison also passes and ``deploy`` allows it. The decision is
+        written to the version's tags: ``gate.decision`` (promoted, challenger or
+        rejected), ``gate.reasons``, the figures ``gate.*``, ``gate.vs_champion.*`` and the
+        thresholds ``gate.config.*``.
     """
     version = str(version)
     previous = get_alias_version(name, CHAMPION)
-    passed, reasons = evaluate_gate(
+    absolute, reasons = evaluate_gate(
         candidate_metrics, benchmark_metrics, min_sharpe=min_sharpe, config=config
     )
+    compared = True
+    if config is not None:
+        compared, line = judge_vs_champion(comparison, config)
+        reasons.append(line)
+    passed = absolute and compared and deploy
+    if absolute and compared and not deploy:
+        reasons.append(
+            "deploy: this run proposes (an experiment, a sweep or a workspace with "
+            "uncommitted changes): @challenger only; `scripts/promote.py --apply` makes it "
+            "@champion"
+        )
     evidence = candidate_metrics if isinstance(candidate_metrics, GateEvidence) else None
     floor = min_sharpe if min_sharpe is not None else (config.min_sharpe if config else 0.0)
     if evidence is not None:
@@ -429,8 +697,9 @@ def promote(
     else:
         sharpe = _metric(candidate_metrics, SHARPE)  # type: ignore[arg-type]
         bench = _metric(benchmark_metrics or {}, SHARPE)
+    decision = "promoted" if passed else ("challenger" if absolute else "rejected")
     tags: dict[str, str] = {
-        "gate.decision": "promoted" if passed else "rejected",
+        "gate.decision": decision,
         "gate.reasons": "; ".join(reasons),
         "gate.sharpe": repr(sharpe),
         "gate.benchmark_sharpe": repr(bench),
@@ -441,22 +710,30 @@ def promote(
         for key, value in evidence.as_dict().items():
             if key not in ("sharpe", "benchmark_sharpe"):
                 tags[f"gate.{key}"] = repr(value)
+    if comparison is not None:
+        for key, value in comparison.as_dict().items():
+            tags[f"gate.vs_champion.{key}"] = repr(value) if not isinstance(value, str) else value
     if config is not None:
         for key, value in asdict(config).items():
             tags[f"gate.config.{key}"] = repr(value)
     if dry_run:
-        log.info("dry run: %s v%s would be %s", name, version, tags["gate.decision"])
+        log.info("dry run: %s v%s would be %s", name, version, decision)
     else:
         # Tags first: if moving an alias fails, the version still says what the gate decided.
         set_version_tags(name, version, tags)
-        set_alias(name, CHALLENGER, version)
+        if absolute:
+            set_alias(name, CHALLENGER, version)
         if passed:
             set_alias(name, CHAMPION, version)
         log.info(
             "%s version %s %s (champion was %s): %s",
             name,
             version,
-            "promoted to @champion" if passed else "rejected",
+            {
+                "promoted": "promoted to @champion",
+                "challenger": "is @challenger",
+                "rejected": "rejected",
+            }[decision],
             previous,
             "; ".join(reasons),
         )
@@ -466,14 +743,30 @@ def promote(
         candidate_version=version,
         previous_champion=previous,
         evidence=evidence,
+        comparison=comparison,
+        decision=decision,
     )
 
 
+def is_strategy_setting(key: str) -> bool:
+    """Whether a flattened config key can change predictions, weights or equity.
+
+    Output locations, tracking, live and promotion settings, other matrix cells and
+    execution settings (:data:`EXECUTION_SETTINGS`: executor, workers, threads, devices,
+    progress, logging) cannot: a rerun that changes only them is the same trial.
+    """
+    if key.startswith(_NOT_STRATEGY) or key == "variant" or key in _EXECUTION_KEYS:
+        return False
+    return key.rsplit(".", 1)[-1] not in EXECUTION_SETTINGS
+
+
 def trial_key(params: Mapping[str, str], variant: str = "") -> str:
-    """Identity of a strategy configuration: a hash of its params, output locations left out."""
-    kept = {
-        k: str(v) for k, v in params.items() if not k.startswith(_NOT_STRATEGY) and k != "variant"
-    }
+    """Identity of a strategy configuration: a hash of the settings that change its results.
+
+    Only :func:`is_strategy_setting` keys count: where a run wrote and how it executed
+    (executor, workers, threads) do not make another trial.
+    """
+    kept = {k: str(v) for k, v in params.items() if is_strategy_setting(k)}
     text = json.dumps([variant, sorted(kept.items())])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -1,7 +1,8 @@
 """Model logging and the MLflow model registry (versions, aliases, version tags).
 
-Registered models are named ``py-finance-h{horizon}``; ``@champion`` is what live trading
-loads and only the promotion gate sets it; ``@challenger`` is the newest candidate.
+Registered models are deployments named ``py-finance-<universe>-h{horizon}``; ``@champion`` is
+what live trading loads and only a deliberate promotion moves it; ``@challenger`` is the newest
+candidate that passed the gate's absolute checks.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib.metadata
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from py_finance.errors import ModelNotFoundError
@@ -333,7 +335,27 @@ def latest_version(name: str) -> str | None:
     return str(max(numbers)) if numbers else None
 
 
-def load_model(name: str, alias: str = CHAMPION) -> LoadedModel:
+def read_run_frame(run_id: str, artifact: str) -> pd.DataFrame:
+    """A Parquet artifact of a run as a frame (downloaded to a temporary folder)."""
+    import tempfile
+
+    from py_finance.tracking.compare import _download_frame
+
+    with tempfile.TemporaryDirectory(prefix="py-finance-artifact-") as tmp:
+        return _download_frame(run_id, artifact, Path(tmp))
+
+
+def get_run(run_id: str) -> Any:
+    """The MLflow run ``run_id`` (its info, params, metrics and tags)."""
+    return _client().get_run(run_id)
+
+
+def version_run_id(name: str, version: str | int) -> str | None:
+    """The run a model version was registered from (None when it has none)."""
+    return _client().get_model_version(name, str(version)).run_id or None
+
+
+def load_model(name: str, alias: str = CHAMPION, *, version: str | None = None) -> LoadedModel:
     """Load the version that ``name@alias`` points at.
 
     Parameters
@@ -342,6 +364,8 @@ def load_model(name: str, alias: str = CHAMPION) -> LoadedModel:
         Registered model name, e.g. ``py-finance-h5``.
     alias
         Alias to load; live trading loads ``champion``.
+    version
+        Load this version instead of the alias's (``alias`` is then only a label).
 
     Returns
     -------
@@ -354,7 +378,11 @@ def load_model(name: str, alias: str = CHAMPION) -> LoadedModel:
         When the registered model or the alias does not exist.
     """
     mlflow = import_mlflow()
-    found = _version_by_alias(name, alias)
+    found = (
+        _version_by_alias(name, alias)
+        if version is None
+        else _client().get_model_version(name, str(version))
+    )
     if found is None:
         raise ModelNotFoundError(
             f"no model '{name}@{alias}' in the registry at {mlflow.get_registry_uri()}: "

@@ -42,6 +42,24 @@ _BAD_KEY_CHARS = re.compile(r"[^/\w.\- ]")
 _SQLITE_PREFIX = "sqlite:///"
 
 
+_EXPS_DIR = (".dvc", "tmp", "exps")
+
+
+def store_root(root: Path | None = None) -> Path:
+    """The directory a relative tracking store and artifact location are relative to.
+
+    ``root`` (the current directory by default), except inside the copy of the project that
+    DVC makes for a temporary or queued experiment (``<project>/.dvc/tmp/exps/...``): there
+    it is ``<project>``, so the experiment's runs, its trial and any registry version land in
+    the user's own store instead of vanishing with the copy.
+    """
+    base = (Path.cwd() if root is None else Path(root)).resolve()
+    for parent in (base, *base.parents):
+        if parent.parts[-3:] == _EXPS_DIR:
+            return parent.parent.parent.parent
+    return base
+
+
 def resolve_tracking_uri(uri: str, root: Path | None = None) -> str:
     """Make a relative ``sqlite:///`` (or scheme-less file) tracking URI absolute.
 
@@ -50,14 +68,15 @@ def resolve_tracking_uri(uri: str, root: Path | None = None) -> str:
     uri
         Tracking URI as configured, e.g. ``sqlite:///mlflow.db``.
     root
-        Directory that relative paths are relative to; the current directory by default.
+        Directory that relative paths are relative to (see :func:`store_root`); the current
+        directory by default.
 
     Returns
     -------
     str
         ``sqlite:////abs/path/mlflow.db`` for a relative SQLite path; other URIs unchanged.
     """
-    base = Path.cwd() if root is None else Path(root)
+    base = store_root(root)
     if uri.startswith(_SQLITE_PREFIX):
         path = uri[len(_SQLITE_PREFIX) :]
         if path == ":memory:" or Path(path).is_absolute():
@@ -85,7 +104,7 @@ def resolve_artifact_location(location: str, root: Path | None = None) -> str:
     """
     if is_uri(location):
         return location
-    base = Path.cwd() if root is None else Path(root)
+    base = store_root(root)
     return (base / location).resolve().as_uri()
 
 

@@ -79,7 +79,7 @@ def _register(value: float) -> str:
     return ref.version
 
 
-def test_rejected_candidate_keeps_champion_and_becomes_challenger(
+def test_rejected_candidate_keeps_champion_and_challenger(
     store,
 ) -> None:
     first = _register(1.0)
@@ -101,7 +101,9 @@ def test_rejected_candidate_keeps_champion_and_becomes_challenger(
     assert decision.previous_champion == first
     assert "sharpe 0.3 > benchmark 0.4: fail" in decision.reasons
     assert tracking.get_alias_version(NAME, "champion") == first
-    assert tracking.get_alias_version(NAME, "challenger") == second
+    # @challenger is the newest candidate that passed the absolute checks (worth shadowing):
+    # a rejected one does not take it.
+    assert tracking.get_alias_version(NAME, "challenger") == first
     assert tracking.get_version_tags(NAME, second)["gate.decision"] == "rejected"
     champion = tracking.load_model(NAME)
     assert champion.version == first

@@ -104,7 +104,34 @@ def test_trial_key_ignores_where_a_run_wrote():
     assert trial_key(a) != trial_key({**a, "model.num_leaves": "31"})
 
 
-def _register(value: float) -> str:
+def test_trial_key_ignores_how_a_run_executed():
+    # The walk-forward executor gives bit-identical predictions; threads, devices and the
+    # other cells of the DVC matrix do not change this run's results either.
+    a = {
+        "model.num_leaves": "15",
+        "walk_forward.executor": "processes",
+        "walk_forward.workers": "0",
+        "model.n_jobs": "2",
+        "models.xgboost.max_depth": "4",
+        "data.batch_size": "10",
+        "model.accelerator": "auto",
+    }
+    b = {
+        **a,
+        "walk_forward.executor": "local",
+        "walk_forward.workers": "4",
+        "model.n_jobs": "8",
+        "models.xgboost.max_depth": "6",
+        "data.batch_size": "250",
+        "model.accelerator": "cpu",
+    }
+    assert trial_key(a, "regime_aware") == trial_key(b, "regime_aware")
+    # What the walk-forward computes still counts.
+    assert trial_key(a) != trial_key({**a, "walk_forward.embargo": "10"})
+    assert trial_key(a) != trial_key({**a, "model.batch_size": "256"})
+
+
+def _register(value: float, name: str = NAME) -> str:
     class _Constant:
         def predict(self, x):
             return np.full(len(x), value)
@@ -115,7 +142,7 @@ def _register(value: float) -> str:
             feature_names=["f"],
             input_example=pd.DataFrame({"f": [0.1, 0.2]}),
             pip_requirements=["numpy", "pandas"],
-            registered_model_name=NAME,
+            registered_model_name=name,
         )
     assert ref.version is not None
     return ref.version
@@ -138,7 +165,7 @@ def test_dry_run_changes_nothing_and_a_real_run_tags_the_figures(store):
     assert tags["gate.n_trials"] == "3"
     assert tags["gate.config.dsr_confidence"] == "0.95"
     assert "dsr 0.5 >= 0.95" in tags["gate.reasons"]
-    assert tracking.get_alias_version(NAME, "challenger") == version
+    assert tracking.get_alias_version(NAME, "challenger") is None  # rejected: not worth a shadow
     assert tracking.get_alias_version(NAME, "champion") is None
 
     assert tracking.promote(NAME, version, _evidence(), config=cfg).promote
@@ -235,3 +262,91 @@ def test_the_champion_is_rechecked_and_demoted_when_its_question_gains_trials(st
     assert done is not None and done.n_trials_now == 41 and done.demoted
     assert tracking.get_alias_version(name, "champion") is None
     assert tracking.get_version_tags(name, version)["gate.recheck"].startswith("failed over 41")
+
+
+def _paired(edge: float, n: int = 2520, seed: int = 3) -> tuple[pd.Series, pd.Series]:
+    """Two strategies sharing the market's moves; the candidate earns ``edge`` a session more."""
+    rng = np.random.default_rng(seed)
+    idx = pd.bdate_range("2010-01-04", periods=n)
+    market = rng.standard_t(5, n) * 0.008
+    champion = pd.Series(market + rng.standard_normal(n) * 0.004 + 0.0003, idx)
+    candidate = pd.Series(market + rng.standard_normal(n) * 0.004 + 0.0003 + edge, idx)
+    return candidate, champion
+
+
+def test_sharpe_difference_test_uses_common_sessions_and_knows_its_sign():
+    cand, champ = _paired(0.0008)
+    test = tracking.sharpe_difference_test(cand, champ.iloc[100:])
+    assert test.n_sessions == len(cand) - 100
+    assert test.first == champ.index[100].date().isoformat()
+    assert test.difference > 0 and test.std_error > 0
+    assert test.z == pytest.approx(test.difference / test.std_error)
+    flipped = tracking.sharpe_difference_test(champ.iloc[100:], cand)
+    assert flipped.difference == pytest.approx(-test.difference)
+    assert flipped.std_error == pytest.approx(test.std_error)
+
+
+def test_sharpe_difference_std_error_matches_its_sampling_spread():
+    # Across independent draws the HAC standard error is the spread of the difference
+    # (within 25%: 200 draws, serially independent returns).
+    diffs, errors = [], []
+    for seed in range(200):
+        cand, champ = _paired(0.0, n=750, seed=seed)
+        t = tracking.sharpe_difference_test(cand, champ)
+        diffs.append(t.difference)
+        errors.append(t.std_error)
+    assert np.mean(errors) == pytest.approx(np.std(diffs), rel=0.25)
+
+
+@pytest.mark.parametrize(
+    ("edge", "mode", "passes", "word"),
+    [
+        (0.0008, "better", True, "better at 95%"),
+        (-0.0008, "better", False, "worse at 95%"),
+        (0.00002, "better", False, "a statistical tie"),
+        (0.00002, "not_worse", True, "a statistical tie"),
+        (-0.0008, "not_worse", False, "worse at 95%"),
+        (-0.0008, "ignore", True, "worse at 95%"),
+    ],
+)
+def test_the_comparison_with_the_champion_decides_by_its_mode(edge, mode, passes, word):
+    cand, champ = _paired(edge)
+    test = tracking.sharpe_difference_test(cand, champ)
+    ok, line = tracking.judge_vs_champion(test, PromotionConfig(vs_champion=mode))
+    assert ok is passes, line
+    assert word in line and line.endswith("pass" if passes else "fail")
+
+
+def test_too_few_common_sessions_fail_the_comparison():
+    cand, champ = _paired(0.0008)
+    test = tracking.sharpe_difference_test(cand.iloc[:100], champ)
+    ok, line = tracking.judge_vs_champion(test, PromotionConfig())
+    assert not ok and "fewer than 252 comparable sessions" in line
+
+
+def test_a_worse_candidate_is_refused_a_better_one_promoted_and_a_tie_keeps_the_champion(store):
+    cfg = PromotionConfig()
+    name = "py-finance-vs-champion-test-h5"
+    champion = _register(1.0, name)
+    assert tracking.promote(name, champion, _evidence(), config=cfg).promote
+    for edge, promoted in ((-0.0008, False), (0.00002, False), (0.0008, True)):
+        candidate = _register(2.0, name)
+        test = tracking.sharpe_difference_test(*_paired(edge))
+        decision = tracking.promote(name, candidate, _evidence(), config=cfg, comparison=test)
+        assert decision.promote is promoted, decision.reasons
+        expected = candidate if promoted else champion
+        assert tracking.get_alias_version(name, "champion") == expected
+        # Passing the absolute checks, each is the newest challenger.
+        assert tracking.get_alias_version(name, "challenger") == candidate
+        assert any(r.startswith("vs champion") for r in decision.reasons)
+
+
+def test_a_candidate_that_may_not_deploy_stops_at_challenger(store):
+    cfg = PromotionConfig()
+    name = "py-finance-propose-test-h5"
+    version = _register(1.0, name)
+    decision = tracking.promote(name, version, _evidence(), config=cfg, deploy=False)
+    assert not decision.promote and decision.decision == "challenger"
+    assert tracking.get_alias_version(name, "champion") is None
+    assert tracking.get_alias_version(name, "challenger") == version
+    assert any("promote.py --apply" in r for r in decision.reasons)

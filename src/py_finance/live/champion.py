@@ -1,0 +1,102 @@
+"""The champion the live loop trades, checked against the local config and the store.
+
+A registered version carries the resolved config of the backtest that earned it and the
+names it was trained on (:mod:`py_finance.tracking.deployment`). The loop trades it only with
+those settings: a trading setting of the local config that differs is a refusal naming both
+values, unless the user overrides it explicitly; a store that holds names outside the
+champion's universe is a refusal too (the model never saw them, and its universe is not
+the one the store now describes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from py_finance import tracking
+from py_finance.errors import PyFinanceError
+from py_finance.pipeline.context import Context
+from py_finance.tracking.deployment import (
+    config_differences,
+    describe_differences,
+    flat,
+    recorded_config,
+    recorded_symbols,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ChampionMismatch(PyFinanceError):
+    """The champion was evaluated with other settings or another universe: nothing traded."""
+
+
+def _local_config(ctx: Context) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    raw = ctx.settings.raw
+    container = OmegaConf.to_container(raw, resolve=True) if not isinstance(raw, dict) else raw
+    assert isinstance(container, dict)
+    return flat({str(k): v for k, v in container.items() if k != "hydra"})
+
+
+def check_champion(
+    ctx: Context, model: Any, symbols: Sequence[str], *, override: bool = False
+) -> list[dict[str, str]]:
+    """Refuse a champion whose recorded settings or universe differ from the local ones.
+
+    Parameters
+    ----------
+    ctx
+        The local config and store.
+    model
+        The loaded champion (:class:`~py_finance.tracking.LoadedModel`).
+    symbols
+        The names the store holds as of the run's knowledge time.
+    override
+        Trade the local settings where they differ (``--override``): the differences are
+        returned (for the daily log) and warned about instead of refused.
+
+    Returns
+    -------
+    list of dict
+        ``{"key", "champion", "local"}`` for each overridden trading setting ([] when equal).
+
+    Raises
+    ------
+    ChampionMismatch
+        A setting differs (without ``override``), or the store holds names outside the
+        champion's universe; one line that names both values.
+    """
+    tags = tracking.get_version_tags(model.name, model.version)
+    who = f"{model.name} v{model.version}"
+    recorded = recorded_config(tags)
+    if recorded is None:
+        raise ChampionMismatch(
+            f"{who} carries no recorded config (registered before deployments recorded one): "
+            "retrain and promote a new version (make run, then scripts/promote.py --apply)"
+        )
+    trained_on = recorded_symbols(tags)
+    if trained_on is not None:
+        outside = sorted(set(map(str, symbols)) - set(trained_on))
+        if outside:
+            shown = ", ".join(outside[:5]) + (
+                f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            )
+            raise ChampionMismatch(
+                f"the store holds {len(outside)} name(s) outside the universe {who} was "
+                f"trained on ({shown}): trade a champion of this universe (retrain, then "
+                "scripts/promote.py --apply) or restore the store it was trained on"
+            )
+    diffs = config_differences(flat(recorded), _local_config(ctx))
+    if not diffs:
+        return []
+    text = describe_differences(diffs)
+    if not override:
+        raise ChampionMismatch(
+            f"{who} was evaluated with {text}: set the local config back "
+            "(conf/, `make params`) or pass --override to trade the local settings"
+        )
+    log.warning("trading %s with local settings it was not evaluated with: %s", who, text)
+    return [{"key": k, "champion": a, "local": b} for k, a, b in diffs]
