@@ -704,7 +704,7 @@ def results_table(metrics: dict[str, Any]) -> str:
     """Markdown table: CAGR, Sharpe, max drawdown and the gate's DSR of each curve.
 
     Row labels name the metric keys of metrics.json and MLflow (``cagr``, ``sharpe``,
-    ``max_drawdown``, ``dsr``); the DSR row gives the trial count it was deflated for.
+    ``max_drawdown``, ``dsr``); the DSR row's label gives the trial count it was deflated for.
     """
     cols = [c for c in ("baseline", "regime_aware", "benchmark", "equal_weight") if c in metrics]
     rows = [
@@ -719,13 +719,10 @@ def results_table(metrics: dict[str, Any]) -> str:
     for label, key, fmt in rows:
         lines.append(f"| {label} | " + " | ".join(fmt.format(metrics[c][key]) for c in cols) + " |")
     if all("n_trials" in metrics[c] for c in VARIANTS if c in metrics):
-        cells = []
-        for c in cols:
-            m = metrics[c]
-            cells.append(
-                f"{m['dsr']:.3f} ({int(m['n_trials'])} trials)" if "n_trials" in m else "n/a"
-            )
-        lines.append("| DSR (`dsr`) | " + " | ".join(cells) + " |")
+        # Both variants are deflated for the same count: said once, in the row's label.
+        n = int(metrics[VARIANTS[-1]]["n_trials"])
+        cells = [f"{metrics[c]['dsr']:.3f}" if "n_trials" in metrics[c] else "n/a" for c in cols]
+        lines.append(f"| DSR (`dsr`, {n} trials) | " + " | ".join(cells) + " |")
     if metrics.get("universe", {}).get("delistings", 0) > 0:
         cells = []
         for c in cols:

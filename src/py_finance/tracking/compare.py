@@ -330,13 +330,17 @@ def sweep_summary(
 
 
 def table_markdown(table: pd.DataFrame, digits: int = 4) -> str:
-    """A metrics table as a Markdown table (``n/a`` for NaN, counts as integers)."""
+    """A metrics table as a Markdown table (``n/a`` for NaN, counts as integers).
+
+    A table whose DSR column covers one research question ends with its trial count.
+    """
     head = [str(table.index.name or ""), *map(str, table.columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, row in table.iterrows():
         cells = [str(label)] + [_cell(row[c], c, digits) for c in table.columns]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    note = trials_note(table)
+    return "\n".join(lines) + "\n" + (f"\n{note}" if note else "")
 
 
 def compare(
@@ -472,10 +476,75 @@ def _table(runs: Sequence[Any], metrics: Sequence[str], *, sort_by: str) -> pd.D
             row[column] = float(logged[key]) if key is not None else math.nan
         rows.append(row)
     table = pd.DataFrame(rows, columns=["run", "run_id", *metrics]).set_index("run")
+    if "dsr" in metrics:
+        _current_dsr(runs, table)
     table = table[["run_id", *[c for c in metrics if table[c].notna().any()]]]
+    counts: list[float] = (
+        sorted(table["n_trials"].dropna().unique()) if "n_trials" in table.columns else []
+    )
+    if "dsr" in table.columns and len(counts) == 1:
+        # One research question: its trial count is said once, beside the table.
+        table.attrs["n_trials"] = int(counts[0])
+        table = table.drop(columns="n_trials")
     if sort_by in table.columns:
         table = table.sort_values(sort_by, ascending=False, na_position="last", kind="stable")
     return table
+
+
+def _current_dsr(runs: Sequence[Any], table: pd.DataFrame) -> None:
+    """Replace each row's logged DSR by the one over its question's trial count now.
+
+    A run's logged DSR was deflated for the trials of its day; rows logged at different times
+    would mix counts and could not be compared. Each row is deflated again, from its
+    candidate curve, for the trials its research question holds now (``n_trials``). Rows
+    without a question or a curve keep NaN.
+    """
+    from py_finance.tracking.promotion import (
+        QUESTION_TAG,
+        PromotionConfig,
+        candidate_returns,
+        count_trials,
+        gate_evidence,
+    )
+
+    cfg = PromotionConfig()
+    records: dict[str, Any] = {}
+    dsr, trials = [], []
+    with tempfile.TemporaryDirectory(prefix="py-finance-dsr-") as tmp:
+        for i, run in enumerate(runs):
+            value, count = math.nan, math.nan
+            try:
+                source = _equity_run(run, run.data.tags.get("variant", DEFAULT_VARIANT))
+            except PyFinanceError:
+                source = None
+            question = None if source is None else source.data.tags.get(QUESTION_TAG)
+            if source is not None and question:
+                if question not in records:
+                    records[question] = count_trials(question)
+                record = records[question]
+                variant = source.data.tags.get("variant", DEFAULT_VARIANT)
+                frame = _download_frame(source.info.run_id, EQUITY_ARTIFACT, Path(tmp) / str(i))
+                if variant in frame.columns:
+                    evidence = gate_evidence(
+                        candidate_returns(frame[variant]),
+                        math.nan,
+                        n_trials=record.n_trials,
+                        trial_sharpes=record.sharpes,
+                        sr_variance=cfg.sr_variance,
+                    )
+                    value, count = evidence.dsr, float(record.n_trials)
+            dsr.append(value)
+            trials.append(count)
+    table["dsr"] = dsr
+    table["n_trials"] = trials
+
+
+def trials_note(table: pd.DataFrame) -> str:
+    """``DSR over 6 trials of the research question, counted now.`` (or "" without one)."""
+    n = table.attrs.get("n_trials")
+    if n is None:
+        return ""
+    return f"DSR deflated for the {n} trials its research question holds now.\n"
 
 
 def _in_order(runs: Sequence[Any], table: pd.DataFrame) -> list[Any]:

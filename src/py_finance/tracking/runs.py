@@ -368,6 +368,69 @@ def set_run_tags(run_id: str, tags: Mapping[str, str]) -> None:
         client.set_tag(run_id, key, str(value)[:MAX_TAG_VALUE_LENGTH])
 
 
+TRACK_TAG = "live.track"
+
+
+def log_track(
+    experiment: str,
+    track: str,
+    metrics: Mapping[str, float | None],
+    step: int,
+    tags: Mapping[str, str],
+) -> str:
+    """Log one live session's figures to the run of a track (one run per deployed version).
+
+    Parameters
+    ----------
+    experiment
+        Experiment of the live tracks (created, model-training kind, when missing).
+    track
+        The track's name, e.g. ``paper-py-finance-bundled-h5-v3``: its run is found by tag
+        and continued, so every session of a version is one run with steps.
+    metrics
+        Figures of the session (non-finite ones are left out).
+    step
+        The session as a step (``YYYYMMDD``).
+    tags
+        Tags of a new run (model, version, broker).
+
+    Returns
+    -------
+    str
+        The run id.
+    """
+    import time
+
+    mlflow = import_mlflow()
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = (
+        found.experiment_id
+        if found is not None
+        else client.create_experiment(experiment, tags=EXPERIMENT_TAGS)
+    )
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TRACK_TAG}` = '{track}'", max_results=1
+    )
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        run_id = client.create_run(
+            experiment_id, run_name=track, tags={**tags, TRACK_TAG: track}
+        ).info.run_id
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(_clean_key(k), float(v), now, int(step))
+        for k, v in metrics.items()
+        if v is not None and math.isfinite(float(v))
+    ]
+    client.log_batch(run_id, metrics=batch)
+    client.set_terminated(run_id, "FINISHED")
+    return str(run_id)
+
+
 def record_failed_run(name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
     """Create a run that ended FAILED, with its params and tags (a ledger entry of a crash).
 

@@ -66,3 +66,17 @@ def test_unknown_option_is_a_config_error():
 def test_instantiate_refuses_targets_outside_the_package():
     with pytest.raises(ConfigError):
         instantiate({"_target_": "os.system", "command": "true"})
+
+
+def test_universe_ids_name_the_universe_not_the_dates(small_settings):
+    from dataclasses import replace
+
+    data = small_settings.data
+    bundled = replace(data, symbols=None)
+    assert bundled.universe_id() == "bundled"
+    assert replace(bundled, end="2010-01-04").universe_id() == "bundled"
+    sliced = data.universe_id()
+    assert sliced.startswith("bundled-") and len(sliced) == len("bundled-") + 6
+    assert replace(data, start="1996-01-02", end="1999-12-31").universe_id() == sliced
+    assert replace(data, symbols=(*data.symbols, "GE")).universe_id() != sliced
+    assert replace(data, symbols=tuple(reversed(data.symbols))).universe_id() == sliced

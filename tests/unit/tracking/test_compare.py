@@ -44,8 +44,9 @@ def _backtest_run(
     seed: int = 1,
     params: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> str:
-    tags = {"variant": variant, "horizon": "5", "model": "lightgbm"}
+    tags = {"variant": variant, "horizon": "5", "model": "lightgbm", **(extra_tags or {})}
     with tracking.start_run(name, tags=tags, parent_run_id=parent_run_id) as run_id:
         tracking.log_params(params or {"portfolio.top_k": "10"})
         tracking.log_metrics(metrics)
@@ -115,13 +116,41 @@ def test_metrics_table_is_best_sharpe_first_with_nan_for_missing_metrics(store) 
     table = tracking.metrics_table([low, none, high])
 
     assert list(table["run_id"]) == [high, low, none]
-    assert list(table.columns) == ["run_id", "sharpe", "cagr", "dsr", "rank_ic"]
+    # A DSR is shown only deflated for the trials its research question holds now: these
+    # runs name no question, so the logged 0.97 (of an unknown count) is not shown.
+    assert list(table.columns) == ["run_id", "sharpe", "cagr", "rank_ic"]
     assert table.loc[table["run_id"] == low, "rank_ic"].item() == pytest.approx(0.02)
-    assert math.isnan(table.loc[table["run_id"] == low, "dsr"].item())
     assert math.isnan(table.loc[table["run_id"] == none, "sharpe"].item())
     md = tracking.table_markdown(table)
-    assert md.splitlines()[0] == "| run | run_id | sharpe | cagr | dsr | rank_ic |"
+    assert md.splitlines()[0] == "| run | run_id | sharpe | cagr | rank_ic |"
     assert "n/a" in md
+
+
+def test_dsr_columns_are_deflated_for_the_trials_of_the_question_now(store) -> None:
+    from py_finance.tracking.promotion import trial_tags
+
+    question = f"q-{uuid.uuid4().hex[:8]}"
+    runs = []
+    # Logged as the ledger grew: 1, 2 then 3 trials. The table deflates all for 3.
+    for i, top_k in enumerate(("5", "10", "20")):
+        tags = trial_tags(question, {"portfolio.top_k": top_k}, "regime_aware")
+        runs.append(
+            _backtest_run(
+                f"dsr-{question}-{i}",
+                {"sharpe": 0.5 + i / 10, "dsr": 0.99, "n_trials": float(i + 1)},
+                drift=0.0004 + i * 0.0001,
+                seed=i,
+                params={"portfolio.top_k": top_k},
+                extra_tags=tags,
+            )
+        )
+    table = tracking.metrics_table(runs)
+    assert "n_trials" not in table.columns and table.attrs["n_trials"] == 3
+    assert (table["dsr"] < 0.99).all()
+    assert ((table["dsr"] >= 0.0) & (table["dsr"] <= 1.0)).all()
+    md = tracking.table_markdown(table)
+    assert md.rstrip().endswith("DSR deflated for the 3 trials its research question holds now.")
+    assert md.count("trials") == 1
 
 
 def test_legend_labels_name_the_params_that_differ(store, three_runs) -> None:
@@ -136,14 +165,22 @@ def test_legend_labels_name_the_params_that_differ(store, three_runs) -> None:
 
 def test_sweep_job_curve_is_its_candidate_backtest_and_summary_is_best_first(store) -> None:
     tag = uuid.uuid4().hex[:6]
+    from py_finance.tracking.promotion import candidate_returns, gate_evidence, trial_tags
+
     parent = tracking.create_parent_run(f"sweep-{tag}")
+    question = f"q-{tag}"
     jobs = {}
     for name, sharpe in (("slow", 0.4), ("fast", 1.1)):
         job_tags = {SWEEP_TAG: "job", "model": name}
         with tracking.start_run(f"job-{tag}-{name}", tags=job_tags, parent_run_id=parent) as job:
             tracking.log_metrics({"sharpe": sharpe, "dsr": sharpe / 2, "n_trials": 4.0})
             _backtest_run("backtest-h5-baseline", {"sharpe": 0.0}, variant="baseline", seed=8)
-            _backtest_run("backtest-h5-regime_aware", {"sharpe": sharpe}, seed=9)
+            _backtest_run(
+                "backtest-h5-regime_aware",
+                {"sharpe": sharpe},
+                seed=9,
+                extra_tags=trial_tags(question, {"model": name}, "regime_aware"),
+            )
         jobs[name] = job
     failed = tracking.record_failed_run(f"job-{tag}-broken", {}, {SWEEP_TAG: "job"})
     _client().set_tag(failed, "mlflow.parentRunId", parent)
@@ -157,8 +194,13 @@ def test_sweep_job_curve_is_its_candidate_backtest_and_summary_is_best_first(sto
     summary = tracking.sweep_summary(parent)
     assert list(summary["run_id"]) == [jobs["fast"], jobs["slow"], failed]
     assert list(summary["status"]) == ["FINISHED", "FINISHED", "FAILED"]
-    assert summary["dsr"].iloc[0] == pytest.approx(0.55)
-    assert summary["n_trials"].iloc[0] == 4
+    # Deflated again, from the candidate's curve, for the 2 trials its question holds now
+    # (not the 4 the jobs logged).
+    assert summary.attrs["n_trials"] == 2 and "n_trials" not in summary.columns
+    now = gate_evidence(
+        candidate_returns(expected), float("nan"), n_trials=2, trial_sharpes=[0.4, 1.1]
+    )
+    assert summary["dsr"].iloc[0] == pytest.approx(now.dsr)
     assert tracking.sweep_job_ids(parent) == [jobs["slow"], jobs["fast"]]
     assert tracking.latest_sweep() == parent
 

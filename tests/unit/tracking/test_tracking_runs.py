@@ -138,3 +138,18 @@ def test_logging_without_active_run_raises(store) -> None:
         tracking.log_metrics({"sharpe": 1.0})
     with pytest.raises(RuntimeError, match="no active MLflow run"):
         tracking.log_params({"a": 1})
+
+
+def test_a_dvc_experiment_copy_tracks_to_the_projects_store(tmp_path):
+    from py_finance.tracking.runs import resolve_artifact_location, store_root
+
+    project = tmp_path / "proj"
+    copy = project / ".dvc" / "tmp" / "exps" / "standalone" / "tmpab12cd"
+    copy.mkdir(parents=True)
+    assert store_root(copy) == project.resolve()
+    assert store_root(copy / "sub") == project.resolve()
+    assert store_root(project) == project.resolve()
+    assert tracking.resolve_tracking_uri("sqlite:///mlflow.db", copy) == (
+        f"sqlite:///{project.resolve()}/mlflow.db"
+    )
+    assert resolve_artifact_location("mlruns", copy) == (project.resolve() / "mlruns").as_uri()
