@@ -75,19 +75,59 @@ def caller(kernel: ModuleType, px: np.ndarray, w: np.ndarray) -> Callable[[], np
         "max_gross": 1.0 + 1e-9,
         "delist_at": np.full(m, -1, dtype=np.int64),
         "delist_px": np.zeros(m),
+        "delist_cols": np.zeros(0, dtype=np.int64),
     }
-    head = names[: names.index("series")]
-    tail = [x for x in names[names.index("rows") + 1 :]]
+    # The buffers come first after ``max_gross`` (or ``reset_after_sessions``), the rest after.
+    first = names.index("series")
+    head = names[:first]
+    tail = names[first + len(kernel.buffers(1, 1)) :]
 
     def call() -> np.ndarray:
-        series, held, *scratch = kernel.buffers(n, m)
-        rc = kernel.simulate(
-            *(fixed[x] for x in head), series, held, *scratch, *(fixed[x] for x in tail)
-        )
+        bufs = kernel.buffers(n, m)
+        rc = kernel.simulate(*(fixed[x] for x in head), *bufs, *(fixed[x] for x in tail))
         assert rc == 0, f"kernel stopped at row {rc - 1}"
-        return series[0]
+        return bufs[0][0]
 
     return call
+
+
+def measure(
+    sessions: int = 5040, assets: int = 500, rounds: int = 60, commit: str = "ffbeaa0"
+) -> dict[str, float]:
+    """Minimum CPU seconds per call: ``kernel``, ``past`` (the kernel at ``commit``), ``floor``.
+
+    Also ``rel``: the largest relative difference between the two kernels' equity curves.
+    """
+    prices, weights = make_data(sessions, assets)
+    # The arrays run_backtest hands the kernel (name-major) and those the floor reads.
+    from py_finance.backtest import BacktestConfig, _kernel, run_backtest
+    from py_finance.backtest.engine import _arrays
+
+    px, w = _arrays(prices, weights)
+    px_floor, w_floor = prices.to_numpy(), weights.to_numpy()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = past_kernel(commit, Path(tmp))
+        runs: dict[str, Callable[[], object]] = {
+            "kernel": caller(_kernel, px, w),
+            "past": caller(old, px, w),
+            "floor": lambda: floor(px_floor, w_floor),
+        }
+        eq_new = runs["kernel"]()
+        eq_old = runs["past"]()
+        assert isinstance(eq_new, np.ndarray) and isinstance(eq_old, np.ndarray)
+        eq_engine = run_backtest(
+            prices, weights, BacktestConfig(cost_bps=FEES_BPS, initial_cash=INIT_CASH)
+        ).equity.to_numpy()
+        assert np.array_equal(eq_engine, eq_new)
+        best = dict.fromkeys(runs, np.inf)
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                t0 = time.process_time()
+                fn()
+                best[name] = min(best[name], time.process_time() - t0)
+    best["rel"] = float(np.max(np.abs(eq_new / eq_old - 1.0)))
+    return best
 
 
 def main() -> int:
@@ -99,44 +139,18 @@ def main() -> int:
     p.add_argument("--commit", default="ffbeaa0")
     p.add_argument("--max-ratio", type=float, default=2.0)
     args = p.parse_args()
-
-    prices, weights = make_data(args.sessions, args.assets)
-    # The arrays run_backtest hands the kernel (name-major) and those the floor reads.
-    from py_finance.backtest import BacktestConfig, _kernel, run_backtest
-    from py_finance.backtest.engine import _arrays
-
-    px, w = _arrays(prices, weights)
-    px_floor, w_floor = prices.to_numpy(), weights.to_numpy()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        old = past_kernel(args.commit, Path(tmp))
-        runs: dict[str, Callable[[], object]] = {
-            "kernel": caller(_kernel, px, w),
-            f"kernel at {args.commit}": caller(old, px, w),
-            "numpy floor": lambda: floor(px_floor, w_floor),
-        }
-        eq_new = runs["kernel"]()
-        eq_old = runs[f"kernel at {args.commit}"]()
-        assert isinstance(eq_new, np.ndarray) and isinstance(eq_old, np.ndarray)
-        eq_engine = run_backtest(
-            prices, weights, BacktestConfig(cost_bps=FEES_BPS, initial_cash=INIT_CASH)
-        ).equity.to_numpy()
-        assert np.array_equal(eq_engine, eq_new)
-        rel = float(np.max(np.abs(eq_new / eq_old - 1.0)))
-        best = dict.fromkeys(runs, np.inf)
-        for _ in range(args.rounds):
-            for name, fn in runs.items():
-                t0 = time.process_time()
-                fn()
-                best[name] = min(best[name], time.process_time() - t0)
-
-    fl = best["numpy floor"]
+    best = measure(args.sessions, args.assets, args.rounds, args.commit)
+    fl = best["floor"]
     ratio = best["kernel"] / fl
-    faster = best["kernel"] < best[f"kernel at {args.commit}"]
+    faster = best["kernel"] < best["past"]
     print(f"{args.assets} names x {args.sessions} sessions, min CPU time of {args.rounds} calls")
-    for name, t in best.items():
-        print(f"  {name:>20}: {t * 1e3:7.2f} ms  ({t / fl:.2f}x the floor)")
-    print(f"  equity, today's vs {args.commit}'s kernel: max relative difference {rel:.1e}")
+    for key, name in [
+        ("kernel", "kernel"),
+        ("past", f"kernel at {args.commit}"),
+        ("floor", "numpy floor"),
+    ]:
+        print(f"  {name:>20}: {best[key] * 1e3:7.2f} ms  ({best[key] / fl:.2f}x the floor)")
+    print(f"  equity, today's vs {args.commit}'s kernel: max relative difference {best['rel']:.1e}")
     ok = ratio <= args.max_ratio and faster
     print(
         f"  kernel / floor {ratio:.2f} (target <= {args.max_ratio:g}); faster than "

@@ -6,12 +6,15 @@ module only implements them in one pass over the sessions.
 
 Layout, for speed: prices and weights come name-major (as pandas stores a frame), so they
 are copied ``BLOCK`` sessions at a time into session-major scratch rows that the per-name
-loops read contiguously. Each session's per-name work is split into branch-free loops that
-the compiler vectorises and short loops that only add up, in name order, the sums the book
-needs (value, gross exposure, sells, buys), so every sum is formed in the same order as in
-a plain name-by-name loop. The caller allocates every array (:func:`buffers`), so nothing
-here allocates, and the code is kept to one function with few loops because numba's compile
-time grows with both.
+loops read contiguously; the next block is prefetched a slice of names per session, since
+its columns lie far apart. Each session makes two branch-free passes over the names that
+the compiler vectorises (value the book; build the orders, filling every one), then adds up
+what the book needs (value, gross exposure, sells, buys) in ``LANES`` interleaved partial
+sums of fixed order: the same bits on every machine, whatever its vector width. The order of
+the buys is only needed when cash cannot cover them all, and then only for the few largest
+keys: the kernel never sorts. The caller allocates every array (:func:`buffers`), so nothing
+here allocates, and the code is kept to few functions with few loops because numba's
+compile time grows with both.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from py_finance.risk.throttle import throttle_update
 
@@ -58,14 +64,19 @@ _throttle_update = njit(
 
 # Scratch vectors (one value per name) that :func:`simulate` takes after ``held``.
 N_SCRATCH = 9
+# Lanes of the sums over names: 8 running partial sums (name j goes to lane j % 8), added
+# pairwise at the end. A fixed order, so the same bits on every machine, and independent
+# chains, so the adds overlap instead of waiting for each other.
+LANES = 8
 
 
 def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
-    """``series``, ``held`` and the scratch arrays, in the order :func:`simulate` takes them.
+    """``series``, ``held``, the scratch arrays and ``rows``, in :func:`simulate`'s order.
 
     The scratch arrays are separate allocations, so the compiled loops may assume that they
     do not overlap. The last vector is the throttle multiplier each name's holding was sized
-    with (1 before any trade).
+    with (1 before any trade). ``checks`` holds, for the ``BLOCK`` weight rows copied last,
+    their gross total and whether one of their weights is negative or infinite.
     """
     series = np.zeros((N_SERIES, n_sessions))
     series[MULT] = 1.0
@@ -74,7 +85,80 @@ def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
     held = np.empty((n_sessions, n_names))
     scratch = [np.zeros(n_names) for _ in range(N_SCRATCH)]
     scratch[-1][:] = 1.0
-    return series, held, *scratch, rows
+    checks = np.zeros(4)
+    # The keys' bits as integers: the same memory as the keys (the vector before last).
+    key_bits = scratch[-2].view(np.int64)
+    return series, held, *scratch, rows, checks, key_bits
+
+
+_SUM_OPTIONS = {**_OPTIONS, "no_cpython_wrapper": True}
+
+
+def _prefetch_typer(typingctx: Any, arr: Any, i: Any, j: Any) -> Any:
+    """``_prefetch(arr, i, j)``: ask the CPU to fetch the cache line of ``arr[i, j]``.
+
+    It changes no value; a hint the CPU may ignore.
+    """
+    sig = types.void(arr, i, j)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context, builder, aryty, ary, [args[1], args[2]], wraparound=False
+        )
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # A read, kept in the caches closest to the core (2 of 0..3), data (not code).
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(2), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_prefetch: Any = intrinsic(_prefetch_typer)
+
+
+_PAIR = types.UniTuple(types.float64, 2)
+
+
+@njit(_PAIR(types.float64[::1], types.float64[::1]), **_SUM_OPTIONS)
+def _sums(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The sums of ``x`` and of ``y``, each in ``LANES`` lanes then the lanes pairwise."""
+    m = x.shape[0]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = 0.0
+    end = m - m % LANES
+    for j in range(0, end, LANES):
+        a0 += x[j]
+        a1 += x[j + 1]
+        a2 += x[j + 2]
+        a3 += x[j + 3]
+        a4 += x[j + 4]
+        a5 += x[j + 5]
+        a6 += x[j + 6]
+        a7 += x[j + 7]
+        b0 += y[j]
+        b1 += y[j + 1]
+        b2 += y[j + 2]
+        b3 += y[j + 3]
+        b4 += y[j + 4]
+        b5 += y[j + 5]
+        b6 += y[j + 6]
+        b7 += y[j + 7]
+    for j in range(end, m):
+        a0 += x[j]
+        b0 += y[j]
+    a = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
+    b = ((b0 + b4) + (b2 + b6)) + ((b1 + b5) + (b3 + b7))
+    return a, b
+
+
+# An int64 whose order is that of the float64 with the same bits (for max reductions the
+# compiler vectorises, which it does not for floats): negative floats' other bits flipped.
+_FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
 # One explicit signature: one compile (at import, or a load from the cache), whatever the
@@ -83,6 +167,7 @@ def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
 _INPUT = types.Array(types.float64, 2, "A", readonly=True)
 _MATRIX = types.float64[:, ::1]
 _VECTOR = types.float64[::1]
+_INTS = types.Array(types.int64, 1, "C", readonly=True)
 _SIGNATURE = types.int64(
     _INPUT,
     _INPUT,
@@ -100,7 +185,10 @@ _SIGNATURE = types.int64(
     _MATRIX,
     *[_VECTOR] * N_SCRATCH,
     _MATRIX,
-    types.Array(types.int64, 1, "C", readonly=True),
+    _VECTOR,
+    types.int64[::1],
+    _INTS,
+    _INTS,
     types.Array(types.float64, 1, "C", readonly=True),
 )
 
@@ -127,10 +215,13 @@ def simulate(
     gross_part: np.ndarray,
     buy_amt: np.ndarray,
     sell_amt: np.ndarray,
-    buy_tgt: np.ndarray,
+    before: np.ndarray,
     key: np.ndarray,
     held_mult: np.ndarray,
     rows: np.ndarray,
+    checks: np.ndarray,
+    key_bits: np.ndarray,
+    delist_cols: np.ndarray,
     delist_at: np.ndarray,
     delist_px: np.ndarray,
 ) -> int:
@@ -140,15 +231,20 @@ def simulate(
     (Fortran order, as pandas hands them out). ``series`` is ``N_SERIES x session`` (rows
     ``EQUITY`` .. ``STATE``; ``STATE`` gets the throttle state code after each close) and
     ``held`` is ``session x name`` (weights held after trading); both and the scratch that
-    follows come from :func:`buffers`. Returns 0, or 1 + the first row of ``w`` that has a
-    negative or infinite weight or whose weights (NaN left out) sum above ``max_gross``;
-    the simulation stops there and the caller names the cell.
+    follows come from :func:`buffers`. ``delist_cols`` are the columns that delist, in the
+    order of their delisting rows ``delist_at[col]``. Returns 0, or 1 + the first row of
+    ``w`` that trades and has a negative or infinite weight or whose weights (NaN left
+    out), added in column order, sum above ``max_gross``; then nothing is simulated past
+    the block of sessions that row trades in, and the caller names the cell.
     """
     n, m = px.shape
     cash = init_cash
     peak = 0.0
     state = 0
     in_state = 0
+    next_delist = 0
+    over = -1  # the first row of weights that trades and sums above max_gross
+    n_delist = delist_cols.shape[0]
     # The row of ``held`` closed at the top of each session and 1 / its equity (row 0 is
     # written twice: first with NaN, at s = 0).
     hrow = 0
@@ -161,7 +257,8 @@ def simulate(
             kp = s % BLOCK
             if kp == 0:
                 # The next BLOCK sessions of prices and the weights that trade at them
-                # (rows before the first that trades are clamped to row 0, never read).
+                # (rows before the first that trades are clamped to row 0 and not
+                # checked: they are never read).
                 e = n - s
                 if e > BLOCK:
                     e = BLOCK
@@ -170,6 +267,47 @@ def simulate(
                         r = s + k - lag
                         rows[k, j] = px[s + k, j]
                         rows[WEIGHTS + k, j] = w[r * (r > 0), j]
+                # Each weight row's gross total, added in column order as check_weights
+                # adds it (NaN left out; an infinite weight makes it infinite), four rows
+                # side by side so that the running sums do not wait for each other (rows
+                # past ``e`` are stale and not looked at). The first row above the limit
+                # stops the simulation when it trades; a negative weight is found then.
+                for k0 in range(0, e, 4):
+                    g0 = g1 = g2 = g3 = 0.0
+                    r0 = WEIGHTS + k0
+                    for j in range(m):
+                        w0 = rows[r0, j]
+                        w1 = rows[r0 + 1, j]
+                        w2 = rows[r0 + 2, j]
+                        w3 = rows[r0 + 3, j]
+                        g0 += w0 if w0 > 0.0 else 0.0
+                        g1 += w1 if w1 > 0.0 else 0.0
+                        g2 += w2 if w2 > 0.0 else 0.0
+                        g3 += w3 if w3 > 0.0 else 0.0
+                    checks[0] = g0
+                    checks[1] = g1
+                    checks[2] = g2
+                    checks[3] = g3
+                    for k in range(k0, min(k0 + 4, e)):
+                        g = checks[k - k0]
+                        if s + k >= lag and over < 0 and (g > max_gross or g == np.inf):
+                            over = s + k - lag
+        # The next block's prices and weights are far apart in memory (a column's 32
+        # sessions, then the next column's): fetch a 32nd of its names each session, so
+        # that the copy finds them in the cache.
+        nb = s - kp + BLOCK
+        if nb < n:
+            chunk = (m + BLOCK - 1) // BLOCK
+            j0 = kp * chunk
+            # Two lines per column (the CPU fetches each line's neighbour with it).
+            mid = min(nb + BLOCK // 2, n - 1)
+            rw = max(nb - lag, 0)
+            mw = max(mid - lag, 0)
+            for j in range(j0, min(j0 + chunk, m)):
+                _prefetch(px, nb, j)
+                _prefetch(px, mid, j)
+                _prefetch(w, rw, j)
+                _prefetch(w, mw, j)
         # Closes the books of the last session (weights held, gross exposure) and values
         # session s before trading, a name without a price at its last close.
         for j in range(m):
@@ -182,19 +320,16 @@ def simulate(
             lj = p if (p > 0.0) & (p < np.inf) else lo
             last[j] = lj
             value_part[j] = sh * lj
-        if s < n:
-            # Delistings of this session: the holder is paid in cash at the delisting value.
-            for j in range(m):
-                if delist_at[j] == s:
-                    cash += shares[j] * delist_px[j]
-                    shares[j] = 0.0
-                    value_part[j] = 0.0
-                    last[j] = delist_px[j]
-        value = cash
-        gross = 0.0
-        for j in range(m):
-            value += value_part[j]
-            gross += gross_part[j]
+        # Delistings of this session: the holder is paid in cash at the delisting value.
+        while next_delist < n_delist and delist_at[delist_cols[next_delist]] == s:
+            j = delist_cols[next_delist]
+            cash += shares[j] * delist_px[j]
+            shares[j] = 0.0
+            value_part[j] = 0.0
+            last[j] = delist_px[j]
+            next_delist += 1
+        held_value, gross = _sums(value_part, gross_part)
+        value = cash + held_value
         series[EXPOSURE, hrow] = gross * inv
         if s == n:
             break
@@ -207,18 +342,21 @@ def simulate(
             # (target - held) x close. A name without a weight (NaN) gets no order, unless
             # the throttle's multiplier moved since its holding was sized: then the holding
             # is resized by new / old multiplier (``py_finance.risk.throttle_resize``; an
-            # empty holding, after HALTED, waits for the next weight). Sells execute at once
-            # (shares only go down here); buys are recorded in ``buy_amt`` (0 for no buy)
-            # and ``buy_tgt`` (the shares held once filled; the current ones for a name
-            # without an order). ``key`` is vectorbt's sort key of call_seq="auto",
-            # computed as it does: w x V - held x close. It can differ from the notional by
-            # an ulp, and only the key decides which buys cash cannot cover (ties are
-            # common: equal weights on names not held give equal keys).
+            # empty holding, after HALTED, waits for the next weight). Every order is
+            # filled here (``shares``: held + (target - held), as vectorbt fills the size
+            # target - held); ``before`` keeps the shares held before, for a buy the cash
+            # cannot cover. ``key`` is vectorbt's sort key of call_seq="auto", computed as
+            # it does, w x V - held x close, for the buys (-inf for anything else): it can
+            # differ from the notional by an ulp, and only the key decides which buys cash
+            # cannot cover (ties are common: equal weights on names not held give equal
+            # keys).
+            negative = False
             for j in range(m):
                 wj = rows[kw, j]
                 p = rows[kp, j]
                 sh = shares[j]
                 hm = held_mult[j]
+                negative |= wj < 0.0
                 priced = (p > 0.0) & (p < np.inf)
                 has_w = wj == wj
                 resize = (not has_w) & (hm > 0.0) & (hm != mult)
@@ -228,89 +366,61 @@ def simulate(
                 tgt = num / (p if has_w else hm)
                 tgt = tgt if ok else sh
                 k = (num if has_w else tgt * p) - sh * p
-                key[j] = k if ok else np.nan
-                # vectorbt fills the order's size, target - held, so a filled name holds
-                # held + (target - held): an ulp off the target, and near-ties between
-                # held names' keys depend on that ulp.
                 dsh = tgt - sh
                 d = dsh * p
                 d = d if ok else 0.0
-                buy_amt[j] = max(d, 0.0)
-                sell_amt[j] = max(-d, 0.0)
-                pos = sh + dsh
-                shares[j] = min(sh, pos)
-                buy_tgt[j] = pos
+                buy = d > 0.0
+                buy_amt[j] = d if buy else 0.0
+                sell_amt[j] = 0.0 if buy else -d
+                key[j] = k if buy else -np.inf
+                before[j] = sh
+                shares[j] = sh + dsh
                 held_mult[j] = mult if ok else hm
+            if negative or s - lag == over:
+                return s - lag + 1
             # vectorbt then executes the orders one by one in ascending key order, ties in
             # column order: sells first, then buys from the smallest key, the first one cash
             # cannot cover filled with what is left (after its fee) and the rest dropped.
             # Equivalently, buys are dropped largest key first (ties: the later column)
-            # until the rest is affordable, and the last one dropped is partly filled. Each
-            # pass sums, in name order, the sells, the buys not dropped (``total``) and
-            # those without the one of largest key (``excl``). Usually one pass suffices:
-            # with weights summing to <= 1 the shortfall is about the fees. The first pass
-            # also checks the row of weights (cheaper here than in a loop of its own).
-            first = True
-            any_buy = False
-            traded = 0.0
-            rest = 0.0
-            full = 0.0
+            # until the rest is affordable, and the last one dropped is partly filled.
+            # Usually there is nothing or one to drop: with weights summing to <= 1 the
+            # shortfall is about the fees, so the order of the buys is never needed.
+            rest, sold = _sums(buy_amt, sell_amt)
+            cash += sold * (1.0 - fee)
+            traded = sold
+            paid = sold * fee
             last_drop = -1
-            while True:
-                sold = 0.0
-                total = 0.0
-                excl = 0.0
-                top = -1
-                top_key = -np.inf
-                gross_w = 0.0
-                bad = False
-                for j in range(m):
-                    b = buy_amt[j]
-                    kj = key[j]
-                    kept = max(b, 0.0)  # dropped buys are negative
-                    sold += sell_amt[j]
-                    new = (b > 0.0) & (kj >= top_key)
-                    excl = total if new else excl + kept
-                    top = j if new else top
-                    top_key = kj if new else top_key
-                    total += kept
-                    wj = rows[kw, j]
-                    bad |= (wj < 0.0) | (wj == np.inf)
-                    gross_w += wj if wj > 0.0 else 0.0
-                full = total
-                if first:
-                    if bad or gross_w > max_gross:
-                        return s - lag + 1
-                    first = False
-                    any_buy = top >= 0
-                    cash += sold * (1.0 - fee)
-                    traded = sold
-                    paid = sold * fee
-                    rest = total
-                    if total * (1.0 + fee) <= cash:
+            if rest * (1.0 + fee) > cash:
+                while True:
+                    # The largest key (its bits, ordered as integers), then its last column.
+                    top_bits = -_FLIP - 1
+                    for j in range(m):
+                        b = key_bits[j]
+                        top_bits = max(top_bits, b ^ ((b >> 63) & _FLIP))
+                    top = m - 1
+                    while top >= 0:
+                        b = key_bits[top]
+                        if b ^ ((b >> 63) & _FLIP) == top_bits:
+                            break
+                        top -= 1
+                    if top < 0 or key[top] == -np.inf:
+                        rest = 0.0  # every buy dropped
                         break
-                if top < 0:
-                    break
-                rest -= buy_amt[top]
-                buy_amt[top] = -buy_amt[top]
-                last_drop = top
-                full = excl
-                if rest * (1.0 + fee) <= cash:
-                    break
-            if any_buy:
-                for j in range(m):
-                    tgt = buy_tgt[j]
-                    sh = shares[j]
-                    shares[j] = tgt if buy_amt[j] >= 0.0 else sh
-                cash = max(cash - full * (1.0 + fee), 0.0)
-                traded += full
-                paid += full * fee
-                if last_drop >= 0 and cash > 0.0:
-                    fill = cash / (1.0 + fee)
-                    shares[last_drop] += fill / rows[kp, last_drop]
-                    traded += fill
-                    paid += cash - fill
-                    cash = 0.0
+                    rest -= buy_amt[top]
+                    key[top] = -np.inf
+                    shares[top] = before[top]
+                    last_drop = top
+                    if rest * (1.0 + fee) <= cash:
+                        break
+            cash = max(cash - rest * (1.0 + fee), 0.0)
+            traded += rest
+            paid += rest * fee
+            if last_drop >= 0 and cash > 0.0:
+                fill = cash / (1.0 + fee)
+                shares[last_drop] += fill / rows[kp, last_drop]
+                traded += fill
+                paid += cash - fill
+                cash = 0.0
             if value > 0.0:
                 series[TURNOVER, s] = traded / value
             series[FEES, s] = paid

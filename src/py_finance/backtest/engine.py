@@ -249,6 +249,8 @@ def run_backtest(
             series,
             held,
             *scratch,
+            # The delisting columns in the order of their sessions (the kernel walks them).
+            np.flatnonzero(delist_at >= 0)[np.argsort(delist_at[delist_at >= 0], kind="stable")],
             delist_at,
             delist_px,
         )
