@@ -56,6 +56,19 @@ def max_drawdown(equity: pd.Series | np.ndarray) -> float:
     return float(dd.min())
 
 
+def _covariance(x: np.ndarray, y: np.ndarray) -> float:
+    """Sample covariance (``ddof=1``) of two equal-length series, without BLAS.
+
+    ``np.cov`` goes through BLAS, whose kernel (chosen per CPU, ``OPENBLAS_CORETYPE``)
+    changes the last bits; exactly rounded sums (``math.fsum``) give the same bits on every
+    machine, so the metrics file (and ``dvc.lock``) does not depend on the CPU.
+    """
+    n = x.size
+    dx = x - math.fsum(x) / n
+    dy = y - math.fsum(y) / n
+    return math.fsum(dx * dy) / (n - 1)
+
+
 def _moments(r: np.ndarray) -> tuple[float, float, float]:
     """Per-period Sharpe (ddof=1), skewness and (non-excess) kurtosis of ``r``."""
     std = float(r.std(ddof=1))
@@ -185,8 +198,9 @@ def compute_metrics(
         non-zero return (flat sessions, e.g. in cash, are not counted).
         ``n_sessions``: number of returns used. ``total_return``: ``prod(1 + r) - 1``.
         ``exposure``: mean gross exposure. ``beta``: ``cov(r, b) / var(b)`` on the sessions
-        both have. ``psr``: probabilistic Sharpe ratio against 0; ``dsr``: deflated Sharpe
-        ratio given ``n_trials``.
+        both have (exactly rounded sums, no BLAS: the same bits on every machine).
+        ``psr``: probabilistic Sharpe ratio against 0; ``dsr``: deflated Sharpe ratio given
+        ``n_trials``.
         Anything undefined (empty series, zero volatility, no drawdown, ...) is NaN; nothing
         raises.
     """
@@ -240,11 +254,11 @@ def compute_metrics(
     if benchmark is not None:
         both = pd.concat([pd.Series(returns, dtype=np.float64), benchmark], axis=1).dropna()
         if len(both) >= 2:
-            b = both.iloc[:, 1].to_numpy()
-            var_b = float(np.var(b, ddof=1))
+            a = both.iloc[:, 0].to_numpy(dtype=np.float64)
+            b = both.iloc[:, 1].to_numpy(dtype=np.float64)
+            var_b = _covariance(b, b)
             if var_b > 0.0:
-                cov = float(np.cov(both.iloc[:, 0].to_numpy(), b, ddof=1)[0, 1])
-                out["beta"] = cov / var_b
+                out["beta"] = _covariance(a, b) / var_b
     out["psr"] = probabilistic_sharpe_ratio(r)
     out["dsr"] = deflated_sharpe_ratio(r, max(int(n_trials), 1))
     return out

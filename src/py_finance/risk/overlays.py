@@ -165,6 +165,21 @@ def _sector_index(sectors: Sequence[str], n_cols: int) -> tuple[np.ndarray, int]
     return codes, int(codes.max()) + 1 if n_cols else 0
 
 
+def _by_sector(x: np.ndarray, codes: np.ndarray, n_sectors: int) -> np.ndarray:
+    """Row totals of ``x`` per sector (``rows x n_sectors``), without BLAS.
+
+    A product with a one-hot matrix would go through BLAS, whose kernel (chosen per CPU)
+    changes the last bits of the totals, and through them the weights, the backtest and
+    ``dvc.lock``; numpy's own sums over each sector's columns are the same on every machine.
+    """
+    out = np.zeros((x.shape[0], n_sectors), dtype=np.float64)
+    for k in range(n_sectors):
+        cols = codes == k
+        if cols.any():
+            out[:, k] = x[:, cols].sum(axis=1)
+    return out
+
+
 def _redistribute(
     w: np.ndarray,
     excess: np.ndarray,
@@ -182,10 +197,7 @@ def _redistribute(
     ``n_names + n_sectors + 1`` rounds. What cannot be placed stays in cash.
     """
     n_cols = w.shape[1]
-    onehot: np.ndarray | None = None
-    if sector_codes is not None and sector_cap is not None:
-        onehot = np.zeros((n_cols, n_sectors), dtype=np.float64)
-        onehot[np.arange(n_cols), sector_codes] = 1.0
+    by_sector = sector_codes is not None and sector_cap is not None
     excess = np.asarray(excess, dtype=np.float64).copy()
     max_rounds = n_cols + n_sectors + 2
     for _ in range(max_rounds):
@@ -196,8 +208,8 @@ def _redistribute(
         if name_cap is not None:
             cand &= w < name_cap * (1.0 - _REL_TOL)
         sec_tot: np.ndarray | None = None
-        if onehot is not None and sector_cap is not None and sector_codes is not None:
-            sec_tot = w @ onehot
+        if by_sector and sector_cap is not None and sector_codes is not None:
+            sec_tot = _by_sector(w, sector_codes, n_sectors)
             sec_open = sec_tot < sector_cap * (1.0 - _REL_TOL)
             cand &= sec_open[:, sector_codes]
         cand_w = np.where(cand, w, 0.0)
@@ -215,8 +227,8 @@ def _redistribute(
             if name_cap is not None:
                 name_room = np.where(cand, (name_cap - w) / np.where(cand, share, 1.0), np.inf)
                 amount = np.minimum(amount, name_room.min(axis=1))
-            if onehot is not None and sec_tot is not None and sector_cap is not None:
-                sec_share = share @ onehot
+            if sec_tot is not None and sector_cap is not None and sector_codes is not None:
+                sec_share = _by_sector(share, sector_codes, n_sectors)
                 sec_room = np.where(
                     sec_share > 0.0,
                     (sector_cap - sec_tot) / np.where(sec_share > 0.0, sec_share, 1.0),
@@ -293,9 +305,7 @@ def cap_sectors(
     cap = float(max_sector)
     if arr.shape[1] == 0:
         return _back(arr, was_1d)
-    onehot = np.zeros((arr.shape[1], n_sectors), dtype=np.float64)
-    onehot[np.arange(arr.shape[1]), codes] = 1.0
-    totals = arr @ onehot
+    totals = _by_sector(arr, codes, n_sectors)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = np.where(totals > cap, cap / np.where(totals > 0, totals, 1.0), 1.0)
     scaled = arr * scale[:, codes]
@@ -532,9 +542,7 @@ def _row_caps_room(
             top = arr.max(axis=1, initial=0.0)
             room = np.minimum(room, np.where(top > 0.0, max_position / top, np.inf))
         if max_sector is not None and codes is not None and arr.shape[1]:
-            onehot = np.zeros((arr.shape[1], n_sectors))
-            onehot[np.arange(arr.shape[1]), codes] = 1.0
-            top_sec = (arr @ onehot).max(axis=1, initial=0.0)
+            top_sec = _by_sector(arr, codes, n_sectors).max(axis=1, initial=0.0)
             room = np.minimum(room, np.where(top_sec > 0.0, max_sector / top_sec, np.inf))
     return room
 
@@ -596,7 +604,9 @@ def apply_vol_target(
         window = rets[max(end - lookback, 0) : end]
         if window.shape[0] < 2:
             continue
-        vol = float(np.std(window @ row, ddof=1)) * ann
+        # The book's returns as elementwise products and numpy sums, not ``window @ row``
+        # (BLAS: its last bits depend on the kernel the CPU gets).
+        vol = float(np.std((window * row).sum(axis=1), ddof=1)) * ann
         if vol > 0.0:
             scale[t] = min(max_leverage, target / vol)
     if max_leverage > 1.0:
