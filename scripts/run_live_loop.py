@@ -7,9 +7,12 @@ composed config (params.yaml) is traded as it is.
 
 Exit status: 0 traded, skipped or halted; 2 refused or an error to act on (one line);
 3 degraded: orders the broker did not confirm (run again for the same session to send
-those it never got); 1 an unexpected failure. Errors are also in the day's log and alerted.
+those it never got); 1 an unexpected failure. A failure after the session is known is also
+in the day's log and alerted (with the unconfirmed orders of a degraded run); a refusal
+(gates, confirmation, a past session without --dry-run) writes no log.
 `--halt` stops all trading in one command: it cancels open orders at the broker and makes
-every later run send nothing until `--resume`; it always says whether the halt is in force.
+every later run send nothing until `--resume`; it always says whether the halt is in force,
+and exits 2 naming the orders the broker did not cancel (they may still fill).
 Secret values of the environment (API keys, passwords, webhooks) are masked on stdout and
 stderr, in log records, daily logs and alerts.
 """
@@ -72,6 +75,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--confirm-live",
         action="store_true",
         help="confirm the live account for --broker alpaca_live (or PY_FINANCE_CONFIRM_LIVE=yes)",
+    )
+    p.add_argument(
+        "--readiness-track",
+        choices=["all", "paper", "alpaca_paper"],
+        default="all",
+        help="paper track whose readiness gates --broker alpaca_live needs: both paper "
+        "brokers' logs (default), or one of them",
     )
     stop = p.add_mutually_exclusive_group()
     stop.add_argument(
@@ -163,6 +173,7 @@ def main(argv: list[str]) -> None:
         broker=broker,
         enable_alerts=args.enable_alerts,
         confirm_live=args.confirm_live,
+        readiness_track=args.readiness_track,
     )
     if result.status == "halted":
         print(f"{result.session}: trading is halted ({control.halt_path(ctx)}); nothing sent")

@@ -15,6 +15,11 @@ before the request is processed or after it (the order exists but the reply is l
 
 Every request is recorded in ``seen``; ``created`` lists the ids of the orders created, in
 order, and ``duplicate_posts`` counts orders refused because their id was known.
+
+Scenarios that change mid-run hang on a request count: ``fake.after("POST", "/v2/orders",
+3, fake.refuse)`` stops listening once the third order was answered (every later request
+is refused a connection), ``fake.restart()`` listens again, on a new port, with the same
+account and orders.
 """
 
 from __future__ import annotations
@@ -205,8 +210,12 @@ class FakeAlpaca:
         self.duplicate_posts = 0
         self.seen: list[Seen] = []
         self.faults: list[tuple[str, str, Fault]] = []
+        self.triggers: list[list[Any]] = []  # [method, path, requests left, action]
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._start_server()
+
+    def _start_server(self) -> None:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -237,6 +246,7 @@ class FakeAlpaca:
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
+        self._listening = True
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -250,8 +260,34 @@ class FakeAlpaca:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self.refuse()
+
+    def refuse(self) -> None:
+        """Stop listening: every later connection is refused (the account is kept)."""
+        with self._lock:
+            if not self._listening:
+                return
+            self._listening = False
+            server = self._server
+        # From a handler thread too: serve_forever runs in its own thread.
+        server.shutdown()
+        server.server_close()
+
+    def restart(self) -> str:
+        """Listen again, on a new port, with the same state; return the new :attr:`url`."""
+        self.refuse()
+        self._start_server()
+        self._thread.start()
+        return self.url
+
+    def after(self, method: str, path: str, count: int, action: Any) -> FakeAlpaca:
+        """Call ``action()`` once ``count`` requests matching ``method``/``path`` were answered.
+
+        ``method`` and ``path`` take shell-style wildcards, as :meth:`inject`.
+        """
+        with self._lock:
+            self.triggers.append([method.upper(), path, int(count), action])
+        return self
 
     # ------------------------------------------------------------------ scripting
     def inject(self, method: str, path: str, *faults: Fault) -> FakeAlpaca:
@@ -619,10 +655,27 @@ class FakeAlpaca:
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for i, (m, pattern, fault) in enumerate(self.faults):
-                if m == method and fnmatch.fnmatchcase(path, pattern):
+                if fnmatch.fnmatchcase(method, m) and fnmatch.fnmatchcase(path, pattern):
                     del self.faults[i]
                     return fault
         return None
+
+    def _answered(self, method: str, path: str) -> None:
+        """Count a served request against the triggers; run those that are due."""
+        due = []
+        with self._lock:
+            for trigger in self.triggers:
+                m, pattern, left, action = trigger
+                if (
+                    left > 0
+                    and fnmatch.fnmatchcase(method, m)
+                    and fnmatch.fnmatchcase(path, pattern)
+                ):
+                    trigger[2] = left - 1
+                    if trigger[2] == 0:
+                        due.append(action)
+        for action in due:
+            action()
 
     def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(handler.path)
@@ -646,6 +699,7 @@ class FakeAlpaca:
             status, reply = self._route(method, parts.path, seen.query, body)
             if fault is None or fault.kind == "none":
                 self._reply(handler, status, reply)
+                self._answered(method, parts.path)
                 return
         if fault.kind == "drop":
             handler.close_connection = True

@@ -49,6 +49,7 @@ ALERT_KINDS = (
     "reconciliation",
     "stale_data",
     "halted",
+    "retrain",
 )
 SEVERITIES = ("info", "warning", "critical")
 MASK = "***"
@@ -86,8 +87,8 @@ class Redactor:
     masked too). Besides, any run of :data:`MIN_SECRET_RUN` or more characters of a secret
     (or of one of those forms) is masked: a secret cut by a truncation, wrapped across
     lines or elided in the middle (``'abc...xyz'``) leaks no piece long enough to matter.
-    Endpoint URLs (a webhook) are masked whole only; their secret path segments are
-    secrets of their own (:func:`secrets_from_env`).
+    Endpoint URLs (a webhook) are masked whole only; their secret path and its segments
+    are secrets of their own (:func:`secrets_from_env`).
 
     Redact the whole text before cutting it: a cut can only shorten a masked text.
 
@@ -103,19 +104,23 @@ class Redactor:
             sorted({s for s in secrets if s}, key=lambda s: (-len(s), s))
         )
         forms: set[str] = set()
+        runs: set[str] = set()
         for secret in self.secrets:
-            forms.update(_forms(secret))
+            encoded = _forms(secret)
+            forms.update(encoded)
+            if not _is_endpoint(secret):
+                for form in encoded:
+                    runs.update(
+                        run
+                        for i in range(len(form) - MIN_SECRET_RUN + 1)
+                        if not _public(run := form[i : i + MIN_SECRET_RUN])
+                    )
         self._pattern = (
             re.compile("|".join(re.escape(f) for f in sorted(forms, key=lambda f: (-len(f), f))))
             if forms
             else None
         )
-        self._runs: frozenset[str] = frozenset(
-            form[i : i + MIN_SECRET_RUN]
-            for form in forms
-            if not _is_endpoint(form)
-            for i in range(len(form) - MIN_SECRET_RUN + 1)
-        )
+        self._runs: frozenset[str] = frozenset(runs)
 
     def __call__(self, text: str) -> str:
         """Return ``text`` with every secret (whole, encoded or a long run of it) as ``***``."""
@@ -146,8 +151,19 @@ class Redactor:
 
 
 def _is_endpoint(value: str) -> bool:
-    """A URL or a URL path: masked whole, never by its runs ("https://" is no secret)."""
-    return "://" in value or value.startswith("/")
+    """A URL: masked whole, never by its runs ("https://hooks.sl" is no secret).
+
+    Its secret parts are secrets of their own (the webhook's path and its segments).
+    """
+    return "://" in value
+
+
+# Runs of a secret that are public text: Slack's webhook path starts with "/services/".
+_PUBLIC_TEXT = ("/services/",)
+
+
+def _public(run: str) -> bool:
+    return any(run in text for text in _PUBLIC_TEXT)
 
 
 def _base64_cores(value: str) -> list[str]:

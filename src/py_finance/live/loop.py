@@ -74,6 +74,7 @@ from py_finance.live.readiness import (
     LiveGates,
     evaluate_readiness,
     load_logs,
+    load_track,
     ramp_fraction,
 )
 from py_finance.live.reconcile import Reconciliation, reconcile
@@ -238,20 +239,27 @@ def _alerter(ctx: Context, enabled: bool, env: Mapping[str, str]) -> Alerter:
 
 
 def _live_permission(
-    ctx: Context, env: Mapping[str, str], confirm_live: bool
+    ctx: Context, env: Mapping[str, str], confirm_live: bool, track: str = "all"
 ) -> tuple[float, dict[str, Any]]:
     """Refuse ``alpaca_live`` unless the gates pass and the account is confirmed.
 
-    Returns the ramp-up fraction of capital live trading may use and the evidence.
+    The gates read the paper ``track`` (:data:`~py_finance.live.readiness.TRACKS`: the paper
+    broker's logs and the Alpaca paper broker's, or one of them). Returns the ramp-up
+    fraction of capital live trading may use and the evidence.
     """
     live = ctx.settings.live
     gates = live_gates(ctx)
-    report = evaluate_readiness(_logs(ctx.root / live.log_dir), gates)
+    try:
+        logs = load_track(ctx.root / live.log_dir, track, missing_ok=True)
+    except PyFinanceError as exc:  # an unknown track, a corrupt log
+        raise LiveRefusal(f"--broker alpaca_live refused: {exc}") from None
+    report = evaluate_readiness(logs.logs, gates, brokers=logs.brokers)
     if not report.passed:
         failed = [g.name for g in report.gates if not g.passed]
         raise LiveRefusal(
             f"--broker alpaca_live refused: readiness gates fail on the paper track "
-            f"({', '.join(failed)}); see `python scripts/check_live_readiness.py --verbose`"
+            f"({', '.join(failed)}; read {logs.describe()}); see "
+            f"`python scripts/check_live_readiness.py --track {track} --verbose`"
         )
     if not (confirm_live or env.get(live.confirm_live_env, "").strip().lower() == "yes"):
         raise LiveRefusal(
@@ -376,6 +384,7 @@ def run_live_day(
     env: Mapping[str, str] | None = None,
     broker_factory: BrokerFactory | None = None,
     alerter: Alerter | None = None,
+    readiness_track: str = "all",
 ) -> LiveDayResult:
     """Trade (or, with ``dry_run``, plan) the latest session closed at ``as_of``.
 
@@ -402,6 +411,9 @@ def run_live_day(
         Opens the broker (tests inject brokers at loopback fakes).
     alerter
         Sends the alerts (default: channels from ``env`` when alerts are enabled).
+    readiness_track
+        The paper track whose gates ``alpaca_live`` needs: ``all`` (the paper and the
+        Alpaca paper broker's logs), ``paper`` or ``alpaca_paper``.
 
     Raises
     ------
@@ -518,7 +530,7 @@ def run_live_day(
 
         fraction = 1.0
         if broker_name == "alpaca_live" and not dry_run:
-            fraction, evidence = _live_permission(ctx, env, confirm_live)
+            fraction, evidence = _live_permission(ctx, env, confirm_live, readiness_track)
             payload["live_permission"] = evidence
         payload["capital_fraction"] = fraction
 

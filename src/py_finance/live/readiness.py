@@ -22,6 +22,10 @@ their contract with the loop:
 ``schema_version``
     Version of the log's layout; every version so far (1, or absent) reads the same.
 
+The paper track is read where each paper broker writes its logs (:func:`load_track`): the
+paper broker's in ``live.log_dir``, the Alpaca paper broker's in ``{log_dir}/alpaca_paper``;
+``all`` (the default) is both, and ``paper`` or ``alpaca_paper`` one of them.
+
 How each figure is measured (paper track: non-dry-run logs of ``brokers``):
 
 - trading days: the sessions these logs cover (a session logged by two paper brokers counts
@@ -32,8 +36,9 @@ How each figure is measured (paper track: non-dry-run logs of ``brokers``):
   sessions, times sqrt(252); Sharpe: their mean over that deviation, times sqrt(252), with a
   risk-free rate of 0. Each broker's account is its own equity series, so returns never mix
   two accounts; deposits and withdrawals are not adjusted for;
-- consecutive errors: the *longest* run of consecutive error sessions anywhere in the track,
-  not the run at its end. A track that once failed four days in a row has shown that the
+- consecutive errors: the *longest* run of consecutive error sessions anywhere in the track
+  (a session is an error session when any paper broker's log of it has errors), not the run
+  at its end. A track that once failed four days in a row has shown that the
   system can stay broken for that long; counting only the trailing run would forget that
   after a single good day.
 
@@ -64,6 +69,8 @@ from py_finance.live.daily_log import logged_sessions, read_daily_log, to_jsonab
 
 PAPER_BROKERS = ("paper", "alpaca_paper")
 LIVE_BROKER = "alpaca_live"
+# The paper tracks the gates may read (``--track``): each paper broker's, or both.
+TRACKS = {"all": PAPER_BROKERS, "paper": ("paper",), "alpaca_paper": ("alpaca_paper",)}
 PERIODS_PER_YEAR = 252
 
 
@@ -241,6 +248,84 @@ def load_logs(log_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return logs
 
 
+def track_dir(log_dir: str | os.PathLike[str], broker: str) -> Path:
+    """Folder of ``broker``'s daily logs under the root ``log_dir`` (``live.log_dir``).
+
+    The paper broker logs into ``log_dir`` itself, the Alpaca brokers into a sub-folder
+    named after them (as :meth:`py_finance.live.config.LiveConfig.log_dir_for`).
+    """
+    root = Path(log_dir)
+    return root if broker == "paper" else root / broker
+
+
+@dataclass(frozen=True, slots=True)
+class TrackLogs:
+    """The daily logs of a paper track, and where each broker's came from.
+
+    Parameters
+    ----------
+    track
+        ``all``, ``paper`` or ``alpaca_paper`` (a key of :data:`TRACKS`).
+    brokers
+        The brokers the track is made of.
+    folders
+        ``broker -> (folder, number of logs, or None when the folder does not exist)``.
+    logs
+        Every log of those folders, oldest session first per folder.
+    """
+
+    track: str
+    brokers: tuple[str, ...]
+    folders: dict[str, tuple[Path, int | None]]
+    logs: list[dict[str, Any]]
+
+    def describe(self) -> str:
+        """One line naming each broker's folder and what it held."""
+        parts = []
+        for broker, (folder, n) in self.folders.items():
+            held = "no such folder" if n is None else f"{n} log(s)"
+            parts.append(f"{broker}: {folder} ({held})")
+        return "; ".join(parts)
+
+
+def load_track(
+    log_dir: str | os.PathLike[str], track: str = "all", *, missing_ok: bool = False
+) -> TrackLogs:
+    """Read the daily logs of the paper ``track`` under the root ``log_dir``.
+
+    ``all`` reads the paper broker's folder and the Alpaca paper broker's (a folder that
+    does not exist adds nothing); ``paper`` or ``alpaca_paper`` reads that one only.
+    With ``missing_ok``, a track without any folder is an empty track.
+
+    Raises
+    ------
+    PyFinanceError
+        An unknown track, no folder of the track exists (unless ``missing_ok``), or a log
+        is corrupt.
+    """
+    if track not in TRACKS:
+        raise PyFinanceError(f"unknown readiness track {track!r}; use {', '.join(TRACKS)}")
+    brokers = TRACKS[track]
+    folders: dict[str, tuple[Path, int | None]] = {}
+    logs: list[dict[str, Any]] = []
+    for broker in brokers:
+        folder = track_dir(log_dir, broker)
+        if folder.is_dir():
+            found = load_logs(folder)
+            logs += found
+            folders[broker] = (folder, len(found))
+        else:
+            folders[broker] = (folder, None)
+    if not missing_ok and all(n is None for _, n in folders.values()):
+        first, *others = (str(f) for f, _ in folders.values())
+        where = f"{first} is not a folder" + "".join(f", nor is {o}" for o in others)
+        raise PyFinanceError(
+            f"no daily logs of the {track} track: {where}; run scripts/run_live_loop.py "
+            "first or pass --log-dir"
+        )
+    return TrackLogs(track, brokers, folders, logs)
+
+
 def _session(entry: Mapping[str, Any]) -> dt.date:
     value = entry.get("session")
     if isinstance(value, dt.datetime):
@@ -312,6 +397,7 @@ class ReadinessReport:
     sessions: int
     first_session: dt.date | None
     last_session: dt.date | None
+    sessions_by_broker: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -457,12 +543,14 @@ def evaluate_readiness(
             ),
         ]
 
+    # A session is an error session when any paper broker's log of it has errors.
+    failed = {s for s, e in track if _is_error(e)}
     longest, run, end = 0, 0, None
-    for s, e in track:
-        run = run + 1 if _is_error(e) else 0
+    for s in sessions:
+        run = run + 1 if s in failed else 0
         if run > longest:
             longest, end = run, s
-    n_errors = sum(_is_error(e) for _, e in track)
+    n_errors = len(failed)
     where = f", ending {end}" if end is not None else ""
     results.append(
         GateResult(
@@ -481,6 +569,7 @@ def evaluate_readiness(
         sessions=n_days,
         first_session=sessions[0] if sessions else None,
         last_session=sessions[-1] if sessions else None,
+        sessions_by_broker={b: sum(e.get("broker") == b for _, e in track) for b in brokers},
     )
 
 
@@ -545,8 +634,9 @@ def format_report(
 ) -> str:
     """A table of the gates (and, with ``verbose``, each gate's detail) for a terminal."""
     span = f" ({report.first_session}..{report.last_session})" if report.first_session else ""
+    each = ", ".join(f"{b} {report.sessions_by_broker.get(b, 0)}" for b in report.brokers)
     lines = [
-        f"paper track: {report.sessions} sessions on {', '.join(report.brokers)}{span}",
+        f"paper track: {report.sessions} sessions ({each}){span}",
         "",
         f"{'gate':<26} {'value':>10} {'threshold':>12}  result",
     ]

@@ -19,6 +19,7 @@ from py_finance.live.alerts import Redactor, install_redaction
 
 __all__ = [
     "RedactingStream",
+    "excerpt",
     "install_output_redaction",
     "redact_exception",
     "redact_json",
@@ -102,6 +103,15 @@ def install_output_redaction(secrets: Iterable[str]) -> Redactor:
             atexit.register(wrapped.flush)
     install_redaction(redactor.secrets)
     return redactor
+
+
+def excerpt(text: str, redact: Callable[[str], str], limit: int) -> str:
+    """A single-line excerpt of ``text`` of at most ``limit`` characters, masked first.
+
+    The whole text is redacted before anything is cut: a secret cut at the limit (or
+    wrapped across lines) would otherwise keep its head, which no longer matches it.
+    """
+    return " ".join(redact(text).split())[: max(limit, 0)]
 
 
 def redact_json(obj: Any, redact: Callable[[str], str]) -> Any:

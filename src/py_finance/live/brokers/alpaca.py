@@ -51,6 +51,7 @@ from py_finance.live.brokers.base import (
     OrdersLeftOpen,
 )
 from py_finance.live.orders import QTY_EPS, OrderIntent, order_mismatch
+from py_finance.live.redaction import excerpt
 from py_finance.live.state_db import connect, transaction
 
 log = logging.getLogger(__name__)
@@ -278,8 +279,9 @@ def _failure(exc: BaseException, scrub: Callable[[str], str] = str) -> _Failure 
         if isinstance(parsed, dict):
             message = str(parsed.get("message") or "")
         if not message:
-            # A gateway's HTML page or plain text: keep a short, single-line excerpt.
-            message = " ".join(body.split())[:120]
+            # A gateway's HTML page or plain text: a short, single-line excerpt, cut only
+            # after the whole body was masked (a page may echo the request's headers).
+            message = excerpt(body, scrub, 120)
             if message.lstrip().startswith("<"):
                 message = "non-JSON error page"
         retry_after = None
