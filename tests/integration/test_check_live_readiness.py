@@ -148,3 +148,32 @@ def test_errors_print_one_line_and_exit_2(tmp_path, args, files, message):
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_the_alpaca_paper_track_is_read_labelled_and_chosen_with_track(tmp_path):
+    # The paper broker's track passes; the Alpaca paper broker's failed four days running.
+    write_logs(tmp_path / "logs", 35)
+    write_logs(
+        tmp_path / "logs" / "alpaca_paper", 35, broker="alpaca_paper", errors_at=(5, 6, 7, 8)
+    )
+    both = run(tmp_path, "--json", "--log-dir", "logs")
+    assert both.returncode == 1, both.stderr
+    doc = json.loads(both.stdout)
+    assert doc["track"] == "all" and doc["report"]["failed"] == ["max_consecutive_errors"]
+    assert doc["tracks"] == {
+        "paper": {"folder": "logs", "logs": 35},
+        "alpaca_paper": {"folder": "logs/alpaca_paper", "logs": 35},
+    }
+    assert doc["report"]["sessions_by_broker"] == {"paper": 35, "alpaca_paper": 35}
+
+    table = run(tmp_path, "--verbose", "--log-dir", "logs")
+    assert table.returncode == 1
+    head = table.stdout.splitlines()[0]
+    assert head.startswith("all track: paper: logs (35 log(s)); alpaca_paper: logs/alpaca_paper")
+    assert "paper track: 35 sessions (paper 35, alpaca_paper 35)" in table.stdout
+
+    paper = run(tmp_path, "--json", "--log-dir", "logs", "--track", "paper")
+    assert paper.returncode == 0, paper.stderr
+    alpaca = run(tmp_path, "--json", "--log-dir", "logs", "--track", "alpaca_paper")
+    assert alpaca.returncode == 1
+    assert json.loads(alpaca.stdout)["report"]["brokers"] == ["alpaca_paper"]

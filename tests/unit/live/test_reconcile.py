@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from py_finance.errors import PyFinanceError
 from py_finance.live.brokers.paper import PaperBroker
 from py_finance.live.journal import (
     mark_submitted,
@@ -97,3 +98,42 @@ def test_a_position_the_logs_cannot_explain_is_reported(broker, tmp_path):
     assert rec.position_differences == {"ZZZ": (0.0, 3.0)}
     assert not rec.clean
     assert "ZZZ: broker holds 3 sh" in rec.messages()[0]
+
+
+@pytest.mark.parametrize(
+    ("symbol", "side", "qty"), [("CCC", "buy", 10), ("AAA", "sell", 10), ("AAA", "buy", 3)]
+)
+def test_an_order_with_our_id_but_another_symbol_side_or_qty_is_not_ours(
+    broker, tmp_path, symbol, side, qty
+):
+    journal = tmp_path / "journal.sqlite"
+    ours = intent("AAA", "buy", 10)
+    record_intents(journal, [ours])
+    if side == "sell":
+        broker.submit(intent("AAA", "buy", 20, session=DAY1), 100.0)
+    # Someone else's order under our id (paper broker's book, same id).
+    broker.submit(
+        OrderIntent(ours.client_order_id, DAY2, symbol, side, qty, 100.0, qty * 100.0), 100.0
+    )
+    rec = reconcile(broker, journal, DAY2, None)
+    assert rec.found_at_broker == [] and not rec.clean
+    assert list(rec.conflicts) == [ours.client_order_id]
+    assert f"{side} {symbol}" in rec.conflicts[ours.client_order_id]
+    assert [i.client_order_id for i in rec.to_send] == [ours.client_order_id]
+    assert submitted_ids(journal) == set()
+    assert any("taken at the broker by another order" in m for m in rec.messages())
+    # Sending it is refused, naming the other order; nothing is filled twice.
+    with pytest.raises(PyFinanceError, match="already used"):
+        broker.submit(ours, 100.0)
+
+
+def test_whole_shares_of_a_fractional_intent_are_the_intent():
+    from py_finance.live.orders import order_mismatch
+
+    ours = intent("AAA", "buy", 10.7)
+    assert order_mismatch(ours, "AAA", "buy", 10.7) is None
+    assert order_mismatch(ours, "AAA", "buy", 10.0) is None  # a non-fractionable name
+    assert order_mismatch(ours, "AAA", "buy", 10.700000001) is None  # 9 decimals
+    assert order_mismatch(ours, "AAA", "buy", None) is None
+    assert order_mismatch(ours, "AAA", "buy", 9.0) is not None
+    assert order_mismatch(ours, "AAA", "sell", 10.7) == "sell AAA 10.7 sh"
