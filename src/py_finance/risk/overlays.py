@@ -7,6 +7,12 @@ modified. Weights are long-only fractions of equity; what a function takes out o
 cannot place elsewhere stays in cash, so no overlay ever increases a row's total. A weight
 that is infinite or negative is a :class:`~py_finance.errors.DataError` before any overlay
 runs (:func:`check_weights`), so no overlay turns a bad row into a plausible one.
+
+A NaN weight means what it means to the backtest engine and the live loop: no order for
+that name, keep what is held. Every overlay returns NaN where it was given NaN (scaled or
+capped, it stays "hold", never becomes a sale) and sizes the other names as if that weight
+were 0: what is held of it is not the overlays' to know or move. A row of NaN (a session
+without rebalancing) comes back as a row of NaN.
 """
 
 from __future__ import annotations
@@ -134,8 +140,14 @@ def check_weights(
     )
 
 
-def _as_2d(w: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> tuple[np.ndarray, bool]:
-    """Copy ``w`` to a float64 matrix; NaN becomes 0. Returns (matrix, was_1d)."""
+def _as_2d(
+    w: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Copy ``w`` to a float64 matrix with NaN as 0. Returns (matrix, was_1d, NaN mask).
+
+    NaN means "no order, keep what is held" (as in the backtest engine): the overlays size
+    the other names as if that one's weight were 0 and :func:`_back` puts the NaN back.
+    """
     arr = np.array(w, dtype=np.float64, copy=True)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -145,11 +157,14 @@ def _as_2d(w: np.ndarray | Sequence[float] | Sequence[Sequence[float]]) -> tuple
     else:
         raise ValueError(f"weights must be 1-D or 2-D, got {arr.ndim}-D")
     check_weights(arr, math.inf)
-    arr[np.isnan(arr)] = 0.0
-    return arr, was_1d
+    hold = np.isnan(arr)
+    arr[hold] = 0.0
+    return arr, was_1d, hold
 
 
-def _back(arr: np.ndarray, was_1d: bool) -> np.ndarray:
+def _back(arr: np.ndarray, was_1d: bool, hold: np.ndarray) -> np.ndarray:
+    if hold.any():
+        arr = np.where(hold, np.nan, arr)
     return arr[0] if was_1d else arr
 
 
@@ -252,7 +267,8 @@ def cap_positions(w: np.ndarray, max_position: float) -> np.ndarray:
     ----------
     w
         Long-only target weights, one row (1-D) or ``session x name`` (2-D), fractions of
-        equity. NaN is read as 0.
+        equity. NaN (no order: keep what is held) stays NaN; the others are capped as if
+        it were 0.
     max_position
         Largest weight of one name (fraction of equity).
 
@@ -264,12 +280,12 @@ def cap_positions(w: np.ndarray, max_position: float) -> np.ndarray:
         no name is above the cap; what cannot be placed stays in cash. Zero weights stay
         zero and a row's total never increases.
     """
-    arr, was_1d = _as_2d(w)
+    arr, was_1d, hold = _as_2d(w)
     cap = float(max_position)
     excess = np.clip(arr - cap, 0.0, None).sum(axis=1)
     arr = np.minimum(arr, cap)
     arr = _redistribute(arr, excess, cap)
-    return _back(arr, was_1d)
+    return _back(arr, was_1d, hold)
 
 
 def cap_sectors(
@@ -300,18 +316,18 @@ def cap_sectors(
         pushing any sector above ``max_sector`` or any name above ``max_position``, round
         after round; what cannot be placed stays in cash. A row's total never increases.
     """
-    arr, was_1d = _as_2d(w)
+    arr, was_1d, hold = _as_2d(w)
     codes, n_sectors = _sector_index(sectors, arr.shape[1])
     cap = float(max_sector)
     if arr.shape[1] == 0:
-        return _back(arr, was_1d)
+        return _back(arr, was_1d, hold)
     totals = _by_sector(arr, codes, n_sectors)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = np.where(totals > cap, cap / np.where(totals > 0, totals, 1.0), 1.0)
     scaled = arr * scale[:, codes]
     excess = (arr - scaled).sum(axis=1)
     out = _redistribute(scaled, excess, max_position, codes, n_sectors, cap)
-    return _back(out, was_1d)
+    return _back(out, was_1d, hold)
 
 
 def apply_regime_exposure(
@@ -335,7 +351,7 @@ def apply_regime_exposure(
     np.ndarray
         ``w * policy.multiplier(regime)`` row by row, same shape.
     """
-    arr, was_1d = _as_2d(w)
+    arr, was_1d, hold = _as_2d(w)
     if isinstance(regimes, str):
         mult = np.full(arr.shape[0], policy.multiplier(regimes))
     else:
@@ -348,7 +364,7 @@ def apply_regime_exposure(
             [cache.setdefault(r, policy.multiplier(r)) for r in map(str, regimes)],
             dtype=np.float64,
         )
-    return _back(arr * mult[:, None], was_1d)
+    return _back(arr * mult[:, None], was_1d, hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,7 +604,7 @@ def apply_vol_target(
         two returns, or zero volatility) is scaled by ``min(1, max_leverage)`` i.e. left
         as it is.
     """
-    arr, was_1d = _as_2d(w)
+    arr, was_1d, hold = _as_2d(w)
     rets = np.nan_to_num(np.asarray(returns, dtype=np.float64), nan=0.0)
     if rets.ndim != 2 or rets.shape[1] != arr.shape[1]:
         raise ValueError("returns must be 2-D with one column per weight column")
@@ -613,7 +629,7 @@ def apply_vol_target(
         codes, n_sec = (None, 0) if sectors is None else _sector_index(sectors, arr.shape[1])
         room = _row_caps_room(arr, codes, n_sec, max_position, max_sector)
         scale = np.minimum(scale, np.maximum(room, 0.0))
-    return _back(arr * scale[:, None], was_1d)
+    return _back(arr * scale[:, None], was_1d, hold)
 
 
 def apply_sector_tilt(
@@ -650,7 +666,7 @@ def apply_sector_tilt(
     np.ndarray
         Tilted weights, same shape; a row's total never increases.
     """
-    arr, was_1d = _as_2d(w)
+    arr, was_1d, hold = _as_2d(w)
     regs = [regimes] * arr.shape[0] if isinstance(regimes, str) else [str(r) for r in regimes]
     if len(regs) != arr.shape[0]:
         raise ValueError(f"regimes must give one regime per row ({arr.shape[0]}), got {len(regs)}")
@@ -666,7 +682,7 @@ def apply_sector_tilt(
         tilted = cap_positions(tilted, max_position)
     if max_sector is not None:
         tilted = cap_sectors(tilted, sector_list, max_sector, max_position)
-    return _back(tilted, was_1d)
+    return _back(tilted, was_1d, hold)
 
 
 def apply_static_overlays(
@@ -710,7 +726,8 @@ def apply_static_overlays(
     Returns
     -------
     np.ndarray
-        Overlaid weights, same shape as ``W``.
+        Overlaid weights, same shape as ``W``; NaN (no order: keep what is held) where
+        ``W`` is NaN.
 
     Raises
     ------
@@ -719,7 +736,7 @@ def apply_static_overlays(
         ``risk.max_leverage`` (:func:`check_weights`; rows and columns named by number).
     """
     check_weights(W, risk.max_leverage)
-    out, was_1d = _as_2d(W)
+    out, was_1d, hold = _as_2d(W)
     sector_capped = False
     for step in risk.order:
         if step == "position_cap" and risk.max_position is not None:
@@ -777,7 +794,7 @@ def apply_static_overlays(
                 max_position=risk.max_position,
                 max_sector=risk.max_sector,
             )
-    return _back(out, was_1d)
+    return _back(out, was_1d, hold)
 
 
 def apply_overlays(
@@ -819,7 +836,8 @@ def apply_overlays(
     Returns
     -------
     np.ndarray
-        Weights to trade at t + execution_lag, same shape as ``w_row``.
+        Weights to trade at t + execution_lag, same shape as ``w_row``; NaN (no order: keep
+        what is held) where ``w_row`` is NaN.
 
     Raises
     ------
@@ -828,7 +846,7 @@ def apply_overlays(
         ``risk.max_leverage`` (:func:`check_weights`).
     """
     check_weights(w_row, risk.max_leverage)
-    out, was_1d = _as_2d(w_row)
+    out, was_1d, hold = _as_2d(w_row)
     mult = None if regime_multiplier is None else np.array([regime_multiplier])
     out = apply_static_overlays(
         out if not was_1d else out[0],
@@ -841,4 +859,4 @@ def apply_overlays(
     ).reshape(out.shape)
     if throttle is not None and risk.drawdown_throttle is not None:
         out = out * throttle_multiplier(throttle, risk)
-    return _back(out, was_1d)
+    return _back(out, was_1d, hold)
