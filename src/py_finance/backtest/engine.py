@@ -213,6 +213,18 @@ def run_backtest(
     nothing (with equal weights among new names, the last of them in column order is the
     partial one). A name with no price at the trade session is not traded: held shares are
     kept (valued at the last price), and a target on a name not held stays in cash.
+
+    Equality with vectorbt, and its one boundary: the engine adds a session's sells and
+    buys as sums where vectorbt adds the cash order by order, so its cash, equity and
+    targets can differ from vectorbt's in the last bits (the equity curves agree within
+    1e-12 relative). That changes which buy is partly filled only when that buy's key is
+    within ``1e-12 x V`` of another buy's key and one of the two names is held: a near tie,
+    keys a few ulps apart, as equal weights on held names whose prices moved alike give.
+    At such a session the two may fill different names of the pair partly; its equity
+    is still equal, the later ones differ by the two names' return on the partial amount
+    (about the fees: ~1e-6 relative). Keys further apart than that, and exact ties between
+    names not held (``w x V`` for each), give vectorbt's fills (tests on both sides in
+    ``tests/unit/backtest/test_engine_reference.py`` and ``test_engine_vectorbt.py``).
     """
     from py_finance.backtest import _kernel
 
