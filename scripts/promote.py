@@ -4,6 +4,7 @@
 .venv/bin/python scripts/promote.py --apply            # promote the workspace's candidate
 .venv/bin/python scripts/promote.py --apply --version 3   # promote a registered version
 .venv/bin/python scripts/promote.py --has-champion     # exit 0 when a champion exists, else 1
+.venv/bin/python scripts/promote.py --from-shadow      # challenger's shadow track vs the champion
 
 The candidate is judged on its own out-of-sample figures (Sharpe, DSR over the trials of its
 research question, drawdown, length) and against the deployment's current champion on the
@@ -96,6 +97,26 @@ def explain(out: dict, cfg) -> str:
     return "\n".join(lines)
 
 
+def explain_shadow(out: dict, applied: bool) -> str:
+    if out.get("challenger") in (None, out.get("previous_champion")):
+        return f"{out['model']}: " + "; ".join(out["reasons"])
+    verdict = (
+        "PROMOTE to @champion"
+        if out["promoted"]
+        else ("passes: `--apply` promotes it" if out.get("passes") else "KEEP the champion")
+    )
+    lines = [
+        f"challenger {out['model']} v{out['challenger']} on its shadow track "
+        f"({out['shadow_sessions']} sessions) against champion v{out['previous_champion']}: "
+        f"{verdict}",
+        *[f"  {r}" for r in out["reasons"]],
+        f"@champion after: v{out['champion']}" if out.get("champion") else "",
+    ]
+    if not applied:
+        lines.append("dry run: nothing was changed in the registry")
+    return "\n".join(line for line in lines if line)
+
+
 @cli_errors
 def main(argv: list[str] | None = None) -> None:
     from pathlib import Path
@@ -119,6 +140,19 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="judge this registered version of the deployment instead of the workspace's "
         "candidate (the last backtest)",
+    )
+    parser.add_argument(
+        "--from-shadow",
+        action="store_true",
+        help="judge @challenger on its shadow-trading track against the champion's live track "
+        "(the paper logs; promotion.min_shadow_sessions sessions at least); with --apply, "
+        "promote it when it passes",
+    )
+    parser.add_argument(
+        "--broker",
+        default="paper",
+        choices=["paper", "alpaca_paper", "alpaca_live"],
+        help="whose daily logs hold the shadow track (--from-shadow)",
     )
     parser.add_argument(
         "--has-champion",
@@ -147,6 +181,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.apply and args.dry_run:
         parser.error("--apply and --dry-run exclude each other")
+    if args.from_shadow:
+        from py_finance.live.shadow import promote_from_shadow
+
+        shadow = promote_from_shadow(ctx, apply=args.apply, broker=args.broker)
+        print(explain_shadow(shadow, args.apply))
+        return
     out = promote(ctx, dry_run=not args.apply, apply=args.apply, version=args.version)
     print(explain(out, ctx.settings.promotion))
 

@@ -83,6 +83,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="paper track whose readiness gates --broker alpaca_live needs: both paper "
         "brokers' logs (default), or one of them",
     )
+    p.add_argument(
+        "--override",
+        action="store_true",
+        help="trade the local config's settings where they differ from those the champion "
+        "was evaluated with (without it, a difference is refused, naming both values)",
+    )
     stop = p.add_mutually_exclusive_group()
     stop.add_argument(
         "--halt",
@@ -165,16 +171,21 @@ def main(argv: list[str]) -> None:
     if args.resume:
         print("trading resumed" if control.resume(ctx) else "trading was not halted")
         return
-    result = run_live_day(
-        ctx,
-        dry_run=args.dry_run,
-        as_of=_as_of(args.as_of, ctx),
-        skip_if_logged=args.skip_if_logged,
-        broker=broker,
-        enable_alerts=args.enable_alerts,
-        confirm_live=args.confirm_live,
-        readiness_track=args.readiness_track,
-    )
+    from py_finance.live.lock import job_lock
+
+    # Never beside the retrain job (it may move @champion): wait for it to end.
+    with job_lock(ctx, "live", wait_s=ctx.settings.live.lock_wait_s, shared=True):
+        result = run_live_day(
+            ctx,
+            dry_run=args.dry_run,
+            as_of=_as_of(args.as_of, ctx),
+            skip_if_logged=args.skip_if_logged,
+            broker=broker,
+            enable_alerts=args.enable_alerts,
+            confirm_live=args.confirm_live,
+            override=args.override,
+            readiness_track=args.readiness_track,
+        )
     if result.status == "halted":
         print(f"{result.session}: trading is halted ({control.halt_path(ctx)}); nothing sent")
         return

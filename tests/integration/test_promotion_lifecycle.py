@@ -171,3 +171,37 @@ def test_the_shadow_book_trades_what_the_challenger_would_have(tmp_path):
     steps = [m.step for m in client.get_metric_history(shadow_run.info.run_id, "equity")]
     assert steps == [20001228, 20001229]
     assert champion_run.data.metrics["equity"] == later.payload["equity"]
+
+
+def test_promote_from_shadow_needs_its_sessions_then_compares_the_two_tracks(tmp_path):
+    from py_finance.live.shadow import promote_from_shadow
+
+    first = _ctx(tmp_path, "promotion.min_shadow_sessions=3")
+    assert _run(first, (*RESEARCH, *EVALUATION))["promoted"]
+    other = _ctx(tmp_path, "portfolio.top_k=3", "promotion.vs_champion=ignore")
+    if _run(other, EVALUATION)["decision"] == "rejected":
+        pytest.skip("the slice's top-3 candidate failed the absolute checks")
+    sessions = ["2000-12-21", "2000-12-22", "2000-12-26"]
+    for day in sessions:
+        run_live_day(first, dry_run=False, as_of=pd.Timestamp(f"{day}T23:00Z"))
+    early = promote_from_shadow(first, apply=True)
+    assert early["shadow_sessions"] == 3 and not early["promoted"]
+    assert "fewer than 3 comparable sessions" in early["reasons"][0]
+    for day in ("2000-12-27", "2000-12-28", "2000-12-29"):
+        run_live_day(first, dry_run=False, as_of=pd.Timestamp(f"{day}T23:00Z"))
+    # promotion.vs_champion=ignore is the local config's: what `--from-shadow` judges with.
+    lenient = Context(
+        build(
+            compose(
+                [*SLICE, *GATE, "promotion.min_shadow_sessions=3", "promotion.vs_champion=ignore"]
+            )
+        ),
+        tmp_path,
+    )
+    dry = promote_from_shadow(lenient)
+    assert dry["shadow_sessions"] == 6 and dry["passes"] and not dry["promoted"]
+    assert dry["vs_champion"]["n_sessions"] == 5
+    done = promote_from_shadow(lenient, apply=True)
+    assert done["promoted"] and done["champion"] == done["challenger"]
+    audit = (tmp_path / "logs" / "promotions.jsonl").read_text().splitlines()
+    assert json.loads(audit[-1])["how"] == "from_shadow"

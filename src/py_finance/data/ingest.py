@@ -380,8 +380,13 @@ def _spell_keys(frame: pd.DataFrame) -> list[tuple[str, str, str, str]]:
 
 
 def check_calendar(store: Store, symbols: Sequence[str], end: dt.date, calendar: str) -> Any:
-    """Calendar check of the stored sessions of ``symbols`` through ``end``."""
-    stored = store.bars(list(symbols), None, end, pd.Timestamp.max.tz_localize("UTC"))
+    """Calendar check of the stored sessions of ``symbols`` through ``end``.
+
+    Names without a bar yet (listed after ``end``) are left out: they have no sessions.
+    """
+    known = set(store.symbols())
+    listed = [s for s in symbols if s in known]
+    stored = store.bars(listed, None, end, pd.Timestamp.max.tz_localize("UTC"))
     return check_sessions(pd.DatetimeIndex(stored["session"].unique()), calendar, through=end)
 
 

@@ -3,9 +3,9 @@
 A registered version carries the resolved config of the backtest that earned it and the
 names it was trained on (:mod:`py_finance.tracking.deployment`). The loop trades it only with
 those settings: a trading setting of the local config that differs is a refusal naming both
-values, unless the user overrides it explicitly; a store that holds names outside the
-champion's universe is a refusal too (the model never saw them, and its universe is not
-the one the store now describes).
+values, unless the user overrides it explicitly; a store that holds names outside a closed
+universe (the bundled names, an explicit symbol list) the champion was trained on is a refusal
+too: they came from elsewhere, and the store no longer describes the champion's universe.
 """
 
 from __future__ import annotations
@@ -78,7 +78,13 @@ def check_champion(
             "retrain and promote a new version (make run, then scripts/promote.py --apply)"
         )
     trained_on = recorded_symbols(tags)
-    if trained_on is not None:
+    data = recorded.get("data") or {}
+    # A closed universe (the bundled names, or an explicit symbol list) cannot gain names: one
+    # that appears came from elsewhere (another source's files ingested into this store). An
+    # open one (a membership file, a vendor's or the synthetic index) gains members as they
+    # list, and the model scores them as it scored every name it saw join before.
+    closed = data.get("source") == "bundled" or bool(data.get("symbols"))
+    if trained_on is not None and closed:
         outside = sorted(set(map(str, symbols)) - set(trained_on))
         if outside:
             shown = ", ".join(outside[:5]) + (

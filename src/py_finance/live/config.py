@@ -124,6 +124,12 @@ class LiveConfig:
     confirm_live_env
         Environment variable that must be ``yes`` (or the ``--confirm-live`` flag given)
         before ``alpaca_live`` sends an order.
+    lock_wait_s
+        How long a run waits for the retrain job to end (the project's job lock) before
+        refusing in one line.
+    shadow
+        Each day also trade the deployment's ``@challenger`` on a virtual book (nothing sent;
+        :mod:`py_finance.live.shadow`).
     alerts
         Alert settings (``py_finance.live.alerts.AlertSettings`` fields); secrets come
         from the environment only.
@@ -151,6 +157,8 @@ class LiveConfig:
     refresh_data: bool = True
     policy_history_sessions: int = 756
     confirm_live_env: str = "PY_FINANCE_CONFIRM_LIVE"
+    shadow: bool = True
+    lock_wait_s: float = 1800.0
     alerts: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
     alpaca: dict[str, Any] = field(default_factory=dict)

@@ -12,7 +12,8 @@ Steps, in order (each named in the daily log's ``timings``):
    ``--skip-if-logged`` stops here when the session has a good log.
 2. data: refresh from the configured source (live runs), then check freshness: a store that
    lags the last closed session means no trading, an error log and a ``stale_data`` alert.
-3. model: ``models:/py-finance-h{h}@champion`` (its version goes into the log).
+3. model: ``models:/py-finance-<universe>-h{h}@champion`` (its version goes into the log),
+   refused when its recorded trading settings or universe differ from the local ones.
 4. broker: open it; ``alpaca_live`` only after the readiness gates pass on the paper track
    and the account is confirmed, and only with the ramp-up share of the capital.
 5. reconcile: journal and last log against the broker (see :mod:`py_finance.live.reconcile`).
@@ -58,6 +59,7 @@ from py_finance.live.alerts import (
 )
 from py_finance.live.brokers.base import Broker, Fill
 from py_finance.live.brokers.paper import Delisting
+from py_finance.live.champion import ChampionMismatch, check_champion
 from py_finance.live.daily_log import (
     SCHEMA_VERSION,
     append_run,
@@ -385,6 +387,7 @@ def run_live_day(
     broker_factory: BrokerFactory | None = None,
     alerter: Alerter | None = None,
     readiness_track: str = "all",
+    override: bool = False,
 ) -> LiveDayResult:
     """Trade (or, with ``dry_run``, plan) the latest session closed at ``as_of``.
 
@@ -414,6 +417,10 @@ def run_live_day(
     readiness_track
         The paper track whose gates ``alpaca_live`` needs: ``all`` (the paper and the
         Alpaca paper broker's logs), ``paper`` or ``alpaca_paper``.
+    override
+        Trade the local config's trading settings where they differ from those the champion
+        was evaluated with (recorded in the daily log's ``config_overrides``); without it
+        such a difference is a refusal (:func:`~py_finance.live.champion.check_champion`).
 
     Raises
     ------
@@ -523,10 +530,16 @@ def run_live_day(
 
         with timer.step("model"):
             tracking.setup(s.tracking, ctx.root)
-            model = tracking.load_model(s.tracking.model_name(ctx.horizon), tracking.CHAMPION)
+            model = tracking.load_model(ctx.deployment, tracking.CHAMPION)
+            try:
+                overrides = check_champion(ctx, model, list(history.columns), override=override)
+            except ChampionMismatch as exc:
+                raise LiveRefusal(str(exc)) from None
         payload.update(
             model_name=model.name, model_version=model.version, model_run_id=model.run_id
         )
+        if overrides:
+            payload["config_overrides"] = overrides
 
         fraction = 1.0
         if broker_name == "alpaca_live" and not dry_run:
@@ -805,6 +818,10 @@ def _trade(
         generated_at=pd.Timestamp.now(tz="UTC"),
         timings=timer.timings,
     )
+    if live.shadow:
+        payload["shadow"] = _shadow(ctx, history, info, sectors, dry_run)
+    if not dry_run:
+        _log_tracks(ctx, broker_name, payload)
     readiness = None
     if broker_name == "paper" and not dry_run:
         # The paper track's gates including today (every run of it), so a change is
@@ -897,6 +914,49 @@ def _settled(broker: Broker, previous: Mapping[str, Any] | None) -> list[Fill]:
         if state is not None and (state.qty_filled != fill.get("qty_filled") or state.final):
             out.append(state)
     return out
+
+
+def _shadow(
+    ctx: Context, history: pd.DataFrame, info: SessionInfo, sectors: pd.Series, dry_run: bool
+) -> dict[str, Any] | None:
+    """The challenger's shadow day; a failure there is logged, never the champion's."""
+    from py_finance.live.shadow import shadow_day
+
+    try:
+        return shadow_day(ctx, history, info, sectors, dry_run=dry_run)
+    except Exception as exc:  # the champion's day stands whatever the shadow does
+        log.warning("shadow trading of the challenger failed: %s: %s", type(exc).__name__, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
+def _log_tracks(ctx: Context, broker_name: str, payload: Mapping[str, Any]) -> None:
+    """The champion's and the shadow's equity of the day in MLflow (``<experiment>-live``).
+
+    One run per deployed version and broker, step = the session (``YYYYMMDD``); the shadow
+    challenger's run beside it. A tracking failure is logged, never the day's.
+    """
+    experiment = f"{ctx.settings.tracking.experiment}-live"
+    step = int(pd.Timestamp(payload["session"]).strftime("%Y%m%d"))
+    books = [("", payload)]
+    shadow = payload.get("shadow")
+    if shadow and "equity" in shadow:
+        books.append(("shadow-", {**shadow, "model_version": shadow["version"]}))
+    try:
+        for prefix, book in books:
+            version = book["model_version"]
+            tracking.log_track(
+                experiment,
+                f"{prefix}{broker_name}-{payload['model_name']}-v{version}",
+                {"equity": book.get("equity"), "cash": book.get("cash")},
+                step,
+                {
+                    "model": str(payload["model_name"]),
+                    "version": str(version),
+                    "broker": broker_name,
+                },
+            )
+    except Exception as exc:  # the day is logged and traded whatever MLflow says
+        log.warning("could not log the live track to MLflow: %s: %s", type(exc).__name__, exc)
 
 
 def _equity(cash: float, positions: Mapping[str, float], prices: pd.Series) -> float:

@@ -189,3 +189,90 @@ def _trade_shadow(
         "cash": final.cash,
         "positions": final.positions,
     }
+
+
+def shadow_track(ctx: Context, broker: str = "paper") -> tuple[str | None, pd.DataFrame]:
+    """The current challenger's shadow equity beside the champion's, by session.
+
+    Read from the daily logs of ``broker``'s track (runs that traded: no dry runs, no
+    failed days). Returns the challenger version and a frame with ``champion`` and
+    ``shadow`` equity (sessions where the shadow book was that version only).
+    """
+    from py_finance.live.readiness import load_logs, track_dir
+
+    name = ctx.deployment
+    challenger = tracking.get_alias_version(name, tracking.CHALLENGER)
+    rows = {}
+    folder = track_dir(ctx.root / ctx.settings.live.log_dir, broker)
+    for entry in load_logs(folder) if folder.is_dir() else []:
+        shadow = entry.get("shadow") or {}
+        if entry.get("dry_run") or entry.get("status") not in ("ok", "degraded"):
+            continue
+        if str(shadow.get("version")) != str(challenger) or "equity" not in shadow:
+            continue
+        if entry.get("model_name") != name:
+            continue
+        rows[pd.Timestamp(entry["session"])] = (float(entry["equity"]), float(shadow["equity"]))
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["champion", "shadow"])
+    return challenger, frame.sort_index()
+
+
+def promote_from_shadow(
+    ctx: Context, *, apply: bool = False, broker: str = "paper"
+) -> dict[str, Any]:
+    """Judge ``@challenger`` on its shadow track against the champion's live track.
+
+    The paired Sharpe test of :func:`~py_finance.tracking.sharpe_difference_test` on the
+    two books' daily returns over the same sessions, judged by ``promotion.vs_champion``
+    with at least ``promotion.min_shadow_sessions`` returns. With ``apply`` and a pass, the
+    challenger becomes ``@champion`` (the decision is tagged on the version and appended to
+    ``logs/promotions.jsonl``). Returns the decision and its reasons.
+    """
+    import dataclasses as dc
+
+    from py_finance.tracking.promotion import PromotionConfig
+
+    cfg = ctx.settings.promotion or PromotionConfig()
+    name = ctx.deployment
+    tracking.setup(ctx.settings.tracking, ctx.root)
+    champion = tracking.get_alias_version(name, tracking.CHAMPION)
+    challenger, track = shadow_track(ctx, broker)
+    out: dict[str, Any] = {
+        "model": name,
+        "challenger": challenger,
+        "previous_champion": champion,
+        "shadow_sessions": len(track),
+        "promoted": False,
+        "reasons": [],
+    }
+    if challenger is None or challenger == champion:
+        out["reasons"].append("no challenger other than the champion: nothing to promote")
+        out["champion"] = champion
+        return out
+    returns = track.pct_change().dropna()
+    test = tracking.sharpe_difference_test(
+        returns["shadow"],
+        returns["champion"],
+        periods_per_year=ctx.settings.backtest.periods_per_year,
+    )
+    test = dc.replace(test, champion_version=str(champion or ""))
+    judged = dc.replace(cfg, min_common_sessions=int(cfg.min_shadow_sessions))
+    ok, line = tracking.judge_vs_champion(test, judged)
+    out["reasons"].append(f"shadow track {line}")
+    out["vs_champion"] = test.as_dict()
+    promoted = ok and apply
+    if promoted:
+        tracking.set_version_tags(
+            name,
+            challenger,
+            {"gate.decision": "promoted", "gate.from_shadow": "; ".join(out["reasons"])},
+        )
+        tracking.set_alias(name, tracking.CHAMPION, challenger)
+    out["promoted"] = promoted
+    out["passes"] = ok
+    out["champion"] = tracking.get_alias_version(name, tracking.CHAMPION)
+    if apply:
+        from py_finance.pipeline.evaluation import audit_promotion
+
+        audit_promotion(ctx, {**out, "candidate_version": challenger, "how": "from_shadow"})
+    return out

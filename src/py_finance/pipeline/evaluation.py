@@ -1113,11 +1113,11 @@ def promote(
     if not dry_run and not apply and ref.get("trial_key"):
         write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
     if not dry_run and (apply or decision.promote):
-        _audit(ctx, out)
+        audit_promotion(ctx, out)
     return out
 
 
-def _audit(ctx: Context, out: dict[str, Any]) -> None:
+def audit_promotion(ctx: Context, out: dict[str, Any]) -> None:
     """Append a deliberate or champion-moving decision to ``logs/promotions.jsonl``.
 
     The audit trail of who trades: outside the DVC outputs, so a deliberate promotion leaves

@@ -119,6 +119,12 @@ class PromotionConfig:
         errors).
     min_common_sessions
         Fewest sessions the two must share for the comparison; fewer fails it.
+    min_shadow_sessions
+        Fewest shadow-trading sessions (daily returns) ``scripts/promote.py --from-shadow``
+        compares a challenger's virtual book with the champion's live one on.
+    retrain_apply
+        Whether the scheduled retrain job (``scripts/retrain.py``) may make a candidate that
+        passes ``@champion``; false (the default): it proposes, as an experiment does.
     bootstrap
         The pipeline's promote stage makes a candidate that passes ``@champion`` only while
         its deployment has no champion, outside DVC experiments and with no uncommitted
@@ -137,6 +143,8 @@ class PromotionConfig:
     vs_champion: str = "better"
     vs_champion_confidence: float = 0.95
     min_common_sessions: int = 252
+    min_shadow_sessions: int = 20
+    retrain_apply: bool = False
     bootstrap: bool = True
 
     def __post_init__(self) -> None:
@@ -385,9 +393,13 @@ def sharpe_difference_test(
         gam = _crossprod(y[lag:], y[:-lag]) / t
         psi += (1.0 - lag / (lags + 1.0)) * (gam + gam.T)
     variance = float(grad @ _matvec(psi, grad)) / t
-    se = math.sqrt(variance) * ann if variance > 0 else math.nan
     diff = float(sr[0] - sr[1]) * ann
-    z = diff / se if se and math.isfinite(se) else math.nan
+    if variance > 0:
+        se = math.sqrt(variance) * ann
+        z = diff / se
+    else:  # the same returns on every session (a model that traded alike): no difference
+        se = 0.0
+        z = 0.0 if diff == 0 else math.copysign(math.inf, diff)
     return SharpeComparison(float(sr[0]) * ann, float(sr[1]) * ann, diff, se, z, t, *span)
 
 
@@ -424,9 +436,13 @@ def judge_vs_champion(
         + (f" ({c.rescored_sessions} re-scored)" if c.rescored_sessions else "")
         + f", difference {c.difference:+.3f} (se {c.std_error:.3f}, z {c.z:+.2f})"
     )
-    if c.n_sessions < config.min_common_sessions or not math.isfinite(c.z):
+    if c.n_sessions < config.min_common_sessions or math.isnan(c.z):
         ok = config.vs_champion == "ignore"
-        why = f"fewer than {config.min_common_sessions} comparable sessions"
+        why = (
+            f"fewer than {config.min_common_sessions} comparable sessions"
+            if c.n_sessions < config.min_common_sessions
+            else "not comparable (a constant return series)"
+        )
         return ok, f"{head}: {why}" + (": ignored: pass" if ok else ": fail")
     level = f"{config.vs_champion_confidence:.0%}"
     if c.z >= z_bar:

@@ -82,3 +82,13 @@ def test_config_differences_list_absent_keys_and_sort():
         ("risk.max_sector", "<absent>", "0.4"),
         ("risk.vol_target", "null", "0.15"),
     ]
+
+
+def test_an_open_universe_may_gain_members(monkeypatch, small_settings, tmp_path):
+    # A membership-driven universe (here the synthetic index) lists new names as they join.
+    config = resolved_config(small_settings.raw)
+    config["data"] = {**config["data"], "source": "synthetic", "symbols": None}
+    tags = deployment_tags(config, "synthetic-abc123", ["S0001", "S0002"])
+    monkeypatch.setattr(champion_mod.tracking, "get_version_tags", lambda name, version: tags)
+    ctx = _ctx(small_settings, tmp_path, **{"data.source": "synthetic", "data.symbols": None})
+    assert check_champion(ctx, MODEL, ["S0001", "S0002", "S0060"]) == []

@@ -350,3 +350,12 @@ def test_a_candidate_that_may_not_deploy_stops_at_challenger(store):
     assert tracking.get_alias_version(name, "champion") is None
     assert tracking.get_alias_version(name, "challenger") == version
     assert any("promote.py --apply" in r for r in decision.reasons)
+
+
+def test_identical_tracks_are_a_tie_not_an_error():
+    cand, _ = _paired(0.0)
+    test = tracking.sharpe_difference_test(cand, cand.copy())
+    assert test.difference == 0.0 and test.std_error == 0.0 and test.z == 0.0
+    ok, line = tracking.judge_vs_champion(test, PromotionConfig())
+    assert not ok and "a statistical tie" in line
+    assert tracking.judge_vs_champion(test, PromotionConfig(vs_champion="not_worse"))[0]
