@@ -864,17 +864,22 @@ def deploy_blockers(ctx: Context) -> list[str]:
     exp = os.environ.get("DVC_EXP_NAME")
     if exp:
         blockers.append(f"DVC experiment {exp!r}")
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ctx.root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
+
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ctx.root, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    # Only a checkout's own root: a pipeline rooted in a folder inside one (a null test's or
+    # known-answer run's outputs) is not that checkout's workspace.
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or top.returncode != 0 or Path(top.stdout.strip()) != ctx.root.resolve():
         return blockers
-    if done.returncode == 0:
+    done = git("status", "--porcelain", "--untracked-files=no")
+    if done is not None and done.returncode == 0:
         changed = [line[3:] for line in done.stdout.splitlines() if line[3:] != "dvc.lock"]
         if changed:
             blockers.append("uncommitted changes to " + ", ".join(changed[:3]))

@@ -73,3 +73,31 @@ def test_a_backtest_that_crashes_is_still_a_trial_of_its_question(small_ctx):
     assert set(runs["status"]) == {"FAILED"}
     assert set(runs["tags.variant"]) == {"baseline", "regime_aware"}
     assert all("run the train stage first" in e for e in runs["tags.error"])
+
+
+def test_only_a_clean_checkout_outside_dvc_experiments_may_deploy(tmp_path, monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from py_finance.pipeline.evaluation import deploy_blockers
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in ("params.yaml", "dvc.lock"):
+        (tmp_path / name).write_text("a: 1\n")
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    ctx = SimpleNamespace(root=tmp_path)
+    assert deploy_blockers(ctx) == []
+    (tmp_path / "dvc.lock").write_text("a: 2\n")  # what any `dvc repro` rewrites
+    assert deploy_blockers(ctx) == []
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    assert deploy_blockers(ctx) == ["uncommitted changes to params.yaml"]
+    # A pipeline rooted in a folder inside the checkout (null test outputs) is not its workspace.
+    (tmp_path / "outputs").mkdir()
+    assert deploy_blockers(SimpleNamespace(root=tmp_path / "outputs")) == []
+    monkeypatch.setenv("DVC_EXP_NAME", "fussy-moth")
+    assert deploy_blockers(SimpleNamespace(root=tmp_path / "outputs")) == [
+        "DVC experiment 'fussy-moth'"
+    ]
