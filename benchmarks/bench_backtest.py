@@ -10,7 +10,9 @@ for), 10 bps fees, in one run:
 * vectorbt ``Portfolio.from_orders(size_type="targetpercent", cash_sharing=True,
   group_by=True, call_seq="auto", min_size=0)`` + ``.value()``, numba engine and rust
   engine, warm and first call in a fresh process;
-* a bare numpy pass over the same arrays (sum of w x r per session and turnover), the floor.
+* a bare numpy pass over the same arrays (sum of w x r per session and turnover), the floor;
+* the compiled kernel alone against the kernel at ffbeaa0 and the floor, interleaved
+  (``benchmarks/ab_kernel.py``).
 
 Checks that both books' equity curves equal vectorbt's within 1e-9 relative (both
 engines), then writes every figure and the machine to ``benchmarks/results/backtest.md``.
@@ -40,6 +42,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "backtest.md"
 FEES_BPS = 10.0
 INIT_CASH = 1_000_000.0
 TOL = 1e-9
+# The kernel the A/B compares with (issue 23: today's must be faster).
+AB_COMMIT = "ffbeaa0"
 
 
 def make_data(n: int, m: int, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -252,6 +256,14 @@ def main() -> None:
         warm[name], all_times[name] = best_of(fn, rep)
         print(f"warm {name}: {warm[name] * 1e3:.1f} ms", flush=True)
 
+    # The compiled kernel alone, interleaved call by call with the kernel of ffbeaa0 (before
+    # vectorbt's order key, the throttle resize and delistings) and the floor: minimum CPU
+    # time, so that load on a shared machine slows all three alike (benchmarks/ab_kernel.py).
+    from ab_kernel import measure
+
+    ab = measure(n, m, rounds=max(20, 4 * args.repeat), commit=AB_COMMIT)
+    print(f"A/B kernel: {ab}", flush=True)
+
     cold: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         pp, wp = str(Path(tmp) / "p.pkl"), str(Path(tmp) / "w.pkl")
@@ -269,6 +281,7 @@ def main() -> None:
 
     ratio_rust = warm["vectorbt rust"] / warm["ours"]
     ratio_floor = warm["ours"] / warm["numpy floor"]
+    ab_ratio = ab["kernel"] / ab["floor"]
     cold_ok = cold["ours"]["first"] < min(
         cold["vectorbt numba"]["first"], cold["vectorbt rust"]["first"]
     )
@@ -279,6 +292,8 @@ def main() -> None:
         ("top-k book equals vectorbt rust within 1e-9 rel", diffs_topk["rust"] <= TOL),
         ("warm >= 20x faster than vectorbt rust", ratio_rust >= 20.0),
         ("warm within 2.5x of the numpy floor", ratio_floor <= 2.5),
+        ("kernel within 2.0x of the numpy floor (interleaved A/B)", ab_ratio <= 2.0),
+        (f"kernel faster than at {AB_COMMIT} (interleaved A/B)", ab["kernel"] < ab["past"]),
         ("first call faster than vectorbt's first call", cold_ok),
     ]
     ms = lambda x: f"{x * 1e3:,.1f} ms"  # noqa: E731
@@ -320,6 +335,20 @@ def main() -> None:
         "`from_orders` + `.value()`. The numpy floor is "
         "`r = px[1:]/px[:-1]-1; (w[:-1]*r).sum(1); abs(diff(w)).sum(1)` on the same arrays.",
         "",
+        "## Kernel A/B (interleaved, minimum CPU time)",
+        "",
+        "| kernel | min CPU time | x the floor |",
+        "|---|---|---|",
+        f"| today's | {ms(ab['kernel'])} | {ab_ratio:.2f} |",
+        f"| at {AB_COMMIT} | {ms(ab['past'])} | {ab['past'] / ab['floor']:.2f} |",
+        f"| numpy floor | {ms(ab['floor'])} | 1.00 |",
+        "",
+        "`benchmarks/ab_kernel.py`: the compiled loop with its buffers (no frames), the kernel of "
+        f"{AB_COMMIT} loaded from git, and the floor, called in turn in one process, each time "
+        "after an untimed call of its own; the minimum of `time.process_time` over "
+        f"{max(20, 4 * args.repeat)} rounds. Equity of the two kernels: max relative "
+        f"difference {ab['rel']:.1e}.",
+        "",
         "## First call in a fresh process",
         "",
         "| engine | first call | second call | imports + data load |",
@@ -337,6 +366,8 @@ def main() -> None:
         "",
         f"- ours vs vectorbt rust (warm): {ratio_rust:.1f}x faster",
         f"- ours vs numpy floor (warm): {ratio_floor:.2f}x the floor's time",
+        f"- kernel vs numpy floor (interleaved A/B): {ab_ratio:.2f}x; vs the kernel at "
+        f"{AB_COMMIT}: {ab['kernel'] / ab['past']:.2f}x its time",
         "",
         *[f"- [{'x' if ok else ' '}] {label}" for label, ok in checks],
         "",
