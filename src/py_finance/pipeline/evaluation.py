@@ -1023,7 +1023,8 @@ def promote(
     model (logged by its backtest run) becomes a version of its deployment
     (``py-finance-<universe>-h<h>``, once per run) carrying the resolved config and universe
     it was evaluated with. Before the decision, the current champion is re-checked against
-    the trials its research question holds now (:func:`py_finance.tracking.recheck_champion`);
+    the trials its research question holds now (:func:`py_finance.tracking.recheck_champion`;
+    only ``apply`` removes a champion that fails it);
     the candidate is then judged on its own figures and against the champion on the same
     sessions. A candidate that passes becomes ``@challenger``; it becomes ``@champion`` only
     with ``apply`` (``scripts/promote.py --apply``), or, with ``promotion.bootstrap``, as the
@@ -1044,8 +1045,13 @@ def promote(
     else:
         ref, evidence, cfg, curve = version_gate_inputs(ctx, str(version))
     name = ref["name"]
+    # A champion that fails over today's trial count is reported; only a deliberate
+    # promotion (apply) removes it: an experiment never changes what trades.
     recheck = tracking.recheck_champion(
-        name, cfg, periods_per_year=ctx.settings.backtest.periods_per_year, dry_run=dry_run
+        name,
+        cfg,
+        periods_per_year=ctx.settings.backtest.periods_per_year,
+        dry_run=dry_run or not apply,
     )
     if version is not None:
         version = str(version)
@@ -1085,7 +1091,7 @@ def promote(
     )
     if dry_run:  # what @champion would be after the decision
         champion = str(version) if decision.promote else decision.previous_champion
-        if recheck is not None and not recheck.passed and champion == recheck.version:
+        if apply and recheck is not None and not recheck.passed and champion == recheck.version:
             champion = None
     else:
         champion = tracking.get_alias_version(name, tracking.CHAMPION)
