@@ -10,6 +10,7 @@ from py_finance.config.compose import (
     instantiate,
     load_params,
     project_root,
+    resolved_config,
     write_params,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "instantiate",
     "load_params",
     "project_root",
+    "resolved_config",
     "write_params",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,15 @@ def build(cfg: Any) -> Settings:
     )
 
 
+def resolved_config(cfg: Any) -> dict[str, Any]:
+    """A composed config as plain, resolved containers, the ``hydra`` node left out."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+    assert isinstance(container, dict)
+    return {str(k): v for k, v in container.items() if k != "hydra"}
+
+
 def flatten(cfg: Any) -> dict[str, Any]:
     """Flat ``{dotted.key: value}`` view of a config (for MLflow params), ``_target_`` kept."""
     from omegaconf import OmegaConf
@@ -189,7 +198,7 @@ def flatten(cfg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, Mapping):
             for key, value in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), value)
         else:

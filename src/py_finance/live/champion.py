@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from py_finance import tracking
+from py_finance.config import resolved_config
 from py_finance.errors import PyFinanceError
 from py_finance.pipeline.context import Context
 from py_finance.tracking.deployment import (
@@ -30,15 +31,6 @@ log = logging.getLogger(__name__)
 
 class ChampionMismatch(PyFinanceError):
     """The champion was evaluated with other settings or another universe: nothing traded."""
-
-
-def _local_config(ctx: Context) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    raw = ctx.settings.raw
-    container = OmegaConf.to_container(raw, resolve=True) if not isinstance(raw, dict) else raw
-    assert isinstance(container, dict)
-    return flat({str(k): v for k, v in container.items() if k != "hydra"})
 
 
 def check_champion(
@@ -95,7 +87,7 @@ def check_champion(
                 f"trained on ({shown}): trade a champion of this universe (retrain, then "
                 "scripts/promote.py --apply) or restore the store it was trained on"
             )
-    diffs = config_differences(flat(recorded), _local_config(ctx))
+    diffs = config_differences(flat(recorded), flat(resolved_config(ctx.settings.raw)))
     if not diffs:
         return []
     text = describe_differences(diffs)

@@ -42,11 +42,9 @@ def challenger_context(ctx: Context, recorded: dict[str, Any]) -> Context:
     """``ctx`` with the challenger's recorded trading config (local live, paths, data)."""
     from omegaconf import OmegaConf
 
-    from py_finance.config import build
+    from py_finance.config import build, resolved_config
 
-    raw = ctx.settings.raw
-    local = OmegaConf.to_container(raw, resolve=True) if not isinstance(raw, dict) else raw
-    assert isinstance(local, dict)
+    local = resolved_config(ctx.settings.raw)
     merged = {**recorded, **{k: local[k] for k in LOCAL_GROUPS if k in local}}
     return Context(build(OmegaConf.create(merged)), ctx.root)
 

@@ -35,7 +35,7 @@ import pandas as pd
 from py_finance import tracking
 from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtest
 from py_finance.backtest.metrics import compute_metrics
-from py_finance.config import flatten
+from py_finance.config import flatten, resolved_config
 from py_finance.data.store import membership_mask
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.io import read_parquet, write_json, write_parquet, write_text
@@ -1141,12 +1141,3 @@ def audit_promotion(ctx: Context, out: dict[str, Any]) -> None:
     entry = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **out}
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry, default=str, sort_keys=True) + "\n")
-
-
-def resolved_config(cfg: Any) -> dict[str, Any]:
-    """The resolved config as plain containers, the Hydra node left out."""
-    from omegaconf import OmegaConf
-
-    container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
-    assert isinstance(container, dict)
-    return {str(k): v for k, v in container.items() if k != "hydra"}

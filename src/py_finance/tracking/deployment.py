@@ -15,6 +15,21 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from py_finance.config import flatten as flat
+
+__all__ = [
+    "CONFIG_TAG",
+    "SYMBOLS_TAG",
+    "UNIVERSE_TAG",
+    "config_differences",
+    "deployment_tags",
+    "describe_differences",
+    "flat",
+    "is_trading_setting",
+    "recorded_config",
+    "recorded_symbols",
+]
+
 CONFIG_TAG = "deployment.config"
 UNIVERSE_TAG = "deployment.universe"
 SYMBOLS_TAG = "deployment.symbols"
@@ -94,18 +109,3 @@ def recorded_symbols(tags: Mapping[str, str]) -> list[str] | None:
     """The names a version was trained on, or None when not recorded."""
     text = tags.get(SYMBOLS_TAG)
     return None if not text else list(json.loads(text))
-
-
-def flat(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``{dotted.key: value}`` of a nested config (lists kept whole)."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), value)
-        else:
-            out[prefix] = node
-
-    walk("", config)
-    return out

@@ -8,9 +8,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from py_finance import tracking
+from py_finance.config import resolved_config
 from py_finance.live import champion as champion_mod
 from py_finance.live.champion import ChampionMismatch, check_champion
-from py_finance.pipeline.evaluation import resolved_config
 from py_finance.tracking.deployment import config_differences, deployment_tags, flat
 
 MODEL = SimpleNamespace(name="py-finance-bundled-h5", version="3")
