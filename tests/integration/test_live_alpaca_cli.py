@@ -278,7 +278,9 @@ def test_a_same_day_rerun_keeps_the_first_runs_errors_and_plan(live_root):
         assert first.returncode == 0, first.stderr[-3000:]
         posts = len(fake.calls("POST", "/v2/orders"))
         # A plain rerun (no --skip-if-logged), with settings that would pick other names.
-        second = run_cli(live_root, fake, "--as-of", AS_OF, overrides=("portfolio.top_k=2",))
+        second = run_cli(
+            live_root, fake, "--as-of", AS_OF, "--override", overrides=("portfolio.top_k=2",)
+        )
         assert second.returncode == 0, second.stderr[-3000:]
         assert len(fake.calls("POST", "/v2/orders")) == posts  # the journaled plan, done
     doc = read_daily_log(live_root / LOG_DIR, SESSION)

@@ -45,6 +45,9 @@ def run_loop(
             "paper",
             "--as-of",
             as_of,
+            # The champion was evaluated with a 5-session rebalance: trading it every session
+            # is an explicit override of its recorded config.
+            "--override",
             *OVERRIDES,
         ],
         capture_output=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -303,15 +304,18 @@ def test_secrets_never_reach_logs_alerts_daily_logs_or_mlflow(live_root, caplog)
 
 
 def test_the_data_driven_policy_trades_live_on_out_of_sample_history(live_root):
+    # The champion was evaluated with the fixed policy: trading another is an explicit override.
     ctx = ctx_at(live_root, "regime_policy=data_driven", "risk=full")
-    result = run_live_day(ctx, dry_run=False, as_of=LAST)
+    result = run_live_day(ctx, dry_run=False, as_of=LAST, override=True)
     p = result.payload
     assert p["regime_policy"] == "data_driven" and p["regime_exposure"] is None
     weights = pd.Series(p["target_weights"], dtype="float64")
     assert len(weights) and weights.max() <= 0.20 + 1e-9 and weights.sum() <= 1 + 1e-9
     # The same day under the fixed policy: the data-driven multiplier differs from the
     # fixed one (1.0/0.4/0.7/0.25), so the gross exposure does too.
-    fixed = run_live_day(ctx_at(live_root, "risk=full"), dry_run=True, as_of=LAST).payload
+    fixed = run_live_day(
+        ctx_at(live_root, "risk=full"), dry_run=True, as_of=LAST, override=True
+    ).payload
     assert fixed["regime_policy"] == "fixed"
     assert p["gross_exposure"] != pytest.approx(fixed["gross_exposure"])
 
@@ -348,6 +352,7 @@ def test_the_script_takes_every_seed_flag_and_refuses_live_money_without_gates(l
         "--drawdown-throttle",
         "--sector-tilts",
         "--enable-alerts",
+        "--override",  # the flags build the seed's strategy, not the champion's recorded one
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2000-12-29 (dry run)" in done.stdout and "survivorship bias" in done.stdout
@@ -402,7 +407,8 @@ def test_a_throttle_that_trips_between_rebalances_resizes_the_holdings(live_root
 
 def test_a_throttle_halt_between_rebalances_sells_the_book_that_session(live_root):
     ctx = ctx_at(live_root, "risk.halt_drawdown=0.3")
-    day1 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-21T23:00Z"))
+    day = functools.partial(run_live_day, ctx, dry_run=False, override=True)  # halt: not recorded
+    day1 = day(as_of=pd.Timestamp("2000-12-21T23:00Z"))
     assert day1.payload["rebalance"]["due"] and day1.payload["orders"]
     db = sqlite3.connect(live_root / "data/live/paper_broker.sqlite")
     with db:  # an earlier high-water mark twice today's equity: a 50% drawdown
@@ -412,7 +418,7 @@ def test_a_throttle_halt_between_rebalances_sells_the_book_that_session(live_roo
         )
     db.close()
 
-    day2 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-22T23:00Z"))
+    day2 = day(as_of=pd.Timestamp("2000-12-22T23:00Z"))
     p = day2.payload
     assert not p["rebalance"]["due"]
     assert p["risk_state"] == "HALTED" and p["throttle_multiplier"] == 0.0
@@ -421,7 +427,7 @@ def test_a_throttle_halt_between_rebalances_sells_the_book_that_session(live_roo
     assert held and {o["side"] for o in p["orders"]} == {"sell"}
     assert {o["symbol"]: o["qty"] for o in p["orders"]} == pytest.approx(held)  # all of it
     # The sells fill at the next close; an emptied book has nothing left to resize.
-    day3 = run_live_day(ctx, dry_run=False, as_of=pd.Timestamp("2000-12-26T23:00Z"))
+    day3 = day(as_of=pd.Timestamp("2000-12-26T23:00Z"))
     assert day3.payload["risk_state"] == "HALTED"
     assert day3.payload["plan"] == "none" and day3.payload["orders"] == []
     assert day3.payload["positions"] == {}
