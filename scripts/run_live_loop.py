@@ -201,6 +201,15 @@ def main(argv: list[str]) -> None:
         f"risk {p['risk_state']}, {len(p['orders'])} orders, equity {p['equity']:,.2f}\n"
         f"  weights: {weights}\n  log: {result.log_path}"
     )
+    shadow = p.get("shadow") or {}
+    if "target_weights" in shadow:
+        book = ", ".join(f"{k} {v:.1%}" for k, v in sorted(shadow["target_weights"].items()))
+        print(
+            f"  shadow: challenger {p['model_name']} v{shadow['version']} (nothing sent), "
+            f"equity {shadow['equity']:,.2f}, weights: {book}"
+        )
+    elif shadow.get("error"):
+        print(f"  shadow: not traded ({shadow['error']})")
     if p.get("data", {}).get("survivorship_biased"):
         print("  note: the bundled universe is 20 of today's large caps (survivorship bias)")
     if result.status == "degraded":
