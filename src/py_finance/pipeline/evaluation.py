@@ -964,7 +964,11 @@ def compare_with_champion(ctx: Context, name: str, candidate_curve: pd.Series, c
     if version is None:
         return None
     cand = _curve_returns(candidate_curve)
-    champ, rescored = champion_returns(ctx, name, version, pd.DatetimeIndex(cand.index))
+    try:
+        champ, rescored = champion_returns(ctx, name, version, pd.DatetimeIndex(cand.index))
+    except Exception as exc:  # no curve to compare with: the comparison fails, it says why
+        log.warning("champion v%s cannot be compared: %s: %s", version, type(exc).__name__, exc)
+        champ, rescored = pd.Series(dtype="float64"), 0
     test = tracking.sharpe_difference_test(
         cand, champ, periods_per_year=ctx.settings.backtest.periods_per_year
     )
