@@ -58,7 +58,7 @@ class LoadedModel:
     Attributes
     ----------
     name, alias, version, run_id
-        What was loaded: ``py-finance-h5@champion`` is version ``version`` from run ``run_id``.
+        What was loaded: ``py-finance-bundled-h5@champion`` is version ``version`` from run ``run_id``.
     model
         The mlflow pyfunc model.
     feature_names
@@ -146,7 +146,7 @@ def log_model(
         Requirements recorded with the model; :func:`default_requirements` by default.
         Always explicit, so mlflow never infers them (which imports and may call out).
     registered_model_name
-        Register the model under this name (``py-finance-h5``) as a new version.
+        Register the model under this name (``py-finance-bundled-h5``) as a new version.
 
     Returns
     -------
@@ -194,7 +194,7 @@ def register_logged_model(name: str, run_id: str, model_uri: str) -> ModelRef:
     Parameters
     ----------
     name
-        Registered model name, e.g. ``py-finance-h5``.
+        Registered model name, e.g. ``py-finance-bundled-h5``.
     run_id
         The run that logged the model (the candidate backtest run).
     model_uri
@@ -361,7 +361,7 @@ def load_model(name: str, alias: str = CHAMPION, *, version: str | None = None) 
     Parameters
     ----------
     name
-        Registered model name, e.g. ``py-finance-h5``.
+        Registered model name, e.g. ``py-finance-bundled-h5``.
     alias
         Alias to load; live trading loads ``champion``.
     version
