@@ -67,10 +67,12 @@ def test_multirun_of_two_models_by_two_horizons_is_a_parent_and_four_children(tm
         *SMALL,
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )
-    # the summary table, best first, with the gate's DSR and its trial count
+    # the summary table, best first, with the gate's DSR over the trials each job's question
+    # holds now (per horizon: 2 models x 2 variants), that count said once under the table
     assert "4 jobs, best first" in done.stdout, done.stdout[-2000:]
     table = done.stdout.split("best first", 1)[1]
-    assert "dsr" in table and "n_trials" in table
+    assert "| dsr |" in table.splitlines()[2] and "n_trials" not in table
+    assert "DSR deflated for the 4 trials its research question holds now." in table
     assert "DeprecationWarning" not in done.stderr and "Warning:" not in done.stderr
     every = runs(tmp_path)
     parents = [r for r in every if r.data.tags.get("sweep") == "parent"]
