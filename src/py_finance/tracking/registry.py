@@ -58,7 +58,8 @@ class LoadedModel:
     Attributes
     ----------
     name, alias, version, run_id
-        What was loaded: ``py-finance-bundled-h5@champion`` is version ``version`` from run ``run_id``.
+        What was loaded: ``py-finance-bundled-h5@champion`` is version ``version`` from
+        run ``run_id``.
     model
         The mlflow pyfunc model.
     feature_names
