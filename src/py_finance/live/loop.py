@@ -198,13 +198,7 @@ def open_broker(name: str, ctx: Context) -> Broker:
     if name == "paper":
         from py_finance.live.brokers.paper import PaperBroker
 
-        return PaperBroker(
-            ctx.root / live.state_path,
-            initial_cash=live.initial_cash,
-            commission_bps=live.commission_bps,
-            slippage_bps=live.slippage_bps,
-            fill_at=live.paper_fill_at,
-        )
+        return PaperBroker.from_settings(ctx.root / live.state_path, live)
     if name in ("alpaca_paper", "alpaca_live"):
         from py_finance.live.brokers.alpaca import AlpacaBroker
 

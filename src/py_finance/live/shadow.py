@@ -106,13 +106,7 @@ def shadow_day(
             book_path = Path(tmp) / path.name
             if path.exists():
                 shutil.copy2(path, book_path)
-        book = PaperBroker(
-            book_path,
-            initial_cash=live.initial_cash,
-            commission_bps=live.commission_bps,
-            slippage_bps=live.slippage_bps,
-            fill_at=live.paper_fill_at,
-        )
+        book = PaperBroker.from_settings(book_path, live)
         try:
             return _trade_shadow(cctx, book, model, history, info, sectors, path, dry_run)
         finally:

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -378,7 +378,12 @@ def compare(
         raise PyFinanceError("nothing to compare: give at least one run id or name")
     target = resolve_run(log_to).info.run_id if log_to is not None else None
     curves = load_curves(run_ids, variant=variant)
-    table = _table([resolve_run(c.run_id) for c in curves], metrics, sort_by="sharpe")
+    table = _table(
+        [resolve_run(c.run_id) for c in curves],
+        metrics,
+        sort_by="sharpe",
+        curves={c.run_id: c.equity for c in curves},
+    )
     png = _png_bytes(comparison_figure(curves))
     text = table_markdown(table)
     if out_dir is not None:
@@ -463,7 +468,13 @@ def run_labels(runs: Sequence[Any]) -> list[str]:
     return labels
 
 
-def _table(runs: Sequence[Any], metrics: Sequence[str], *, sort_by: str) -> pd.DataFrame:
+def _table(
+    runs: Sequence[Any],
+    metrics: Sequence[str],
+    *,
+    sort_by: str,
+    curves: Mapping[str, pd.Series] | None = None,
+) -> pd.DataFrame:
     import pandas as pd
 
     labels = run_labels(runs)
@@ -477,7 +488,7 @@ def _table(runs: Sequence[Any], metrics: Sequence[str], *, sort_by: str) -> pd.D
         rows.append(row)
     table = pd.DataFrame(rows, columns=["run", "run_id", *metrics]).set_index("run")
     if "dsr" in metrics:
-        _current_dsr(runs, table)
+        _current_dsr(runs, table, curves or {})
     table = table[["run_id", *[c for c in metrics if table[c].notna().any()]]]
     counts: list[float] = (
         sorted(table["n_trials"].dropna().unique()) if "n_trials" in table.columns else []
@@ -491,13 +502,14 @@ def _table(runs: Sequence[Any], metrics: Sequence[str], *, sort_by: str) -> pd.D
     return table
 
 
-def _current_dsr(runs: Sequence[Any], table: pd.DataFrame) -> None:
+def _current_dsr(runs: Sequence[Any], table: pd.DataFrame, curves: Mapping[str, pd.Series]) -> None:
     """Replace each row's logged DSR by the one over its question's trial count now.
 
     A run's logged DSR was deflated for the trials of its day; rows logged at different times
     would mix counts and could not be compared. Each row is deflated again, from its
     candidate curve, for the trials its research question holds now (``n_trials``). Rows
-    without a question or a curve keep NaN.
+    without a question or a curve keep NaN. ``curves`` are candidate curves already loaded,
+    by run id (not downloaded again).
     """
     from py_finance.tracking.promotion import (
         QUESTION_TAG,
@@ -523,10 +535,13 @@ def _current_dsr(runs: Sequence[Any], table: pd.DataFrame) -> None:
                     records[question] = count_trials(question)
                 record = records[question]
                 variant = source.data.tags.get("variant", DEFAULT_VARIANT)
-                frame = _download_frame(source.info.run_id, EQUITY_ARTIFACT, Path(tmp) / str(i))
-                if variant in frame.columns:
+                curve = curves.get(str(run.info.run_id))
+                if curve is None:
+                    frame = _download_frame(source.info.run_id, EQUITY_ARTIFACT, Path(tmp) / str(i))
+                    curve = frame[variant] if variant in frame.columns else None
+                if curve is not None:
                     evidence = gate_evidence(
-                        candidate_returns(frame[variant]),
+                        candidate_returns(curve),
                         math.nan,
                         n_trials=record.n_trials,
                         trial_sharpes=record.sharpes,
@@ -540,7 +555,7 @@ def _current_dsr(runs: Sequence[Any], table: pd.DataFrame) -> None:
 
 
 def trials_note(table: pd.DataFrame) -> str:
-    """``DSR over 6 trials of the research question, counted now.`` (or "" without one)."""
+    """``DSR deflated for the 6 trials its research question holds now.`` ("" without one)."""
     n = table.attrs.get("n_trials")
     if n is None:
         return ""

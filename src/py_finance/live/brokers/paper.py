@@ -145,6 +145,21 @@ class PaperBroker(StateFileBroker):
             self._conn.close()
             raise
 
+    @classmethod
+    def from_settings(cls, state_path: str | os.PathLike[str], live: Any) -> PaperBroker:
+        """A paper account at ``state_path`` with the settings of ``live``.
+
+        Cash, commission, slippage and fill model of a
+        :class:`~py_finance.live.config.LiveConfig`: the paper broker's and the shadow book's.
+        """
+        return cls(
+            state_path,
+            initial_cash=live.initial_cash,
+            commission_bps=live.commission_bps,
+            slippage_bps=live.slippage_bps,
+            fill_at=live.paper_fill_at,
+        )
+
     def _init_schema(self, initial_cash: float) -> None:
         with transaction(self._conn) as conn:
             for statement in _SCHEMA.split(";"):
