@@ -30,6 +30,7 @@ def explain(out: dict, cfg) -> str:
         "promoted": "PROMOTE to @champion",
         "challenger": "@challenger (champion unchanged)",
         "rejected": "REJECT (champion unchanged)",
+        "champion": "is @champion already (nothing moved)",
     }.get(out.get("decision", ""), "PROMOTE" if out["promoted"] else "REJECT")
     lines = [
         f"candidate {out['model']} v{out['candidate_version']} ({cfg.candidate} backtest): "

@@ -157,6 +157,7 @@ def describe(out: dict[str, Any]) -> str:
         "promoted": "promoted to @champion",
         "challenger": "@challenger (the champion stays)",
         "rejected": "rejected",
+        "champion": "is @champion already (nothing moved)",
     }[out["decision"]]
     champion = f"v{out['champion']}" if out["champion"] else "none"
     return f"{out['model']} v{out['candidate_version']} {verdict}; trading: {champion}"

@@ -1099,10 +1099,10 @@ def promote(
             champion = None
     else:
         champion = tracking.get_alias_version(name, tracking.CHAMPION)
-    if decision.decision != "rejected":
+    if decision.decision in ("promoted", "challenger"):
         challenger: str | None = str(version)
     else:
-        challenger = None if dry_run else tracking.get_alias_version(name, tracking.CHALLENGER)
+        challenger = tracking.get_alias_version(name, tracking.CHALLENGER)
     out = {
         "model": name,
         "candidate_version": version,
@@ -1127,7 +1127,7 @@ def promote(
         )
     if not dry_run and not apply and ref.get("trial_key"):
         write_json(out, ctx.path("promotion", f"h{ctx.horizon}.json"))
-    if not dry_run and (apply or decision.promote):
+    if not dry_run and (decision.promote or (apply and decision.decision != "champion")):
         audit_promotion(ctx, out)
     return out
 

@@ -251,7 +251,8 @@ class GateDecision:
         The paired test against the champion; None when there was none.
     decision
         ``promoted`` (now ``@champion``), ``challenger`` (passed the absolute checks, now
-        ``@challenger``) or ``rejected``.
+        ``@challenger``), ``rejected``, or ``champion`` (the candidate is the champion
+        already: nothing moved).
     """
 
     promote: bool
@@ -430,12 +431,15 @@ def judge_vs_champion(
         return True, "vs champion: none yet: pass"
     c = comparison
     z_bar = _NORMAL.inv_cdf(float(config.vs_champion_confidence))
-    head = (
-        f"vs champion v{c.champion_version}: sharpe {c.sharpe:.3f} vs {c.champion_sharpe:.3f} "
-        f"on {c.n_sessions} common sessions"
-        + (f" ({c.rescored_sessions} re-scored)" if c.rescored_sessions else "")
-        + f", difference {c.difference:+.3f} (se {c.std_error:.3f}, z {c.z:+.2f})"
-    )
+    if not math.isfinite(c.sharpe) or not math.isfinite(c.champion_sharpe):
+        head = f"vs champion v{c.champion_version}: {c.n_sessions} common sessions"
+    else:
+        head = (
+            f"vs champion v{c.champion_version}: sharpe {c.sharpe:.3f} vs "
+            f"{c.champion_sharpe:.3f} on {c.n_sessions} common sessions"
+            + (f" ({c.rescored_sessions} re-scored)" if c.rescored_sessions else "")
+            + f", difference {c.difference:+.3f} (se {c.std_error:.3f}, z {c.z:+.2f})"
+        )
     if c.n_sessions < config.min_common_sessions or math.isnan(c.z):
         ok = config.vs_champion == "ignore"
         why = (
@@ -699,14 +703,27 @@ def promote(
     if config is not None:
         compared, line = judge_vs_champion(comparison, config)
         reasons.append(line)
+    evidence = candidate_metrics if isinstance(candidate_metrics, GateEvidence) else None
+    if previous is not None and version == previous:
+        # The champion judged again (a rerun of its own backtest, a retrain on the same data):
+        # nothing to decide, and the challenger it may have stays where it is.
+        reasons.append(f"v{version} is @champion already: no alias moves")
+        log.info("%s v%s is @champion already: %s", name, version, "; ".join(reasons))
+        return GateDecision(
+            promote=False,
+            reasons=reasons,
+            candidate_version=version,
+            previous_champion=previous,
+            evidence=evidence,
+            comparison=comparison,
+            decision="champion",
+        )
     passed = absolute and compared and deploy
     if absolute and compared and not deploy:
         reasons.append(
-            "deploy: this run proposes (an experiment, a sweep or a workspace with "
-            "uncommitted changes): @challenger only; `scripts/promote.py --apply` makes it "
-            "@champion"
+            "proposes only (not a deliberate promotion): @challenger; "
+            "`scripts/promote.py --apply` makes it @champion"
         )
-    evidence = candidate_metrics if isinstance(candidate_metrics, GateEvidence) else None
     floor = min_sharpe if min_sharpe is not None else (config.min_sharpe if config else 0.0)
     if evidence is not None:
         sharpe, bench = evidence.sharpe, evidence.benchmark_sharpe

@@ -359,3 +359,27 @@ def test_identical_tracks_are_a_tie_not_an_error():
     ok, line = tracking.judge_vs_champion(test, PromotionConfig())
     assert not ok and "a statistical tie" in line
     assert tracking.judge_vs_champion(test, PromotionConfig(vs_champion="not_worse"))[0]
+
+
+def test_the_champion_judged_again_moves_no_alias(store):
+    # A retrain on unchanged data, or --apply on the champion's own backtest: the challenger
+    # (another version, in its shadow book) stays.
+    cfg = PromotionConfig()
+    name = "py-finance-rejudge-test-h5"
+    champion = _register(1.0, name)
+    assert tracking.promote(name, champion, _evidence(), config=cfg).promote
+    challenger = _register(2.0, name)
+    tracking.promote(name, challenger, _evidence(), config=cfg, deploy=False)
+    assert tracking.get_alias_version(name, "challenger") == challenger
+    again = tracking.promote(name, champion, _evidence(dsr=0.5), config=cfg)
+    assert again.decision == "champion" and not again.promote
+    assert any("is @champion already" in r for r in again.reasons)
+    assert tracking.get_alias_version(name, "champion") == champion
+    assert tracking.get_alias_version(name, "challenger") == challenger
+    assert tracking.get_version_tags(name, champion)["gate.decision"] == "promoted"
+
+
+def test_a_comparison_without_returns_says_how_many_sessions_it_had():
+    test = tracking.sharpe_difference_test(pd.Series(dtype=float), pd.Series(dtype=float))
+    ok, line = tracking.judge_vs_champion(test, PromotionConfig(min_common_sessions=20))
+    assert not ok and line.startswith("vs champion v: 0 common sessions") and "nan" not in line
