@@ -502,8 +502,9 @@ def exact_column(arrays: Any, name: str) -> np.ndarray | None:
     """Float64 two-pass value of a column of ``EXACT_FAMILIES`` (instrument-major), else None.
 
     Qlib's expressions: ``Std($close, d)/$close``, ``Std($volume, d)/($volume+1e-12)`` and
-    ``Std(wv, d)/(Mean(wv, d)+1e-12)`` with ``wv = Abs($close/Ref($close, 1)-1)*$volume``
-    evaluated in float32 as Qlib does.
+    ``Std(wv, d)/(Mean(wv, d)+1e-12)`` with ``wv = Abs($close/Ref($close, 1)-1)*$volume``,
+    all in float64 from the float32 fields (Qlib evaluates ``wv`` in float32, whose
+    ``|ratio - 1|`` cancels: that is not the formula's value).
     """
     fam = name.rstrip("0123456789")
     if fam not in EXACT_FAMILIES:
@@ -516,10 +517,9 @@ def exact_column(arrays: Any, name: str) -> np.ndarray | None:
     elif fam == "VSTD":
         out = _two_pass(vol, d)[0] / (vol + 1e-12)
     else:
-        ratio = np.full_like(close32, np.nan)
-        ratio[:, 1:] = close32[:, 1:] / close32[:, :-1]
-        wv = (np.abs(ratio - np.float32(1.0)) * vol32).astype(np.float64)
-        std, mean = _two_pass(wv, d)
+        ratio = np.full_like(close, np.nan)
+        ratio[:, 1:] = close[:, 1:] / close[:, :-1]
+        std, mean = _two_pass(np.abs(ratio - 1.0) * vol, d)
         out = std / (mean + 1e-12)
     return out.reshape(-1)
 

@@ -200,9 +200,11 @@ class _Base:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.log(vol / shift(vol, 1) + np.float32(1.0)).astype(np.float64)
         if key == "wv":
-            ratio = self.get("ratio").astype(np.float32)
-            vol = inp.get("volume").astype(np.float32)
-            return (np.abs(ratio - np.float32(1.0)) * vol).astype(np.float64)
+            # Not rounded like Qlib: |ratio - 1| cancels, and in float32 it keeps one to
+            # three digits of a small return; std/mean over a short window then amplifies
+            # that (WVMA2 was off its formula by 3e-6 relative in the median, 0.8 at worst).
+            close = inp.get("close")
+            return np.abs(close / shift(close, 1) - 1.0) * inp.get("volume")
         raise KeyError(key)
 
 
