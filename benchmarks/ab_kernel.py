@@ -63,6 +63,8 @@ def caller(kernel: ModuleType, px: np.ndarray, w: np.ndarray) -> Callable[[], np
     fixed = {
         "px": px,
         "w": w,
+        "op": px,  # fills at the close: the opens are not read
+        "fill_open": False,
         "lag": 1,
         "fee": FEES_BPS / 1e4,
         "init_cash": INIT_CASH,

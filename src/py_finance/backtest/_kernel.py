@@ -37,9 +37,11 @@ BLOCK = 32
 EQUITY, CASH, TURNOVER, FEES, EXPOSURE, MULT, STATE = range(7)
 N_SERIES = 7
 
-# Rows of ``rows``: BLOCK sessions of prices, one of NaN (no price), BLOCK of weights.
+# Rows of ``rows``: BLOCK sessions of closes, one of NaN (no price), BLOCK of weights, and
+# with fills at the open, BLOCK of opens.
 NO_PRICE = BLOCK
 WEIGHTS = BLOCK + 1
+OPENS = 2 * BLOCK + 1
 
 # Options that keep the compile short: no division-by-zero checks (every division is
 # guarded or wants IEEE results), no cfunc wrapper, no array-expression rewrites (there
@@ -70,8 +72,10 @@ N_SCRATCH = 9
 LANES = 8
 
 
-def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
+def buffers(n_sessions: int, n_names: int, opens: bool = False) -> tuple[np.ndarray, ...]:
     """``series``, ``held``, the scratch arrays and ``rows``, in :func:`simulate`'s order.
+
+    ``opens``: room in ``rows`` for the opens (fills at the open).
 
     The scratch arrays are separate allocations, so the compiled loops may assume that they
     do not overlap. The last vector is the throttle multiplier each name's holding was sized
@@ -80,7 +84,7 @@ def buffers(n_sessions: int, n_names: int) -> tuple[np.ndarray, ...]:
     """
     series = np.zeros((N_SERIES, n_sessions))
     series[MULT] = 1.0
-    rows = np.zeros((2 * BLOCK + 1, n_names))
+    rows = np.zeros((3 * BLOCK + 1 if opens else 2 * BLOCK + 1, n_names))
     rows[NO_PRICE] = np.nan
     held = np.empty((n_sessions, n_names))
     scratch = [np.zeros(n_names) for _ in range(N_SCRATCH)]
@@ -156,6 +160,62 @@ def _sums(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
+@njit(
+    types.void(
+        types.float64[::1],
+        types.float64[::1],
+        *[types.float64[::1]] * 6,
+        types.float64,
+    ),
+    **_SUM_OPTIONS,
+)
+def _cap_resize(
+    w: np.ndarray,
+    p: np.ndarray,
+    last: np.ndarray,
+    before: np.ndarray,
+    shares: np.ndarray,
+    buy_amt: np.ndarray,
+    sell_amt: np.ndarray,
+    key: np.ndarray,
+    value: float,
+) -> None:
+    """Scale the holdings the throttle resized so that the book is worth at most ``value``.
+
+    A resize (no weight, the multiplier moved) scales each holding by new / old, drift
+    included; when the throttle lifts, the grown book can be worth more than the equity.
+    Then every resized holding is scaled by the same factor, so that the book is fully
+    invested with the holdings in the proportions they had, as the live loop resizes
+    (``py_finance.live.orders.resized_weights``), not filled in key order until cash runs
+    out. ``w`` and ``p`` are the session's weights and trade prices, ``last`` the prices
+    the book is valued at; the orders are rebuilt as the order pass builds them.
+    """
+    m = w.shape[0]
+    resized = 0.0
+    other = 0.0
+    for j in range(m):
+        v = shares[j] * last[j]
+        if (w[j] != w[j]) & (shares[j] != before[j]):
+            resized += v
+        elif v == v:
+            other += v
+    if not (resized > 0.0 and resized + other > value):
+        return
+    f = max(value - other, 0.0) / resized
+    for j in range(m):
+        if (w[j] != w[j]) & (shares[j] != before[j]):
+            pj = p[j]
+            sh = before[j]
+            tgt = shares[j] * f
+            k = tgt * pj - sh * pj
+            d = (tgt - sh) * pj
+            buy = d > 0.0
+            buy_amt[j] = d if buy else 0.0
+            sell_amt[j] = 0.0 if buy else -d
+            key[j] = k if buy else -np.inf
+            shares[j] = tgt
+
+
 # An int64 whose order is that of the float64 with the same bits (for max reductions the
 # compiler vectorises, which it does not for floats): negative floats' other bits flipped.
 _FLIP = np.int64(0x7FFFFFFFFFFFFFFF)
@@ -171,6 +231,8 @@ _INTS = types.Array(types.int64, 1, "C", readonly=True)
 _SIGNATURE = types.int64(
     _INPUT,
     _INPUT,
+    _INPUT,
+    types.boolean,
     types.int64,
     types.float64,
     types.float64,
@@ -197,6 +259,8 @@ _SIGNATURE = types.int64(
 def simulate(
     px: np.ndarray,
     w: np.ndarray,
+    op: np.ndarray,
+    fill_open: bool,
     lag: int,
     fee: float,
     init_cash: float,
@@ -228,7 +292,10 @@ def simulate(
     """Run the whole backtest; fills ``series`` and ``held``.
 
     ``px`` and ``w`` are ``session x name`` (at least one session), fastest name-major
-    (Fortran order, as pandas hands them out). ``series`` is ``N_SERIES x session`` (rows
+    (Fortran order, as pandas hands them out). With ``fill_open`` the orders fill at the
+    opens ``op`` (same shape and order; ``rows`` from ``buffers(..., opens=True)``): the
+    book is valued at the open before trading and at the close after; otherwise ``op`` is
+    not read (pass ``px``). ``series`` is ``N_SERIES x session`` (rows
     ``EQUITY`` .. ``STATE``; ``STATE`` gets the throttle state code after each close) and
     ``held`` is ``session x name`` (weights held after trading); both and the scratch that
     follows come from :func:`buffers`. ``delist_cols`` are the columns that delist, in the
@@ -267,6 +334,10 @@ def simulate(
                         r = s + k - lag
                         rows[k, j] = px[s + k, j]
                         rows[WEIGHTS + k, j] = w[r * (r > 0), j]
+                if fill_open:
+                    for j in range(m):
+                        for k in range(e):
+                            rows[OPENS + k, j] = op[s + k, j]
                 # Each weight row's gross total, added in column order as check_weights
                 # adds it (NaN left out; an infinite weight makes it infinite), four rows
                 # side by side so that the running sums do not wait for each other (rows
@@ -308,15 +379,22 @@ def simulate(
                 _prefetch(px, mid, j)
                 _prefetch(w, rw, j)
                 _prefetch(w, mw, j)
+            if fill_open:
+                for j in range(j0, min(j0 + chunk, m)):
+                    _prefetch(op, nb, j)
+                    _prefetch(op, mid, j)
+        # The row of the prices trades happen at (and the book is valued at before them).
+        kt = OPENS + kp if fill_open and s < n else kp
         # Closes the books of the last session (weights held, gross exposure) and values
-        # session s before trading, a name without a price at its last close.
+        # session s before trading (at its trade prices), a name without a price at its
+        # last known one.
         for j in range(m):
             sh = shares[j]
             lo = last[j]
             hv = sh * lo
             held[hrow, j] = hv * inv
             gross_part[j] = abs(hv)
-            p = rows[kp, j]
+            p = rows[kt, j]
             lj = p if (p > 0.0) & (p < np.inf) else lo
             last[j] = lj
             value_part[j] = sh * lj
@@ -353,7 +431,7 @@ def simulate(
             negative = False
             for j in range(m):
                 wj = rows[kw, j]
-                p = rows[kp, j]
+                p = rows[kt, j]
                 sh = shares[j]
                 hm = held_mult[j]
                 negative |= wj < 0.0
@@ -378,6 +456,8 @@ def simulate(
                 held_mult[j] = mult if ok else hm
             if negative or s - lag == over:
                 return s - lag + 1
+            if use_throttle:
+                _cap_resize(rows[kw], rows[kt], last, before, shares, buy_amt, sell_amt, key, value)
             # vectorbt then executes the orders one by one in ascending key order, ties in
             # column order: sells first, then buys from the smallest key, the first one cash
             # cannot cover filled with what is left (after its fee) and the rest dropped.
@@ -417,16 +497,26 @@ def simulate(
             paid += rest * fee
             if last_drop >= 0 and cash > 0.0:
                 fill = cash / (1.0 + fee)
-                shares[last_drop] += fill / rows[kp, last_drop]
+                shares[last_drop] += fill / rows[kt, last_drop]
                 traded += fill
                 paid += cash - fill
                 cash = 0.0
             if value > 0.0:
                 series[TURNOVER, s] = traded / value
             series[FEES, s] = paid
-        # Trades happen at the prices the book is valued at, so they move value between
-        # cash and shares and only the fees leave the account.
-        eq = value - paid
+        if fill_open:
+            # Filled at the open: the equity is that of the close.
+            for j in range(m):
+                p = rows[kp, j]
+                lj = p if (p > 0.0) & (p < np.inf) else last[j]
+                last[j] = lj
+                value_part[j] = shares[j] * lj
+            held_value, _ = _sums(value_part, value_part)
+            eq = cash + held_value
+        else:
+            # Trades happen at the prices the book is valued at, so they move value between
+            # cash and shares and only the fees leave the account.
+            eq = value - paid
         series[EQUITY, s] = eq
         series[CASH, s] = cash
         if use_throttle:

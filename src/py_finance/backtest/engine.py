@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.backtest.config import BacktestConfig
-from py_finance.errors import DataError
+from py_finance.errors import ConfigError, DataError
 from py_finance.risk.config import RiskConfig
 from py_finance.risk.overlays import (
     THROTTLE_STATES,
@@ -151,6 +151,21 @@ def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndar
     return np.asfortranarray(px), np.asfortranarray(w)
 
 
+def _opens(prices: pd.DataFrame, opens: pd.DataFrame | None) -> np.ndarray:
+    """The opens as a name-major float64 matrix aligned to ``prices``, or a one-line error."""
+    if opens is None or not np.isfinite(opens.to_numpy(dtype=np.float64)).any():
+        raise ConfigError(
+            "backtest.fill=next_open needs open prices and the data has none (the bundled "
+            "data is closes only): set backtest.fill=next_close or ingest a source with opens"
+        )
+    if not opens.index.equals(prices.index) or set(opens.columns) != set(prices.columns):
+        raise DataError(
+            "opens and prices must share the same sessions and symbols; reindex the opens "
+            "to the price frame first"
+        )
+    return np.asfortranarray(opens.loc[:, prices.columns].to_numpy(dtype=np.float64))
+
+
 def run_backtest(
     prices: pd.DataFrame,
     target_weights: pd.DataFrame,
@@ -158,12 +173,14 @@ def run_backtest(
     *,
     risk: RiskConfig | None = None,
     delistings: pd.DataFrame | None = None,
+    opens: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Simulate a long-only cash account that trades to target weights at the close.
+    """Simulate a long-only cash account that trades to target weights at the close or open.
 
     The semantics are those of vectorbt's ``Portfolio.from_orders(close, size=weights
     shifted by the lag, size_type="targetpercent", fees=cost_bps / 1e4, cash_sharing=True,
-    group_by=True, call_seq="auto", min_size=0)``.
+    group_by=True, call_seq="auto", min_size=0)``, with ``price=opens`` when
+    ``cfg.fill`` is ``next_open``.
 
     Parameters
     ----------
@@ -179,7 +196,7 @@ def run_backtest(
         gross limit (``risk.max_leverage``, 1.0 without ``risk``): anything else is a
         :class:`~py_finance.errors.DataError` naming the session and symbol.
     cfg
-        Execution lag, costs, initial cash.
+        Execution lag, fill model, costs, initial cash.
     risk
         If given with ``drawdown_throttle`` set, the drawdown throttle runs here: after the
         close of t it is updated with t's equity, and its multiplier scales the weights
@@ -195,6 +212,13 @@ def run_backtest(
         delisting pays nothing); it has no price from then on, so it is never valued at a
         stale close or bought again. The result's ``delisted`` lists the delistings that hit
         the book and what each cost.
+    opens
+        ``session x symbol`` opens on the basis of ``prices`` (adjusted alike), needed when
+        ``cfg.fill`` is ``next_open``: the weights decided at t then fill at the open of
+        t + lag, the book valued at that open before trading (``V``, the targets' base and
+        turnover's denominator) and at the close after it (``equity``, ``weights``). A name
+        without an open that session is not traded and is valued at its last price. Opens
+        without a single finite value are a :class:`~py_finance.errors.ConfigError`.
 
     Returns
     -------
@@ -214,6 +238,12 @@ def run_backtest(
     partial one). A name with no price at the trade session is not traded: held shares are
     kept (valued at the last price), and a target on a name not held stays in cash.
 
+    When the drawdown throttle lifts between rebalances and the holdings, grown by new /
+    old multiplier, would be worth more than ``V`` (they drifted up while throttled),
+    they are all scaled by one factor to be worth ``V``: fully invested, in the
+    proportions they had, as the live loop resizes (``live.orders.resized_weights``);
+    then, as on any session, the fees leave the largest buy partly filled.
+
     Equality with vectorbt, and its one boundary: the engine adds a session's sells and
     buys as sums where vectorbt adds the cash order by order, so its cash, equity and
     targets can differ from vectorbt's in the last bits (the equity curves agree within
@@ -229,18 +259,22 @@ def run_backtest(
     from py_finance.backtest import _kernel
 
     px, w = _arrays(prices, target_weights)
+    fill_open = cfg.fill == "next_open"
+    op = _opens(prices, opens) if fill_open else px
     n_sessions, n_names = px.shape
     delist_at, delist_px, delisted = delisting_arrays(prices, delistings)
     if (delist_at >= 0).any():
         px = px.copy(order="F")
+        op = op.copy(order="F") if fill_open else px
         for j in np.flatnonzero(delist_at >= 0):
             px[delist_at[j] :, j] = np.nan  # gone: never valued or traded again
+            op[delist_at[j] :, j] = np.nan
     lag = int(cfg.execution_lag)
     max_gross = 1.0 if risk is None else float(risk.max_leverage)
     throttle = risk is not None and risk.drawdown_throttle is not None
     dd_thr, halt, recovery, reset = throttle_params(risk if risk is not None else NO_THROTTLE)
     # ``held`` is session-major: the frame below wraps it without a copy.
-    series, held, *scratch = _kernel.buffers(n_sessions, n_names)
+    series, held, *scratch = _kernel.buffers(n_sessions, n_names, opens=fill_open)
     bad = 0
     if n_sessions:
         # The kernel checks the rows it trades as it goes and stops at the first bad one.
@@ -248,6 +282,8 @@ def run_backtest(
         bad = simulate(
             px,
             w,
+            op,
+            fill_open,
             lag,
             float(cfg.cost_bps) / 1e4,
             float(cfg.initial_cash),

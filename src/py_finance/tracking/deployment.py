@@ -40,6 +40,7 @@ SYMBOLS_TAG = "deployment.symbols"
 TRADING_PREFIXES = ("features.", "labels.", "portfolio.", "risk.", "regime_policy.", "regimes.")
 TRADING_KEYS = (
     "backtest.execution_lag",
+    "backtest.fill",
     "backtest.periods_per_year",
     "data.source",
     "data.symbols",
@@ -47,6 +48,9 @@ TRADING_KEYS = (
     "data.benchmark",
     "data.calendar",
 )
+# Trading settings added after versions were first recorded, with the value such a version
+# was evaluated with: a version recorded without the key compares as that value.
+RECORDED_DEFAULTS = {"backtest.fill": "next_close"}
 
 
 def is_trading_setting(key: str) -> bool:
@@ -73,6 +77,7 @@ def config_differences(
     list of (key, recorded value, local value)
         Values as JSON text (``"<absent>"`` for a key one side lacks), sorted by key.
     """
+    recorded = {**{k: v for k, v in RECORDED_DEFAULTS.items() if k in local}, **recorded}
     keys = sorted(k for k in {*recorded, *local} if is_trading_setting(k))
     out = []
     for key in keys:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from py_finance.backtest import BacktestConfig, buy_and_hold, run_backtest
-from py_finance.errors import DataError
+from py_finance.errors import ConfigError, DataError
 from py_finance.risk import RiskConfig, check_weights, gross_bound
 
 nan = np.nan
@@ -396,3 +396,61 @@ def test_engine_and_check_weights_agree_at_the_gross_bound(seed: int, ulps: int,
         assert str(err.value) == str(exc)
     else:
         run_backtest(prices, weights, BacktestConfig(execution_lag=lag))
+
+
+def test_throttle_lift_beyond_full_investment_scales_the_book_in_proportion() -> None:
+    # As above, but A rallies while throttled (row 4: 150:300 held, 400 cash, equity 850):
+    # doubling both at row 5 would need 900. The book is scaled to be worth the equity in
+    # the proportions it had (1:2), as the live loop resizes it; filling the buys in key
+    # order until cash ran out gave 300:550 (A doubled, B short by 50).
+    px = [
+        [100.0, 100.0],
+        [100.0, 100.0],
+        [40.0, 120.0],
+        [40.0, 120.0],
+        [60.0, 120.0],
+        [60.0, 120.0],
+        [60.0, 120.0],
+    ]
+    prices, weights = _frames(px, _every(7, [0], [0.5, 0.5]), cols="AB")
+    risk = RiskConfig(drawdown_throttle=0.15, reset_after_sessions=2)
+    res = run_backtest(
+        prices, weights, BacktestConfig(cost_bps=0.0, initial_cash=1000.0), risk=risk
+    )
+    assert list(res.states) == ["ACTIVE"] * 2 + ["REDUCING"] * 2 + ["ACTIVE"] * 3
+    value = res.weights.to_numpy() * res.equity.to_numpy()[:, None]
+    np.testing.assert_allclose(value[4], [150, 300], rtol=1e-13)
+    np.testing.assert_allclose(res.weights.to_numpy()[5:], [[1 / 3, 2 / 3]] * 2, rtol=1e-13)
+    np.testing.assert_allclose(res.cash.to_numpy()[5:], 0.0, atol=1e-9)
+
+
+def test_fills_at_the_open_value_the_book_there_and_mark_it_at_the_close() -> None:
+    # All in A at row 1's open (100), which closes at 110: 10 shares, equity 1100 at the
+    # close. Row 2 moves half to B at the open (A 120, B 50: V = 1200) and closes at A 100,
+    # B 60: 5 x 100 + 12 x 60 = 1220. 10 bps of each traded notional leaves cash.
+    closes = [[100.0, 50.0], [110.0, 50.0], [100.0, 60.0], [100.0, 60.0]]
+    opens = [[90.0, 40.0], [100.0, 50.0], [120.0, 50.0], [100.0, 60.0]]
+    prices, weights = _frames(closes, [[1.0, 0.0], [0.5, 0.5], [nan, nan], [nan, nan]], "AB")
+    open_frame = pd.DataFrame(opens, index=prices.index, columns=prices.columns)
+    cfg = BacktestConfig(cost_bps=0.0, initial_cash=1000.0, fill="next_open")
+    res = run_backtest(prices, weights, cfg, opens=open_frame)
+    np.testing.assert_allclose(res.equity.to_numpy(), [1000, 1100, 1220, 1220], rtol=1e-14)
+    np.testing.assert_allclose(res.turnover.to_numpy(), [0, 1, 1.0, 0], rtol=1e-14)
+    fees = BacktestConfig(cost_bps=10.0, initial_cash=1000.0, fill="next_open")
+    paid = run_backtest(prices, weights, fees, opens=open_frame)
+    assert paid.fees.iloc[1] == pytest.approx(1000 / 1.001 * 0.001, rel=1e-12)
+    # The same weights filled at the closes: A bought at 110, the book halved at 100 / 60.
+    at_close = run_backtest(prices, weights, BacktestConfig(cost_bps=0.0, initial_cash=1000.0))
+    np.testing.assert_allclose(at_close.equity.to_numpy()[2:], 1000 / 110 * 100, rtol=1e-14)
+
+
+def test_fills_at_the_open_without_opens_is_one_clear_error() -> None:
+    prices, weights = _frames([[100.0], [101.0]], [[1.0], [1.0]], cols="A")
+    cfg = BacktestConfig(fill="next_open")
+    with pytest.raises(ConfigError, match=r"backtest.fill=next_open needs open prices.*bundled"):
+        run_backtest(prices, weights, cfg)
+    all_nan = pd.DataFrame(np.nan, index=prices.index, columns=prices.columns)
+    with pytest.raises(ConfigError, match="needs open prices"):
+        run_backtest(prices, weights, cfg, opens=all_nan)
+    with pytest.raises(ConfigError, match=r"backtest\.fill must be one of next_close, next_open"):
+        BacktestConfig(fill="open")

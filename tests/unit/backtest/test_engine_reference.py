@@ -11,7 +11,10 @@ tests cover those).
 
 The drawdown throttle is modelled on top, as the engine documents it: a weight decided at
 t is scaled by the multiplier after t's close, and a holding without a new weight whose
-multiplier moved is resized by a vectorbt ``targetamount`` order of ``shares x new / old``.
+multiplier moved is resized by a vectorbt ``targetamount`` order of ``shares x new / old``;
+when the resized holdings and the rest of the book would be worth more than the group's
+value, the resized targets are all scaled by one factor to fill it exactly (the live loop's
+proportional resize), the rest is vectorbt's.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def reference_backtest(
         if s >= lag:
             mult = mult_after[s - lag]
             orders = []  # (key, column, target shares)
+            resized = set()
             for j in range(m):
                 if not (math.isfinite(price[j]) and price[j] > 0):
                     continue  # vectorbt ignores an order without a price
@@ -87,10 +91,28 @@ def reference_backtest(
                     # targetamount: key target x price - position x price
                     target = position[j] * (mult / sized_with[j])
                     key = target * val_price[j] - position[j] * val_price[j]
+                    resized.add(j)
                 else:
                     continue
                 sized_with[j] = mult
                 orders.append((key, j, target))
+            grown = sum(t * val_price[j] for _, j, t in orders if j in resized)
+            ordered = {j for _, j, _ in orders}
+            rest = sum(t * val_price[j] for _, j, t in orders if j not in resized) + sum(
+                position[j] * val_price[j]
+                for j in range(m)
+                if j not in ordered and position[j] != 0
+            )
+            if grown > 0 and grown + rest > value:
+                f = max(value - rest, 0.0) / grown
+                orders = [
+                    (
+                        (t * f) * val_price[j] - position[j] * val_price[j] if j in resized else k,
+                        j,
+                        t * f if j in resized else t,
+                    )
+                    for k, j, t in orders
+                ]
             # call_seq="auto": ascending key; Python's sort is stable, so ties keep column order.
             orders.sort(key=lambda order: order[0])
             held_before = list(position)

@@ -92,3 +92,25 @@ def test_an_open_universe_may_gain_members(monkeypatch, small_settings, tmp_path
     monkeypatch.setattr(champion_mod.tracking, "get_version_tags", lambda name, version: tags)
     ctx = _ctx(small_settings, tmp_path, **{"data.source": "synthetic", "data.symbols": None})
     assert check_champion(ctx, MODEL, ["S0001", "S0002", "S0060"]) == []
+
+
+def test_the_fill_model_is_a_trading_setting(monkeypatch, small_settings, tmp_path):
+    # The loop trades the champion's fill model (paper fills, Alpaca's order type): a local
+    # backtest.fill that differs is refused like any trading setting.
+    _tags(monkeypatch, small_settings)
+    ctx = _ctx(small_settings, tmp_path, **{"backtest.fill": "next_open"})
+    with pytest.raises(ChampionMismatch, match=r'backtest.fill="next_close" \(local "next_open"\)'):
+        check_champion(ctx, MODEL, ["AAPL"])
+
+
+def test_a_version_recorded_before_the_fill_model_was_evaluated_at_the_next_close():
+    recorded = {"backtest": {"execution_lag": 1}}
+    assert (
+        config_differences(
+            flat(recorded), flat({"backtest": {"execution_lag": 1, "fill": "next_close"}})
+        )
+        == []
+    )
+    assert config_differences(
+        flat(recorded), flat({"backtest": {"execution_lag": 1, "fill": "next_open"}})
+    ) == [("backtest.fill", '"next_close"', '"next_open"')]
