@@ -6,11 +6,22 @@ before the fold starts (``label_end < test_start``: the purge), from an expandin
 rolling window, and predicts every row of the fold. Because training data always precedes
 the test fold, no embargo after the fold is needed here; cross-validation schemes that
 train on data after a test fold must add one.
+
+Early stopping (tree models with ``patience > 0``): each fold's training rows are split once
+more, the same way. The last ``val_fraction`` of the fold's training sessions validate, and
+the model is fitted on the rows whose label is known before the first validation session
+(``label_end < val_start``, the purge between the two, a gap of the label horizon). The
+validation rows are training rows of the fold, so nothing of the test fold is read. The
+number of trees (``n_trees``) each fold kept is in its fold record; the final model grows the
+median of the folds' numbers on every known label, without a validation tail of its own.
+A model takes part through ``validation_fraction`` (0: none), ``fit(X, y, valid=...)``,
+``fit_record_`` (what the fit chose, logged per fold) and ``sized(n)`` (the final model).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -231,11 +242,12 @@ class WalkForwardResult:
     """Out-of-sample scores and per-fold skill."""
 
     predictions: pd.DataFrame  # (session, symbol) -> score, fold
-    fold_metrics: pd.DataFrame  # per fold: ic, rank_ic, n_train, n_test, dates
+    fold_metrics: pd.DataFrame  # per fold: ic, rank_ic, n_train, n_test, dates (, n_trees)
     folds: tuple[Fold, ...]
     last_model: Any = None  # the last fold's model when warm-starting (the final one continues it)
     final_model: Any = None  # with ``final=True``: the model fitted on every known label
     final_rows: int = 0  # the rows that model was fitted on
+    final_size: int | None = None  # with early stopping: the folds' median size it was grown to
 
 
 def _grouped_pearson(codes: np.ndarray, n: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -280,6 +292,11 @@ def information_coefficients(scores: pd.Series, labels: pd.Series) -> tuple[pd.S
     return ic, rank_ic
 
 
+def _sized(factory: Callable[[], Any], n: int) -> Any:
+    """``factory()``'s model with a fixed size ``n`` (the final model after early stopping)."""
+    return factory().sized(n)
+
+
 def _context_sessions(model: Any) -> int:
     return int(getattr(model, "context_sessions", 0) or 0)
 
@@ -295,9 +312,41 @@ class _FoldJob:
     take: np.ndarray  # training rows
     inputs: np.ndarray  # rows the model reads to score the fold (context sessions first)
     keep: np.ndarray  # bool over ``inputs``: the fold's own (test) rows
+    fit: np.ndarray | None = None  # with early stopping: the rows fitted on (purged from val)
+    val: np.ndarray | None = None  # with early stopping: the validation tail of ``take``
 
 
-FoldOutput = tuple[Any, np.ndarray, "np.ndarray | None"]  # (model, scores, std or None)
+# (model, scores, std or None, what the fit chose: {"n_trees": ...} or {})
+FoldOutput = tuple[Any, np.ndarray, "np.ndarray | None", dict[str, Any]]
+
+
+def validation_tail(
+    rows: np.ndarray, session_level: Any, label_end: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Split training ``rows`` into the rows to fit on and a purged validation tail.
+
+    The last ``fraction`` of the rows' distinct sessions validate; the rows fitted on are
+    those whose label is known before the first validation session (``label_end <
+    val_start``). ``None`` where the window is too short to leave rows on both sides.
+    """
+    sessions = np.asarray(session_level[rows])
+    uniq = np.unique(sessions)
+    n_val = max(1, round(len(uniq) * fraction))
+    if len(uniq) - n_val < 2:
+        return None
+    val_start = uniq[len(uniq) - n_val]
+    fit = rows[label_end[rows] < val_start]
+    val = rows[sessions >= val_start]
+    if not len(fit) or not len(val):
+        return None
+    return fit, val
+
+
+def _fit_record(model: Any) -> dict[str, Any]:
+    try:
+        return dict(getattr(model, "fit_record_", None) or {})
+    except AttributeError:  # fitted without choosing anything
+        return {}
 
 
 def _fit_fold(
@@ -315,20 +364,24 @@ def _fit_fold(
     model: Any = copy.deepcopy(factory())
     if threads is not None and hasattr(model, "set_threads"):
         model.set_threads(threads)
-    X = features.iloc[job.take]
-    y = pd.Series(y_all[job.take], name=target)
+    rows = job.take if job.fit is None else job.fit
+    X = features.iloc[rows]
+    y = pd.Series(y_all[rows], name=target)
     if warm_from is not None:
         model.fit(X, y, warm_from=warm_from, n_new=warm_trees)
+    elif job.val is not None:
+        valid = (features.iloc[job.val], pd.Series(y_all[job.val], name=target))
+        model.fit(X, y, valid=valid)
     else:
         model.fit(X, y)
     if job.number == FINAL:
-        return model, np.empty(0), None
+        return model, np.empty(0), None, _fit_record(model)
     inputs = features.iloc[job.inputs]
     score = np.asarray(model.predict(inputs))[job.keep]
     std = None
     if hasattr(model, "predict_dist"):
         std = np.asarray(model.predict_dist(inputs)[1])[job.keep]
-    return model, score, std
+    return model, score, std, _fit_record(model)
 
 
 # What forked fold workers read: set in the parent just before the pool starts, inherited
@@ -337,7 +390,7 @@ _SHARED: dict[str, Any] = {}
 
 
 def _fit_shared(job: _FoldJob) -> FoldOutput:
-    model, score, std = _fit_fold(
+    model, score, std, record = _fit_fold(
         _SHARED["features"],
         _SHARED["y"],
         _SHARED["target"],
@@ -348,9 +401,9 @@ def _fit_shared(job: _FoldJob) -> FoldOutput:
     # Fold models stay in the worker (only their scores come back); the final model returns
     # with the thread count it was configured with (the one it would have had locally).
     if job.number != FINAL:
-        return None, score, std
+        return None, score, std, record
     model.set_threads(_SHARED["factory"]().threads)
-    return model, score, std
+    return model, score, std, record
 
 
 def _one_thread() -> None:
@@ -388,8 +441,8 @@ def _fit_remote(
     job: _FoldJob,
 ) -> FoldOutput:
     """One fold as a Ray task: scores back, and the model itself for the final job only."""
-    model, score, std = _fit_fold(features, y_all, target, factory, job)
-    return (model if job.number == FINAL else None), score, std
+    model, score, std, record = _fit_fold(features, y_all, target, factory, job)
+    return (model if job.number == FINAL else None), score, std, record
 
 
 def _run_folds_ray(
@@ -556,6 +609,8 @@ def walk_forward(
             "cannot continue a fitted model"
         )
     y_all = lab[target].to_numpy()
+    # Early stopping needs a validation tail; warm starts grow a fixed number of trees.
+    fraction = 0.0 if cfg.warm_trees else float(getattr(probe, "validation_fraction", 0.0) or 0)
     jobs = []
     for fold in folds:
         train_mask = (
@@ -570,24 +625,45 @@ def walk_forward(
         inputs = np.flatnonzero(
             (session_level >= sessions[first]) & (session_level <= fold.test_end)
         )
+        train_rows = np.flatnonzero(train_mask)
+        split = None
+        if fraction:
+            split = validation_tail(train_rows, session_level, end_values, fraction)
         jobs.append(
             _FoldJob(
                 fold.number,
-                np.flatnonzero(train_mask),
+                train_rows,
                 inputs,
                 session_level[inputs] >= fold.test_start,
+                *(split or (None, None)),
             )
         )
+    final_job = None
     if final:
         take, _ = final_training_rows(features, labels, target, cfg)
-        jobs.append(_FoldJob(FINAL, take, np.empty(0, np.int64), np.empty(0, bool)))
+        final_job = _FoldJob(FINAL, take, np.empty(0, np.int64), np.empty(0, bool))
+    stopping = any(job.val is not None for job in jobs)
+    if final_job is not None and not stopping:
+        jobs.append(final_job)  # trained beside the folds
     fitted = _run_folds(features, y_all, target, estimator_factory, cfg, jobs, progress)
-    final_rows = len(jobs[-1].take) if final else 0
+    final_size = None
+    if final_job is not None and stopping:
+        # The final model is grown to the folds' choice: it waits for the folds.
+        sizes = [
+            int(out[3]["n_trees"])
+            for job, out in zip(jobs, fitted, strict=True)
+            if job.val is not None and "n_trees" in out[3]
+        ]
+        final_size = round(float(np.median(sizes)))
+        sized = functools.partial(_sized, estimator_factory, final_size)
+        fitted += _run_folds(features, y_all, target, sized, cfg, [final_job], False)
+        jobs.append(final_job)
+    final_rows = len(final_job.take) if final_job is not None else 0
     final_model = fitted.pop()[0] if final else None
     jobs = jobs[: len(folds)]
     preds, rows = [], []
     previous: Any = None
-    for fold, job, (model, score, std) in zip(folds, jobs, fitted, strict=True):
+    for fold, job, (model, score, std, record) in zip(folds, jobs, fitted, strict=True):
         take = job.take
         test = lab.iloc[job.inputs[job.keep]]
         out = pd.DataFrame(index=test.index)
@@ -611,6 +687,8 @@ def walk_forward(
                 "ic": float(ic.mean()) if len(ic) else np.nan,
                 "rank_ic": float(rank_ic.mean()) if len(rank_ic) else np.nan,
                 "rank_ic_std": float(rank_ic.std()) if len(rank_ic) > 1 else np.nan,
+                **({"n_val": len(job.val)} if job.val is not None else {}),
+                **record,
             }
         )
         log.debug(
@@ -629,6 +707,7 @@ def walk_forward(
         previous if cfg.warm_trees else None,
         final_model,
         final_rows,
+        final_size,
     )
 
 

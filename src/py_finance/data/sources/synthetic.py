@@ -29,10 +29,20 @@ What is generated (all from ``seed``, identical for identical parameters):
   unadjusted split to :func:`~py_finance.data.validation.validate_bars` (the t tails reach
   it on about 3 days in 100,000). Closes compound: ``close_t = close_{t-1} *
   (1 + r_it)``; first closes are lognormal around 50.
-- **The planted edge** is momentum: ``z_{i,t}`` is the cross-sectional rank, over all listed
-  names with 21 sessions of closes, of the trailing 20-session return ``close_t /
-  close_{t-20} - 1``, mapped to uniform scores on ``[-sqrt(3), sqrt(3)]`` (mean 0, variance
-  1); ``z = 0`` for names with a shorter history.
+- **The planted edge** has one of several shapes (``shape``); each ``z_{i,t}`` is a
+  cross-sectional rank over all listed names with 21 sessions of closes, mapped to uniform
+  scores on ``[-sqrt(3), sqrt(3)]`` (mean 0, variance 1); ``z = 0`` for names with a shorter
+  history. With ``ret_k = close_t / close_{t-k} - 1``:
+
+  - ``momentum`` (the default): the rank of ``ret_20``;
+  - ``reversal``: short-term reversal, the rank of ``-ret_5``;
+  - ``sector``: sector-relative momentum, the rank of ``ret_20`` minus the mean ``ret_20`` of
+    the ranked names in the same sector at ``t``;
+  - ``interaction``: the rank of ``u(ret_20) * u(ret_5)`` (``u``: the uniform rank score),
+    an edge that neither return carries alone (momentum confirmed by the last week pays,
+    momentum contradicted by it reverses);
+  - ``regime``: momentum in bull markets only: the rank of ``ret_20`` when the market
+    factor's sum over the last 60 sessions is positive, ``z = 0`` for every name otherwise.
 
 Why :meth:`SyntheticSource.oracle_scores` is the best achievable ranking: given everything
 known at the close of ``t``, the market and sector factors and the shocks of ``t+1`` are
@@ -79,8 +89,8 @@ INFO = SourceInfo(
     notes=(
         "synthetic market from a seeded model: listings, delistings and index membership "
         "are simulated, so the universe is survivorship-free",
-        "planted edge: 20-session momentum, E[r_t+1] = edge * sigma_i * z_i,t "
-        "(see SyntheticSource.edge_description and oracle_scores)",
+        "planted edge: E[r_t+1] = edge * sigma_i * z_i,t, z of the chosen shape (20-session "
+        "momentum by default; see SyntheticSource.edge_description and oracle_scores)",
         "no corporate actions: adj_close equals close; sectors are synthetic labels",
     ),
 )
@@ -123,6 +133,11 @@ class _Market:
     sector_new: np.ndarray  # second label (== sector where none)
     sector_from: np.ndarray  # session index of the second label (n_sessions: none)
     volume_base: np.ndarray
+
+
+SHAPES = ("momentum", "reversal", "sector", "interaction", "regime")
+REVERSAL_WINDOW = 5
+REGIME_WINDOW = 60
 
 
 def _first_sessions(start: str, n_sessions: int) -> pd.DatetimeIndex:
@@ -202,6 +217,31 @@ def _momentum(ret20: np.ndarray) -> np.ndarray:
     return math.sqrt(12.0) * ((ranks + 0.5) / n - 0.5)
 
 
+def _edge_scores(
+    shape: str,
+    close: np.ndarray,
+    t: int,
+    seasoned: np.ndarray,
+    sector: np.ndarray,
+    bull: bool,
+) -> np.ndarray:
+    """The planted edge's scores ``z`` at the close of ``t`` for the ``seasoned`` names."""
+    ret20 = close[t, seasoned] / close[t - MOMENTUM_WINDOW, seasoned]
+    if shape == "momentum":
+        return _momentum(ret20)
+    if shape == "regime":
+        return _momentum(ret20) if bull else np.zeros(len(seasoned))
+    ret5 = close[t, seasoned] / close[t - REVERSAL_WINDOW, seasoned]
+    if shape == "reversal":
+        return _momentum(-ret5)
+    if shape == "interaction":
+        return _momentum(_momentum(ret20) * _momentum(ret5))
+    codes = sector[seasoned]
+    count = np.bincount(codes).astype(np.float64)
+    mean = np.bincount(codes, ret20) / np.maximum(count, 1.0)
+    return _momentum(ret20 - mean[codes])
+
+
 @functools.lru_cache(maxsize=2)
 def _market(
     n_active: int,
@@ -211,6 +251,7 @@ def _market(
     n_sectors: int,
     edge: float,
     seed: int,
+    shape: str = "momentum",
 ) -> _Market:
     sessions = _first_sessions(start, n_sessions)
     rng = np.random.default_rng([seed, 1])
@@ -257,9 +298,10 @@ def _market(
         z_prev = np.zeros(n_names)
         if t >= MOMENTUM_WINDOW:
             seasoned = np.flatnonzero(listed & (t - listing >= MOMENTUM_WINDOW))
-            ret20 = price[seasoned] / close[t - MOMENTUM_WINDOW, seasoned]
+            bull = market[max(0, t - REGIME_WINDOW + 1) : t + 1].sum() > 0.0
+            scores = _edge_scores(shape, close, t, seasoned, sec_now, bool(bull))
             # z goes through float32 here so that the stored score is exactly what drove r
-            z_prev[seasoned] = _momentum(ret20).astype(np.float32)
+            z_prev[seasoned] = scores.astype(np.float32)
             z[t] = z_prev
 
     member, index_level = _membership(close, listing, delist, dlret, size, n_active)
@@ -342,7 +384,9 @@ class SyntheticSource:
     n_sectors
         Number of sector labels (``Sector 01``, ...).
     edge
-        Strength of the planted momentum edge (``0``: pure noise).
+        Strength of the planted edge (``0``: pure noise).
+    shape
+        The planted edge's shape: one of ``SHAPES`` (module docstring).
     seed
         Seed of everything; equal parameters give an identical market.
     benchmark_symbol
@@ -362,6 +406,7 @@ class SyntheticSource:
         edge: float = 0.05,
         seed: int = 0,
         benchmark_symbol: str = BENCHMARK_SYMBOL,
+        shape: str = "momentum",
     ) -> None:
         n_names = 2 * int(n_active) if n_names is None else int(n_names)
         problems = []
@@ -377,6 +422,8 @@ class SyntheticSource:
             problems.append(f"edge must be a finite number, got {edge}")
         if int(seed) < 0:
             problems.append(f"seed must be a non-negative integer, got {seed}")
+        if shape not in SHAPES:
+            problems.append(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
         try:
             start_iso = pd.Timestamp(start).date().isoformat()
         except (ValueError, TypeError):
@@ -391,6 +438,7 @@ class SyntheticSource:
         self.n_sectors = int(n_sectors)
         self.edge = float(edge)
         self.seed = int(seed)
+        self.shape = str(shape)
         self.benchmark_symbol = str(benchmark_symbol).upper()
         self._cached: _Market | None = None
 
@@ -405,6 +453,7 @@ class SyntheticSource:
                 self.n_sectors,
                 self.edge,
                 self.seed,
+                self.shape,
             )
         return self._cached
 
@@ -603,8 +652,9 @@ class SyntheticSource:
         """The best achievable score at the close of each session: ``sigma_i * z_i,t``.
 
         ``session x symbol`` float64, from data up to ``t`` only; monotone in the expected
-        next-session return under the planted rule (0 for names with under 21 sessions of
-        history, NaN where a name is not listed).
+        next-session return under the planted rule, whatever its shape (0 for names with
+        under 21 sessions of history, and for every name where the edge is off: ``regime``
+        outside bull markets; NaN where a name is not listed).
         """
         m = self._m
         scores = m.z.astype(np.float64) * m.sigma
@@ -615,9 +665,17 @@ class SyntheticSource:
         """The planted rule in one line."""
         if self.edge == 0:
             return "no planted edge (edge=0): cross-sectional returns are pure noise"
+        ranked = {
+            "momentum": "the trailing 20-session return",
+            "reversal": "minus the trailing 5-session return",
+            "sector": "the trailing 20-session return minus its sector's mean",
+            "interaction": "u(20-session return) * u(5-session return)",
+            "regime": "the trailing 20-session return while the market's last 60 sessions "
+            "are up (z = 0 otherwise)",
+        }[self.shape]
         return (
-            f"momentum: E[r_i,t+1] - common drift = {self.edge:g} * sigma_i * z_i,t, "
-            "z = uniform rank score in [-sqrt3, sqrt3] of the trailing 20-session return "
+            f"{self.shape}: E[r_i,t+1] - common drift = {self.edge:g} * sigma_i * z_i,t, "
+            f"z = uniform rank score in [-sqrt3, sqrt3] of {ranked} "
             "among listed names (0 under 21 sessions of history), sigma_i = daily "
             "idiosyncratic vol; oracle_scores() = sigma_i * z_i,t"
         )
@@ -637,4 +695,4 @@ def _empty() -> pd.DataFrame:
     return empty_bars()
 
 
-__all__ = ["BENCHMARK_SYMBOL", "INFO", "SyntheticSource"]
+__all__ = ["BENCHMARK_SYMBOL", "INFO", "SHAPES", "SyntheticSource"]
