@@ -1126,6 +1126,61 @@ def membership_mask(
     return pd.DataFrame(out, index=sessions, columns=pd.Index(symbols))
 
 
+def tradable_mask(
+    spells: pd.DataFrame,
+    sessions: pd.Index,
+    symbols: Sequence[str] | pd.Index,
+    execution_lag: int = 1,
+    calendar: str = "XNYS",
+) -> pd.DataFrame:
+    """``session x symbol`` booleans: the members a decision at the close of t may buy or hold.
+
+    A member at t (:func:`membership_mask`) is left out when its spell, as known at the
+    close of t, ends at or before the fill session ``t + execution_lag``: a position filled
+    at that close earns from the next session on, when the name is no longer a member. The
+    end of a spell is known from its ``available_at`` when ``spells`` has the column (a
+    store read keeps the version's), else from the close of its end session (as
+    :func:`membership_versions` stores it). So with the store's spells a name is never
+    bought on its last member session, and a later spell it starts is known only from its
+    own first session.
+    """
+    index = pd.DatetimeIndex(sessions)
+    cols = pd.Index([str(s) for s in symbols])
+    n = len(index)
+    out = np.zeros((n, len(cols)), dtype=bool)
+    if len(spells) and n:
+        pos = cols.get_indexer(pd.Index(spells["symbol"].astype(str)))
+        starts = index.searchsorted(pd.to_datetime(spells["start"]).to_numpy(), "left")
+        ends = pd.DatetimeIndex(pd.to_datetime(spells["end"])).normalize()
+        closed = ~np.asarray(ends.isna(), dtype=bool)
+        stop = np.full(len(spells), n)
+        stop[closed] = index.searchsorted(ends[closed], "right")
+        # first decision row that knows the end, and first whose fill is on or after it
+        known = stop.copy()
+        if "available_at" in spells.columns:
+            at = pd.to_datetime(spells["available_at"], utc=True)[closed]
+            known[closed] = session_closes(index, calendar).searchsorted(at, "left")
+        else:
+            known[closed] = index.searchsorted(ends[closed], "left")
+        fills = index
+        if closed.any() and ends[closed].max() > index[-1]:
+            from py_finance.data.calendar import sessions as calendar_sessions
+
+            later = calendar_sessions(
+                index[-1] + pd.Timedelta(days=1),
+                index[-1] + pd.Timedelta(days=7 * execution_lag + 14),
+                calendar,
+            )
+            fills = pd.DatetimeIndex(index.append(later[:execution_lag]))
+        filled = np.full(len(spells), n)
+        filled[closed] = fills.searchsorted(ends[closed], "left") - execution_lag
+        cut = np.where(closed, np.minimum(stop, np.maximum(known, filled)), n)
+        for j, a, b in zip(pos, starts, cut, strict=True):
+            if j >= 0 and b > a:
+                out[a:b, j] = True
+    return pd.DataFrame(out, index=sessions, columns=pd.Index(symbols))
+
+
 def membership_versions(spells: pd.DataFrame, calendar: str = "XNYS") -> pd.DataFrame:
     """Point-in-time versions of final membership spells ``symbol, start, end``.
 

@@ -333,12 +333,17 @@ def _targets(
         # Score the recent history too: a sequence model reads the windows ending today.
         scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
 
-    # Only the universe's members as known now can be bought (as in the backtest).
-    from py_finance.data.store import membership_mask
+    # Only the universe's members as known now can be bought, and not a name whose exit is
+    # known by now to come by the fill (as in the backtest).
+    from py_finance.data.store import membership_mask, tradable_mask
 
-    members = membership_mask(ctx.store.membership(as_of), scores.index, scores.columns)
+    spells = ctx.store.membership(as_of)
+    members = membership_mask(spells, scores.index, scores.columns)
     if members.to_numpy().any():
-        scores = scores.where(members)
+        lag = s.backtest.execution_lag
+        scores = scores.where(
+            tradable_mask(spells, scores.index, scores.columns, lag, s.data.calendar)
+        )
     index = ctx.store.wide("adj_close", None, None, None, as_of, table="benchmark").iloc[:, 0]
     regimes = detect_regimes(index.loc[:today], s.regimes)["regime"]
     weights = target_weights(

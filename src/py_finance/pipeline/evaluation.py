@@ -36,7 +36,7 @@ from py_finance import tracking
 from py_finance.backtest.engine import BacktestResult, buy_and_hold, run_backtest
 from py_finance.backtest.metrics import compute_metrics
 from py_finance.config import flatten, resolved_config
-from py_finance.data.store import membership_mask
+from py_finance.data.store import membership_mask, tradable_mask
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.io import read_parquet, write_json, write_parquet, write_text
 from py_finance.pipeline.context import Context
@@ -273,12 +273,15 @@ class Market:
 
     ``prices`` from the first predicted session; ``returns`` into each close from the whole
     stored history (lookbacks before the start); ``members`` the point-in-time universe;
-    ``sectors`` of the day; ``regimes`` of the regimes stage.
+    ``tradable`` the members a decision at t may buy or hold (not those whose exit, known at
+    t, comes by the fill: :func:`~py_finance.data.store.tradable_mask`); ``sectors`` of the
+    day; ``regimes`` of the regimes stage.
     """
 
     prices: pd.DataFrame
     returns: pd.DataFrame
     members: pd.DataFrame
+    tradable: pd.DataFrame
     delistings: pd.DataFrame
     sectors: pd.Series | pd.DataFrame
     regimes: pd.Series
@@ -290,12 +293,21 @@ def market(ctx: Context, start: pd.Timestamp) -> Market:
     rets = px.pct_change(fill_method=None)
     regimes = _read(ctx.path("features", "regimes.parquet"), ctx.dvc_stage("regimes"))["regime"]
     px = px.loc[start:]
-    # Survivorship-free: only the members of the universe at t can be bought at t, a held
-    # name that delists is paid out at its delisting return, sectors are those of the day.
+    # Survivorship-free: only the members of the universe at t can be bought at t, and not
+    # on their last member session (the exit is known at that close), a held name that
+    # delists is paid out at its delisting return, sectors are those of the day.
+    spells = ctx.store.membership(ctx.as_of)
     return Market(
         prices=px,
         returns=rets,
-        members=membership_mask(ctx.store.membership(ctx.as_of), px.index, px.columns),
+        members=membership_mask(spells, px.index, px.columns),
+        tradable=tradable_mask(
+            spells,
+            px.index,
+            px.columns,
+            ctx.settings.backtest.execution_lag,
+            ctx.settings.data.calendar,
+        ),
         delistings=ctx.store.delistings(ctx.as_of),
         sectors=sectors_by_session(ctx.store.sector_history(ctx.as_of), px.index, px.columns),
         regimes=regimes,
@@ -303,7 +315,7 @@ def market(ctx: Context, start: pd.Timestamp) -> Market:
 
 
 def scores_on(m: Market, preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Scores (members only) and their predictive std, ``session x symbol`` on ``m``'s grid."""
+    """Scores (tradable members only) and their predictive std, on ``m``'s grid."""
     px = m.prices
     scores = preds["score"].unstack("symbol").reindex(index=px.index, columns=px.columns)
     # Predictive std of models that give one (MC dropout), for uncertainty-aware weighting.
@@ -312,7 +324,7 @@ def scores_on(m: Market, preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         if "std" in preds.columns
         else None
     )
-    return scores.where(m.members), std
+    return scores.where(m.tradable), std
 
 
 def variant_weights(
@@ -362,7 +374,7 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
     }
     ew = run_backtest(
         px,
-        equal_weight_targets(px.where(members), s.portfolio.rebalance_every),
+        equal_weight_targets(px.where(m.tradable), s.portfolio.rebalance_every),
         s.backtest,
         delistings=delistings,
     )

@@ -69,3 +69,56 @@ def test_membership_mask_is_true_inside_spells_only():
     assert mask["B"].tolist() == [False, True, True, False, True, True]
     assert mask["C"].tolist() == [False, False, True, False, False, False]
     assert not mask["D"].any()
+
+
+def _sessions(start: str, n: int) -> pd.DatetimeIndex:
+    from py_finance.data.calendar import sessions
+
+    return sessions(start, pd.Timestamp(start) + pd.Timedelta(days=3 * n), "XNYS")[:n]
+
+
+def test_a_name_is_not_tradable_on_its_last_member_session():
+    from py_finance.data.store import tradable_mask
+
+    sessions = _sessions("2020-01-02", 8)
+    spells = pd.DataFrame(
+        {
+            "symbol": ["A", "B", "B", "C"],
+            "start": [sessions[0], sessions[1], sessions[4], sessions[2]],
+            "end": [pd.NaT, sessions[3], pd.NaT, sessions[2]],
+        }
+    )
+    mask = tradable_mask(spells, sessions, ["A", "B", "C"])
+    members = membership_mask(spells, sessions, ["A", "B", "C"])
+    assert mask["A"].all()
+    # B's exit at its 4th session is known at that close: bought then, it would be held
+    # only from the 5th on; its next spell counts from its own first session
+    assert members["B"].tolist() == [False, True, True, True, True, True, True, True]
+    assert mask["B"].tolist() == [False, True, True, False, True, True, True, True]
+    assert not mask["C"].any()  # a one-session spell is never bought
+    assert (mask <= members).all().all()
+
+
+def test_an_exit_known_in_advance_stops_buying_when_the_fill_would_be_on_or_after_it():
+    from py_finance.data.calendar import session_closes
+    from py_finance.data.store import tradable_mask
+
+    sessions = _sessions("2020-01-02", 8)
+    closes = session_closes(sessions)
+    # announced at the close of the 2nd session: the last member session is the 6th
+    spells = pd.DataFrame(
+        {"symbol": ["A"], "start": [sessions[0]], "end": [sessions[5]], "available_at": [closes[1]]}
+    )
+    lag1 = tradable_mask(spells, sessions, ["A"], execution_lag=1)["A"].tolist()
+    assert lag1 == [True, True, True, True, False, False, False, False]
+    lag2 = tradable_mask(spells, sessions, ["A"], execution_lag=2)["A"].tolist()
+    assert lag2 == [True, True, True, False, False, False, False, False]
+    # known only at the 6th close (the store's own versions): that session only
+    late = spells.assign(available_at=[closes[5]])
+    assert tradable_mask(late, sessions, ["A"])["A"].tolist() == [True] * 5 + [False] * 3
+    # an exit after the grid's last session, known at its last close (the live loop's day)
+    grid = sessions[:5]
+    ahead = spells.assign(end=[sessions[5]], available_at=[closes[4]])
+    assert tradable_mask(ahead, grid, ["A"])["A"].tolist() == [True] * 4 + [False]
+    later = spells.assign(end=[sessions[6]], available_at=[closes[4]])
+    assert tradable_mask(later, grid, ["A"])["A"].tolist() == [True] * 5
