@@ -23,6 +23,12 @@ and drops or delays articles known after it. The bundled source has no such tabl
 restatements, after-close and weekend articles) for the ``fundamentals`` and ``news``
 groups to be checked.
 
+Bars, delistings and membership travel the same way. The bundled source has adjusted closes
+only, so the command also checks the feature sets and labels on the synthetic market
+(:func:`synthetic_data`): every bar field (open, high, low, close, vwap, volume) is
+perturbed after t, delistings after t are redrawn and new ones added, membership not yet
+known at t is redrawn, and half the sampled sessions sit at those events.
+
 Values are compared with a relative tolerance of ``rtol`` (running sums restarted at a
 different session differ in the last bits); rows present on one side only are reported as
 the column ``<rows>``.
@@ -62,6 +68,13 @@ class LeakData:
         Point-in-time tables (layouts in :mod:`py_finance.features.tables`), or ``None``.
     calendar
         Exchange calendar whose session closes cut the tables.
+    delistings
+        ``symbol, date, delisting_return`` (``date``: the first session a name no longer
+        trades, known from its close), or ``None``.
+    membership
+        Membership spells ``symbol, start, end`` (``end``: the last member session, NaT
+        while open; a spell is known from its start's close, its end from the end's close),
+        or ``None``.
     """
 
     fields: dict[str, pd.DataFrame]
@@ -69,11 +82,36 @@ class LeakData:
     fundamentals: pd.DataFrame | None = None
     news: pd.DataFrame | None = None
     calendar: str = "XNYS"
+    delistings: pd.DataFrame | None = None
+    membership: pd.DataFrame | None = None
 
     @property
     def sessions(self) -> pd.DatetimeIndex:
         """Sessions of the data."""
         return pd.DatetimeIndex(self.fields["close"].index)
+
+    def event_positions(self) -> np.ndarray:
+        """Sessions (positions) of, and just before, each delisting and spell start or end."""
+        days: list[pd.Timestamp] = []
+        if self.delistings is not None:
+            days += list(pd.to_datetime(self.delistings["date"]))
+        if self.membership is not None:
+            days += list(pd.to_datetime(self.membership["start"]))
+            days += list(pd.to_datetime(self.membership["end"]).dropna())
+        if not days:
+            return np.array([], dtype=int)
+        at = self.sessions.get_indexer(pd.DatetimeIndex(days).normalize())
+        at = at[at >= 0]
+        return np.unique(np.concatenate([at - 1, at]))
+
+    def members(self) -> pd.DataFrame | None:
+        """``session x symbol`` membership (:func:`~py_finance.data.store.membership_mask`)."""
+        from py_finance.data.store import membership_mask
+
+        if self.membership is None:
+            return None
+        close = self.fields["close"]
+        return membership_mask(self.membership, close.index, close.columns)
 
     def cutoff(self, position: int) -> int:
         """Close of the session at ``position`` (int64 UTC ns): the tables' knowledge cut."""
@@ -86,19 +124,27 @@ class LeakData:
         from py_finance.features.tables import known_by
 
         cut = self.cutoff(hi) if self.fundamentals is not None or self.news is not None else 0
+        last = self.sessions[hi]
         return LeakData(
             {k: v.iloc[lo : hi + 1] for k, v in self.fields.items()},
             self.market.iloc[lo : hi + 1],
             known_by(self.fundamentals, cut),
             known_by(self.news, cut),
             self.calendar,
+            _delistings_known(self.delistings, last),
+            membership_known(self.membership, last),
         )
 
     def perturbed(self, after: int, rng: np.random.Generator, scale: float = 0.05) -> LeakData:
         """A copy whose sessions after position ``after`` are randomly changed.
 
-        Prices get a random-walk factor per symbol (shared by open/high/low/close/vwap) and
-        small independent noise per field; volume an independent log-normal factor.
+        Every bar field changes: prices get a random-walk factor per symbol (shared by
+        open/high/low/close/vwap) and independent noise per field (so a feature reading a
+        later open, high or low sees it move even relative to the close); volume, and any
+        other field, an independent log-normal factor. With delistings, the later ones get
+        new returns and one name in eight still trading at ``after`` is delisted at a random
+        later session (its bars end there). With membership, spells open at ``after`` get a
+        random end (or stay open), later spells are replaced by random ones.
         """
         n = len(self.sessions) - after - 1
         if n <= 0:
@@ -108,23 +154,127 @@ class LeakData:
         path = np.exp(np.cumsum(rng.normal(0.0, scale, size=(n, k)), axis=0))
         for name, frame in self.fields.items():
             values = frame.to_numpy(dtype="float64", copy=True)
-            if name == "volume":
-                values[after + 1 :] *= rng.lognormal(0.0, 0.5, size=(n, k))
-            else:
+            if name in PRICE_FIELDS:
                 values[after + 1 :] *= path * np.exp(rng.normal(0.0, scale / 5, size=(n, k)))
+            else:
+                values[after + 1 :] *= rng.lognormal(0.0, 0.5, size=(n, k))
             out[name] = pd.DataFrame(values, index=frame.index, columns=frame.columns)
         market = self.market.to_numpy(dtype="float64", copy=True)
         market[after + 1 :] *= np.exp(np.cumsum(rng.normal(0.0, scale, size=n)))
         fundamentals, news = self.fundamentals, self.news
         if fundamentals is not None or news is not None:
             fundamentals, news = _perturb_tables(fundamentals, news, self.cutoff(after), rng)
+        delistings = self.delistings
+        if delistings is not None:
+            delistings = _perturb_delistings(out, delistings, after, rng)
+        membership = self.membership
+        if membership is not None:
+            membership = _perturb_membership(membership, self.sessions, after, rng)
         return LeakData(
             out,
             pd.Series(market, index=self.market.index, name=self.market.name),
             fundamentals,
             news,
             self.calendar,
+            delistings,
+            membership,
         )
+
+
+PRICE_FIELDS = ("open", "high", "low", "close", "vwap", "raw_close")
+
+
+def _delistings_known(delistings: pd.DataFrame | None, t: pd.Timestamp) -> pd.DataFrame | None:
+    """Delistings known at the close of session ``t`` (those dated ``t`` or before)."""
+    if delistings is None:
+        return None
+    dates = pd.DatetimeIndex(pd.to_datetime(delistings["date"]))
+    return delistings.loc[np.asarray(dates <= t)].reset_index(drop=True)
+
+
+def membership_known(spells: pd.DataFrame | None, t: pd.Timestamp) -> pd.DataFrame | None:
+    """Membership spells as known at the close of session ``t``.
+
+    Spells that start after ``t`` are unknown; an end after ``t`` is unknown (the spell is
+    open), as :func:`py_finance.data.store.membership_versions` stores them.
+    """
+    if spells is None:
+        return None
+    known = spells.loc[np.asarray(pd.to_datetime(spells["start"]) <= t)].copy()
+    end = pd.to_datetime(known["end"])
+    known["end"] = end.where(end <= t)
+    return known.reset_index(drop=True)
+
+
+def _perturb_delistings(
+    fields: dict[str, pd.DataFrame],
+    delistings: pd.DataFrame,
+    after: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """New returns for the delistings after ``after``; some names delisted at random later.
+
+    ``fields`` are changed in place: a newly delisted name has no bars from its date on.
+    """
+    close = fields["close"]
+    sessions = pd.DatetimeIndex(close.index)
+    t = sessions[after]
+    frame = delistings.copy()
+    dates = pd.DatetimeIndex(pd.to_datetime(frame["date"]))
+    later = np.asarray(dates > t)
+    rets = frame["delisting_return"].to_numpy(dtype="float64", copy=True)
+    rets[later] = rng.uniform(-1.0, 0.5, size=int(later.sum()))
+    frame["delisting_return"] = rets
+    trading = np.flatnonzero(np.isfinite(close.to_numpy()[after]))
+    if after + 2 >= len(sessions) or not len(trading):
+        return frame
+    chosen = trading[rng.random(len(trading)) < 0.125]
+    rows = []
+    for j in chosen:
+        sym = str(close.columns[j])
+        r = int(rng.integers(after + 1, len(sessions)))
+        for values in fields.values():
+            if sym in values.columns:
+                values.loc[values.index[r:], sym] = np.nan
+        rows.append((sym, sessions[r], float(rng.uniform(-1.0, 0.5))))
+    if not rows:
+        return frame
+    gone = {sym for sym, _, _ in rows}
+    keep = ~(frame["symbol"].astype(str).isin(gone).to_numpy() & later)
+    added = pd.DataFrame(rows, columns=["symbol", "date", "delisting_return"])
+    return pd.concat([frame.loc[keep], added], ignore_index=True)
+
+
+def _perturb_membership(
+    spells: pd.DataFrame, sessions: pd.DatetimeIndex, after: int, rng: np.random.Generator
+) -> pd.DataFrame:
+    """Spells as known at ``after`` kept; their unknown ends and later spells drawn at random."""
+    t = sessions[after]
+    n = len(sessions)
+    if after + 1 >= n:
+        return spells
+    start = pd.to_datetime(spells["start"])
+    end = pd.to_datetime(spells["end"])
+    ended = np.asarray(end.notna() & (end <= t))
+    open_at_t = np.asarray((start <= t) & ~ended)
+    frame = spells.loc[ended | open_at_t, ["symbol", "start", "end"]].copy()
+    redraw = np.asarray(open_at_t[ended | open_at_t])
+    new_end = pd.Series(
+        sessions[rng.integers(after + 1, n, size=len(frame))], index=frame.index
+    ).where(rng.random(len(frame)) < 0.5)
+    frame.loc[redraw, "end"] = new_end[redraw]
+    symbols = spells["symbol"].astype(str).unique()
+    joins = symbols[rng.random(len(symbols)) < 0.1]
+    first = rng.integers(after + 1, n, size=len(joins))
+    last = np.minimum(first + rng.integers(0, 126, size=len(joins)), n - 1)
+    added = pd.DataFrame(
+        {
+            "symbol": joins,
+            "start": sessions[first],
+            "end": pd.Series(sessions[last]).where(rng.random(len(joins)) < 0.5).to_numpy(),
+        }
+    )
+    return pd.concat([frame, added], ignore_index=True)
 
 
 def _perturb_tables(
@@ -288,6 +438,10 @@ def check(
 ) -> LeakReport:
     """Recompute ``component`` at ``n_sessions`` sampled sessions; see the module docstring.
 
+    With delistings or membership in ``data``, up to half of the sampled sessions are the
+    sessions of, and just before, a delisting or a membership change (where knowing it a
+    session early shows); the rest are drawn uniformly.
+
     Parameters
     ----------
     compare
@@ -305,9 +459,7 @@ def check(
     first = history if lookback is not None else component.delay + compare
     if n - 1 - first < 1:
         raise PyFinanceError(f"{component.name}: {n} sessions are too few to check")
-    positions = np.sort(
-        rng.choice(np.arange(first, n - 1), size=min(n_sessions, n - 1 - first), replace=False)
-    )
+    positions = _sample(np.arange(first, n - 1), data.event_positions(), n_sessions, rng)
     findings: dict[tuple[str, str], list[Any]] = {}
     with fit_cache():
         full = component.compute(data)
@@ -340,6 +492,19 @@ def check(
         for (col, mode), hits in sorted(findings.items())
     )
     return LeakReport(component.name, len(positions), tuple(map(str, full.columns)), result)
+
+
+def _sample(
+    candidates: np.ndarray, events: np.ndarray, n_sessions: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n_sessions`` of ``candidates`` (sorted): up to half at ``events``, the rest uniform."""
+    size = min(n_sessions, len(candidates))
+    at_events = np.intersect1d(candidates, events)
+    k = min(size // 2, len(at_events))
+    chosen = rng.choice(at_events, size=k, replace=False) if k else np.array([], dtype=int)
+    rest = np.setdiff1d(candidates, chosen)
+    others = rng.choice(rest, size=size - k, replace=False)
+    return np.sort(np.concatenate([chosen, others]).astype(int))
 
 
 # ------------------------------------------------------------------ shipped components
@@ -378,11 +543,17 @@ def feature_component(name: str, cfg: Any, calendar: str = "XNYS") -> Component:
 
 
 def label_component(name: str, cfg: Any, execution_lag: int = 1) -> Component:
-    """A label config as a component: rows known once their window has ended."""
+    """A label config as a component: rows known once their window has ended.
+
+    As the labels stage computes them: with the data's delistings (paid out inside a
+    window) and membership (members' rows only, ranked among members), when it has them.
+    """
     from py_finance.features.labels import forward_returns
 
     def compute(d: LeakData) -> pd.DataFrame:
-        return forward_returns(d.fields["close"], cfg, execution_lag)
+        return forward_returns(
+            d.fields["close"], cfg, execution_lag, delistings=d.delistings, members=d.members()
+        )
 
     return Component(
         f"labels={name}", compute, 0, delay=cfg.horizon + execution_lag, known_at=known_by_label_end
@@ -571,14 +742,67 @@ def bundled_data(
     )
 
 
-def run(components: Sequence[Component], data: LeakData, **kwargs: Any) -> list[LeakReport]:
-    """Check every component; logs one summary per component."""
+def synthetic_data(
+    n_active: int = 30,
+    n_sessions: int = 1260,
+    seed: int = 0,
+    *,
+    tables: bool = True,
+) -> LeakData:
+    """The synthetic market's OHLCV bars, index, delistings and membership (no store needed).
+
+    :class:`~py_finance.data.sources.synthetic.SyntheticSource` with ``n_active`` index
+    members (twice as many names listed over time): names list, delist (acquisitions and
+    failures, with their delisting returns) and drift in and out of the index, so labels are
+    checked with delistings and membership changes and every bar field (open, high, low,
+    close, volume, plus a ``vwap`` of high, low and close and ``raw_close`` equal to the
+    close) is perturbed. With ``tables``, synthetic fundamentals and news as for
+    :func:`bundled_data`.
+    """
+    from py_finance.data.sources.synthetic import SyntheticSource
+
+    src = SyntheticSource(n_active=n_active, n_sessions=n_sessions, seed=seed)
+    first, last = src.coverage()
+    long = src.bars(src.symbols(), first, last)
+    sessions = pd.DatetimeIndex(pd.to_datetime(src.benchmark(first, last)["session"]))
+    fields: dict[str, pd.DataFrame] = {}
+    for name in ("open", "high", "low", "close", "volume"):
+        wide = long.pivot(index="session", columns="symbol", values=name)
+        wide.columns.name = None
+        fields[name] = wide.reindex(sessions).astype("float64")
+    fields["vwap"] = (fields["high"] + fields["low"] + fields["close"]) / 3.0
+    fields["raw_close"] = fields["close"].copy()
+    bench = src.benchmark(first, last)
+    market = pd.Series(bench["adj_close"].to_numpy(dtype="float64"), index=sessions)
+    fundamentals, news = synthetic_tables(fields["close"], seed) if tables else (None, None)
+    return LeakData(
+        fields,
+        market,
+        fundamentals,
+        news,
+        delistings=src.delistings(),
+        membership=src.universe(),
+    )
+
+
+def run(
+    components: Sequence[Component],
+    data: LeakData,
+    *,
+    label: str | None = None,
+    **kwargs: Any,
+) -> list[LeakReport]:
+    """Check every component; logs one summary per component (prefixed ``[label]``)."""
     reports = []
+    prefix = f"[{label}] " if label else ""
     for comp in components:
         report = check(comp, data, **kwargs)
-        (log.info if report.ok else log.error)(report.summary())
+        (log.info if report.ok else log.error)(prefix + report.summary())
         reports.append(report)
     return reports
+
+
+DATASETS = ("bundled", "synthetic")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -592,37 +816,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--labels", nargs="*", help="label configs (default: all shipped)")
     parser.add_argument("--regimes", nargs="*", help="regime configs (default: all shipped)")
     parser.add_argument("--policies", nargs="*", help="regime policies (default: all shipped)")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=DATASETS,
+        default=list(DATASETS),
+        help="bundled: the bundled closes (every component); synthetic: the synthetic market's "
+        "OHLCV bars with delistings and membership changes (feature sets and labels); "
+        "default: both",
+    )
     parser.add_argument("--sessions", type=int, default=100, help="sampled sessions (100)")
+    parser.add_argument(
+        "--synthetic-sessions",
+        type=int,
+        default=50,
+        help="sampled sessions on the synthetic market (50)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", type=int, default=5, help="sessions compared per sample")
     parser.add_argument("--future", type=int, default=63, help="perturbed sessions after t")
     parser.add_argument("--symbols", nargs="*", help="bundled symbols (default: all)")
-    parser.add_argument("--start", help="first session (default: the data's first)")
-    parser.add_argument("--end", help="last session (default: the data's last)")
+    parser.add_argument("--start", help="first bundled session (default: the data's first)")
+    parser.add_argument("--end", help="last bundled session (default: the data's last)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. regimes.refit=monthly")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    common = {
+        "seed": args.seed,
+        "compare": args.compare,
+        "future": args.future,
+        "progress": sys.stderr.isatty(),
+    }
+    leaks: list[str] = []
+    counts: list[str] = []
     try:
-        comps = shipped_components(
-            args.features, args.labels, args.regimes, args.overrides, args.policies
-        )
-        data = bundled_data(args.symbols, args.start, args.end)
-        reports = run(
-            comps,
-            data,
-            n_sessions=args.sessions,
-            seed=args.seed,
-            compare=args.compare,
-            future=args.future,
-            progress=sys.stderr.isatty(),
-        )
+        if "bundled" in args.data:
+            comps = shipped_components(
+                args.features, args.labels, args.regimes, args.overrides, args.policies
+            )
+            data = bundled_data(args.symbols, args.start, args.end)
+            reports = run(comps, data, label="bundled", n_sessions=args.sessions, **common)
+            leaks += [f"{r.component} (bundled)" for r in reports if not r.ok]
+            counts.append(f"{len(comps)} on the bundled closes")
+        if "synthetic" in args.data:
+            # Regimes and regime policies read the index (and closes): the bundled run
+            # checks them; here the components that read open/high/low/volume, delistings
+            # and membership.
+            comps = shipped_components(args.features, args.labels, [], args.overrides, [])
+            data = synthetic_data(seed=args.seed)
+            reports = run(
+                comps, data, label="synthetic", n_sessions=args.synthetic_sessions, **common
+            )
+            leaks += [f"{r.component} (synthetic)" for r in reports if not r.ok]
+            counts.append(
+                f"{len(comps)} on the synthetic market (OHLCV, "
+                f"{len(data.delistings if data.delistings is not None else [])} delistings, "
+                f"{len(data.membership if data.membership is not None else [])} membership "
+                "spells)"
+            )
     except PyFinanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    leaks = [r for r in reports if not r.ok]
     print(
-        f"leakcheck: {len(reports)} components, "
-        + ("no leak" if not leaks else f"LEAKS in {', '.join(r.component for r in leaks)}")
+        f"leakcheck: {', '.join(counts)}: "
+        + ("no leak" if not leaks else f"LEAKS in {', '.join(leaks)}")
     )
     return 1 if leaks else 0
 

@@ -130,6 +130,8 @@ def test_regimes_pass_and_a_full_sample_regime_fit_is_caught():
 def test_cli_exits_zero_on_shipped_components(capsys):
     code = lc.main(
         [
+            "--data",
+            "bundled",
             "--features",
             "basic",
             "--labels",
@@ -149,9 +151,11 @@ def test_cli_exits_zero_on_shipped_components(capsys):
 
 def test_cli_exits_non_zero_on_a_leak(leaky_groups, monkeypatch, capsys):
     monkeypatch.setattr(lc, "shipped_components", lambda *a, **k: [_component(["test_centred_ma"])])
-    code = lc.main(["--sessions", "5", "--start", "2000-01-03", "--end", "2001-12-31"])
+    code = lc.main(
+        ["--data", "bundled", "--sessions", "5", "--start", "2000-01-03", "--end", "2001-12-31"]
+    )
     assert code == 1
-    assert "LEAKS in features=planted" in capsys.readouterr().out
+    assert "LEAKS in features=planted (bundled)" in capsys.readouterr().out
 
 
 def test_shipped_regime_policies_pass_and_a_policy_that_peeks_is_caught():
@@ -176,3 +180,189 @@ def test_shipped_regime_policies_pass_and_a_policy_that_peeks_is_caught():
     report = lc.check(lc.policy_component("peeking", PeekingPolicy(), regimes), data, n_sessions=10)
     assert not report.ok
     assert any("regime_policy=peeking" in str(f) for f in report.findings)
+
+
+# ------------------------------------------------ OHLCV, delistings and membership
+@pytest.fixture(scope="module")
+def market():
+    """A small synthetic market: OHLCV, 6 delistings, 19 membership spells over 400 sessions."""
+    data = lc.synthetic_data(n_active=10, n_sessions=400, tables=False)
+    assert data.delistings is not None and len(data.delistings) >= 5
+    assert data.membership is not None and data.membership["end"].notna().sum() >= 5
+    return data
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return bool(np.array_equal(a.to_numpy(), b.to_numpy(), equal_nan=True))
+
+
+def test_the_perturbed_future_changes_every_bar_field_and_nothing_known_at_t(market):
+    after = 200
+    t = market.sessions[after]
+    got = market.perturbed(after, np.random.default_rng(1))
+    assert set(got.fields) == {"open", "high", "low", "close", "vwap", "volume", "raw_close"}
+    for name, frame in market.fields.items():
+        new = got.fields[name]
+        assert _same(new.iloc[: after + 1], frame.iloc[: after + 1]), name
+        both = np.isfinite(new.iloc[after + 1 :].to_numpy()) & np.isfinite(
+            frame.iloc[after + 1 :].to_numpy()
+        )
+        changed = new.iloc[after + 1 :].to_numpy() != frame.iloc[after + 1 :].to_numpy()
+        assert changed[both].all(), name
+    # some names still trading at t are delisted later, their bars end there
+    assert len(got.delistings) > len(lc._delistings_known(market.delistings, t))
+    pd.testing.assert_frame_equal(
+        lc._delistings_known(got.delistings, t), lc._delistings_known(market.delistings, t)
+    )
+    assert not got.delistings.equals(market.delistings)
+    # membership as known at t is kept, what is not known yet is redrawn
+    known = lc.membership_known(got.membership, t).sort_values(["symbol", "start"])
+    before = lc.membership_known(market.membership, t).sort_values(["symbol", "start"])
+    pd.testing.assert_frame_equal(known.reset_index(drop=True), before.reset_index(drop=True))
+    assert not _same(got.members().iloc[after + 1 :], market.members().iloc[after + 1 :])
+    assert _same(got.members().iloc[: after + 1], market.members().iloc[: after + 1])
+
+
+@pytest.fixture()
+def field_groups():
+    """``next_<field>``: the next session's field over today's (a leak); ``prev_<field>``."""
+
+    def shift(x, k):  # symbol x session; k < 0 reads later sessions
+        out = np.full_like(x, np.nan)
+        if k > 0:
+            out[:, k:] = x[:, :-k]
+        else:
+            out[:, :k] = x[:, -k:]
+        return out
+
+    kinds = []
+    for lag, prefix in ((-1, "next"), (1, "prev")):
+
+        class Ratio(FeatureGroup):
+            ahead = lag
+            tag = prefix
+
+            def lookback(self):
+                return 2
+
+            def names(self, inp):
+                return [f"{self.tag}_{self.params['field']}"]
+
+            def compute(self, inp):
+                x = inp.get(self.params["field"])
+                yield f"{self.tag}_{self.params['field']}", shift(x, self.ahead) / x
+
+        register_group(f"test_{prefix}_field")(Ratio)
+        kinds.append(f"test_{prefix}_field")
+    yield
+    for kind in kinds:
+        GROUPS.pop(kind)
+
+
+@pytest.mark.parametrize("field", ["open", "high", "low", "volume", "vwap"])
+def test_a_feature_reading_a_later_open_high_low_or_volume_is_caught(market, field_groups, field):
+    cfg = FeatureConfig(
+        name="planted",
+        momentum_windows=(1,),
+        volatility_windows=(),
+        zscore=False,
+        groups=(
+            {"kind": "test_next_field", "field": field},
+            {"kind": "test_prev_field", "field": field},
+        ),
+        dropna="all",
+    )
+    report = lc.check(lc.feature_component("planted", cfg), market, n_sessions=10)
+    assert report.leaky_columns == [f"next_{field}"], report.summary()
+    # the perturbed future moves this field (not only the truncation sees the leak)
+    assert {f.mode for f in report.findings} == {"truncated", "perturbed"}
+
+
+def test_shipped_feature_sets_see_every_ohlcv_column_of_the_synthetic_market(market):
+    from py_finance.config import compose, instantiate
+
+    for name, columns in (("alpha158", 158), ("full", 104)):
+        cfg = instantiate(compose([f"features={name}"]).features)
+        comp = lc.feature_component(name, cfg)
+        assert comp.compute(market).shape[1] == columns, name
+
+
+def _labels(name, compute):
+
+    return lc.Component(name, compute, 0, delay=5 + 1, known_at=lc.known_by_label_end)
+
+
+def test_labels_with_delistings_and_membership_pass(market):
+    from py_finance.features.labels import LabelConfig
+
+    report = lc.check(lc.label_component("h5", LabelConfig(horizon=5)), market, n_sessions=60)
+    assert report.ok, report.summary()
+
+
+def test_a_delisting_paid_a_session_before_it_is_known_is_caught(market):
+    from py_finance.features.labels import LabelConfig, forward_returns
+
+    def early(d):
+        # the payout from the last trading session: known only at the next close
+        moved = d.delistings.copy()
+        sessions = d.sessions
+        at = sessions.get_indexer(pd.to_datetime(moved["date"]))
+        moved["date"] = sessions[np.maximum(at - 1, 0)]
+        return forward_returns(
+            d.fields["close"], LabelConfig(horizon=5), 1, delistings=moved, members=d.members()
+        )
+
+    report = lc.check(_labels("labels=early_payout", early), market, n_sessions=60)
+    assert "fwd_ret_5" in report.leaky_columns, report.summary()
+
+
+def test_labels_without_the_names_that_delist_later_are_caught(market):
+    from py_finance.features.labels import LabelConfig, forward_returns
+
+    def survivors(d):
+        gone = d.delistings["symbol"].astype(str).unique()
+        close = d.fields["close"].drop(columns=list(gone))
+        return forward_returns(close, LabelConfig(horizon=5), 1)
+
+    report = lc.check(_labels("labels=survivors", survivors), market, n_sessions=20)
+    assert lc.ROWS in report.leaky_columns, report.summary()
+
+
+def test_labels_ranked_among_the_members_of_a_later_session_are_caught(market):
+    from py_finance.features.labels import LabelConfig, forward_returns
+
+    def later_members(d):
+        # members at the session after the label's window: known a session too late
+        members = d.members().shift(-(1 + 5 + 1), fill_value=False)
+        return forward_returns(d.fields["close"], LabelConfig(horizon=5), 1, members=members)
+
+    report = lc.check(_labels("labels=later_members", later_members), market, n_sessions=30)
+    assert lc.ROWS in report.leaky_columns, report.summary()
+    # the redrawn future membership shows it too, not only the cut at t
+    assert "perturbed" in {f.mode for f in report.findings if f.column == lc.ROWS}
+
+
+def test_half_the_sampled_sessions_are_at_delistings_and_membership_changes(market):
+    events = market.event_positions()
+    assert len(events) >= 20
+    sampled = lc._sample(np.arange(70, 399), events, 30, np.random.default_rng(0))
+    assert len(sampled) == len(set(sampled)) == 30
+    assert np.isin(sampled, events).sum() >= 15
+
+
+def test_cli_checks_the_synthetic_market(capsys):
+    code = lc.main(
+        [
+            "--data",
+            "synthetic",
+            "--features",
+            "basic",
+            "--labels",
+            "h1",
+            "--synthetic-sessions",
+            "4",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 on the synthetic market (OHLCV" in out and "no leak" in out
