@@ -11,6 +11,7 @@ Importing it loads no mlflow; each function imports mlflow when first called.
 
 from py_finance.tracking import deployment
 from py_finance.tracking.compare import (
+    AmbiguousRunError,
     Curve,
     RunNotFoundError,
     compare,
@@ -107,6 +108,7 @@ __all__ = [
     "MODEL_URI_TAG",
     "QUESTION_TAG",
     "TRIAL_TAG",
+    "AmbiguousRunError",
     "Curve",
     "GateDecision",
     "GateEvidence",

@@ -1,7 +1,8 @@
 """Compare tracked runs: one chart of equity and drawdown curves, one metrics table.
 
-A run is named by its id or by its name (the newest run of that name in the active
-experiment). Backtest runs carry ``equity.parquet`` (their variant's growth of 1 and the
+A run is named by its id or by its name (the one run of that name in the active
+experiment; a name that several runs share is an error listing them, unless the newest is
+asked for). Backtest runs carry ``equity.parquet`` (their variant's growth of 1 and the
 benchmark's); a sweep job run carries none of its own, so its curve is that of its candidate
 backtest, the child run tagged ``variant=regime_aware`` by default.
 
@@ -17,6 +18,7 @@ import io
 import logging
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,11 +50,17 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
 _LABEL_TAGS = ("model", "horizon", "regime_policy", "variant")
 _MAX_LABEL_KEYS = 3
 _MAX_VALUE_CHARS = 24
+# Runs of an ambiguous name listed in the error.
+_MAX_CANDIDATES = 6
 _PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class RunNotFoundError(PyFinanceError):
     """A run id or name names no run of the tracking store."""
+
+
+class AmbiguousRunError(PyFinanceError):
+    """A run name names several runs (and the newest was not asked for)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +89,27 @@ class Curve:
     benchmark: pd.Series | None
 
 
-def resolve_run(ref: str) -> Any:
-    """The mlflow ``Run`` named by ``ref``: a run id, else the newest run of that name.
+def resolve_run(ref: str, *, latest: bool = False) -> Any:
+    """The mlflow ``Run`` named by ``ref``: a run id, else the one run of that name.
 
     Names are looked up in the active experiment (see :func:`py_finance.tracking.setup`).
+    Several runs often share a name (every ``dvc repro`` or experiment logs
+    ``backtest-h5-baseline``): a name is then ambiguous unless ``latest`` is set.
+
+    Parameters
+    ----------
+    ref
+        A run id or a run name.
+    latest
+        Take the newest run of an ambiguous name on purpose.
 
     Raises
     ------
     RunNotFoundError
         When no run has that id or name.
+    AmbiguousRunError
+        When several runs have that name and ``latest`` is not set; the message lists them
+        (run id, start time, what tells them apart).
     """
     mlflow = import_mlflow()
     from mlflow.exceptions import MlflowException
@@ -108,7 +128,7 @@ def resolve_run(ref: str) -> Any:
         found = client.search_runs(
             [experiment_id],
             filter_string=f"attributes.run_name = {quote}{ref}{quote}",
-            max_results=1,
+            max_results=1 if latest else _MAX_CANDIDATES + 1,
             order_by=["attributes.start_time DESC"],
         )
     if not found:
@@ -117,7 +137,40 @@ def resolve_run(ref: str) -> Any:
             f"unknown run {ref!r}: no run has this id, and no run of experiment "
             f"{experiment.name!r} has this name (list runs with `make ui`)"
         )
+    if len(found) > 1:
+        shown = found[:_MAX_CANDIDATES]
+        more = " and more" if len(found) > _MAX_CANDIDATES else ""
+        raise AmbiguousRunError(
+            f"run name {ref!r} names {len(shown)}{more} runs, newest first: "
+            + "; ".join(
+                _candidate(run, extra)
+                for run, extra in zip(shown, _differences(shown), strict=True)
+            )
+            + ": give a run id, or --latest to take the newest on purpose"
+        )
     return found[0]
+
+
+def _differences(runs: Sequence[Any]) -> list[str]:
+    """What tells runs of one name apart: the tags and params that differ (``top_k=5``)."""
+    out = []
+    for label, run in zip(run_labels(runs), runs, strict=True):
+        rest = label[len(str(run.info.run_name or run.info.run_id[:8])) :]
+        rest = re.sub(r" \[[0-9a-f]{8}\]$", "", rest).strip()
+        out.append(rest[1:-1] if rest.startswith("(") and rest.endswith(")") else rest)
+    return out
+
+
+def _candidate(run: Any, extra: str) -> str:
+    """``<run id> (<start time UTC>, <tags>[, <what differs>])`` for an ambiguity error."""
+    import datetime as dt
+
+    started = dt.datetime.fromtimestamp(run.info.start_time / 1000, tz=dt.UTC)
+    tags = run.data.tags
+    what = [started.strftime("%Y-%m-%d %H:%M:%S UTC")]
+    what += [f"{k}={tags[k]}" for k in ("model", "horizon") if tags.get(k) and f"{k}=" not in extra]
+    what += [extra] if extra else []
+    return f"{run.info.run_id} ({', '.join(what)})"
 
 
 def latest_sweep() -> str:

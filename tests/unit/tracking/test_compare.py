@@ -291,3 +291,43 @@ def test_cli_sweep_latest_compares_the_newest_sweeps_jobs(
     rows = [line for line in capsys.readouterr().out.splitlines() if job in line]
     assert len(rows) == 1 and f"job-{tag}" in rows[0]
     assert (tmp_path / "compare.png").is_file()
+
+
+def test_a_run_name_that_several_runs_share_is_an_error_listing_them(store) -> None:
+    # Regression: a name named "the newest run of that name", silently: after the docs' flows
+    # six runs were called backtest-h5-baseline and an old slice's run was compared.
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    old = _backtest_run(name, {"sharpe": 0.4}, params={"portfolio.top_k": "5"}, seed=1)
+    new = _backtest_run(name, {"sharpe": 0.9}, params={"portfolio.top_k": "10"}, seed=2)
+
+    with pytest.raises(tracking.AmbiguousRunError) as err:
+        tracking.resolve_run(name)
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"run name '{name}' names 2 runs" in message
+    assert message.index(new) < message.index(old)  # newest first
+    assert f"{new} (" in message and "top_k=10" in message and "top_k=5" in message
+    assert "UTC" in message and "--latest" in message
+    assert tracking.resolve_run(name, latest=True).info.run_id == new
+    assert tracking.resolve_run(old).info.run_id == old  # an id is never ambiguous
+
+
+def test_cli_with_a_shared_run_name_fails_in_one_line_unless_latest(
+    store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    for seed in (1, 2):
+        _backtest_run(name, {"sharpe": 0.5 + seed}, seed=seed)
+    newest = _backtest_run(f"{name}-other", {"sharpe": 0.3}, seed=3)
+    params = _params_file(store, tmp_path)
+    cli = _load_cli()
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main([name, newest, "--params", str(params), "--out", str(tmp_path / "a")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: run name '{name}' names 2 runs")
+    assert not (tmp_path / "a").exists()
+
+    cli.main([name, newest, "--latest", "--params", str(params), "--out", str(tmp_path / "b")])
+    assert (tmp_path / "b" / "compare.md").read_text().count(name) == 2
