@@ -145,6 +145,11 @@ def main(argv: list[str]) -> None:
     if args.horizon is not None:
         overrides.append(f"labels=h{args.horizon}")
     try:
+        if overrides:
+            from py_finance.pipeline.experiment import check_command_line
+
+            # One line naming the override, with "Did you mean" for a near key.
+            check_command_line(overrides)
         cfg = compose(overrides) if overrides else load_params(root / args.params)
         ctx = Context(build(cfg), root)
     except PyFinanceError as exc:
@@ -171,6 +176,10 @@ def main(argv: list[str]) -> None:
     if args.resume:
         print("trading resumed" if control.resume(ctx) else "trading was not halted")
         return
+    if broker in ("alpaca_paper", "alpaca_live"):
+        from py_finance.live.brokers.alpaca import api_keys
+
+        api_keys(paper=broker == "alpaca_paper")  # missing keys first, before any data check
     from py_finance.live.lock import job_lock
 
     # Never beside the retrain job (it may move @champion): wait for it to end.
@@ -212,6 +221,14 @@ def main(argv: list[str]) -> None:
         print(f"  shadow: not traded ({shadow['error']})")
     if p.get("data", {}).get("survivorship_biased"):
         print("  note: the bundled universe is 20 of today's large caps (survivorship bias)")
+    halt_file = control.halt_path(ctx)
+    if p.get("dry_run") and halt_file.exists():
+        said = halt_file.read_text(encoding="utf-8").strip().split(" ", 1)
+        reason = said[1] if len(said) > 1 else "no reason given"
+        print(
+            f"  note: trading is halted ({halt_file}: {reason}): a run without --dry-run "
+            "sends nothing until --resume"
+        )
     if result.status == "degraded":
         sys.stdout.flush()
         why = next(e for e in reversed(p["errors"]) if e.startswith("degraded:"))

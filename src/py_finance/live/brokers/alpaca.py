@@ -322,6 +322,45 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
+def broker_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables the broker reads: ``environ``, else ``.env`` of the cwd then the process's."""
+    if environ is not None:
+        return dict(environ)
+    env: dict[str, str] = {}
+    env_file = Path.cwd() / ".env"
+    if env_file.exists():
+        from dotenv import dotenv_values
+
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    env.update(os.environ)
+    return env
+
+
+def api_keys(paper: bool, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The API key and secret of the environment (see :func:`broker_environment`).
+
+    Raises
+    ------
+    PyFinanceError
+        When the key or the secret is not set, naming the variables to set.
+    """
+    env = broker_environment(environ)
+    key = next((env[v] for v in KEY_VARIABLES if env.get(v)), "")
+    secret = next((env[v] for v in SECRET_VARIABLES if env.get(v)), "")
+    missing = [
+        " or ".join(names)
+        for names, value in ((KEY_VARIABLES, key), (SECRET_VARIABLES, secret))
+        if not value
+    ]
+    if missing:
+        raise PyFinanceError(
+            f"the Alpaca {'paper' if paper else 'live'} broker needs API keys: set "
+            + " and ".join(missing)
+            + " in the environment or in a .env file in the working directory"
+        )
+    return key, secret
+
+
 class AlpacaBroker(StateFileBroker):
     """Alpaca trading account (paper or live endpoint); implements ``Broker``.
 
@@ -494,29 +533,8 @@ class AlpacaBroker(StateFileBroker):
         PyFinanceError
             When the key or the secret is not set, or the endpoint is refused.
         """
-        if environ is None:
-            env: dict[str, str] = {}
-            env_file = Path.cwd() / ".env"
-            if env_file.exists():
-                from dotenv import dotenv_values
-
-                env.update({k: v for k, v in dotenv_values(env_file).items() if v})
-            env.update(os.environ)
-        else:
-            env = dict(environ)
-        key = next((env[v] for v in KEY_VARIABLES if env.get(v)), "")
-        secret = next((env[v] for v in SECRET_VARIABLES if env.get(v)), "")
-        missing = [
-            " or ".join(names)
-            for names, value in ((KEY_VARIABLES, key), (SECRET_VARIABLES, secret))
-            if not value
-        ]
-        if missing:
-            raise PyFinanceError(
-                f"the Alpaca {'paper' if paper else 'live'} broker needs API keys: set "
-                + " and ".join(missing)
-                + " in the environment or in a .env file in the working directory"
-            )
+        env = broker_environment(environ)
+        key, secret = api_keys(paper, env)
         if options.get("url_override") is None:
             options["url_override"] = resolve_base_url(base_url, env, paper=paper)
         return cls(key, secret, paper=paper, state_path=state_path, **options)
