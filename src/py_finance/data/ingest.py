@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from py_finance.data.calendar import check_sessions
@@ -293,9 +294,16 @@ def _check_batch(
         split_jumps="report" if adjusted_only else "quarantine",
     )
     if checked.suspect is not None and len(checked.suspect):
-        found = [f"{r.symbol} {r.session}" for r in checked.suspect.itertuples()]
+        # Said once, when the rows first enter the store: a later ingest of the same data
+        # (every live run, every sweep's snapshot check) keeps nothing new.
+        found = [
+            f"{r.symbol} {r.session}"
+            for r in checked.suspect.itertuples()
+            if not _known(store, str(r.symbol), r.session, table)
+        ]
         report.suspect.extend(found)
-        log.warning("kept %d split-like jumps of adjusted data: %s", len(found), found)
+        if found:
+            log.warning("kept %d split-like jumps of adjusted data: %s", len(found), found)
     if len(checked.quarantine):
         added = store.write_quarantine(checked.quarantine)
         report.rows_quarantined += len(checked.quarantine)
@@ -418,10 +426,27 @@ class _Journal:
             pass
 
 
+def _known(store: Store, symbol: str, session: Any, table: str) -> bool:
+    """Whether the store already holds a value of ``symbol`` at ``session`` (any time)."""
+    try:
+        value = store.point(symbol, session, pd.Timestamp.max.tz_localize("UTC"), table=table)
+    except DataError:  # a symbol the store has never seen
+        return False
+    return bool(np.isfinite(value))
+
+
 def _progress(total: int, enabled: bool, initial: int = 0) -> Any:
+    """A progress bar when ``enabled`` and stderr is a terminal (none in a log file)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="symbol", desc="ingest")
+    # disable=None: tqdm's own "not a terminal" test.
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=None if enabled else True,
+        unit="symbol",
+        desc="ingest",
+    )
 
 
 def ingest_table(

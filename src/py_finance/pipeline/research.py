@@ -6,9 +6,9 @@ context's root. Reads of the store name their as-of time explicitly.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
+import sys
 from typing import Any
 
 import pandas as pd
@@ -199,13 +199,17 @@ def regimes(ctx: Context) -> pd.DataFrame:
     return frame
 
 
-def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
+def train(ctx: Context, *, progress: bool | None = None) -> dict[str, Any]:
     """Walk-forward out-of-sample predictions plus a final model fitted on all labels.
 
     Writes ``predictions.parquet`` (every score out of sample), ``folds.parquet``
     (per-fold IC), ``skill.json`` and ``model.pkl`` (the model for live trading, trained
     on every row whose label is known at the end of the data) under ``models/h{h}/``.
+    ``progress`` shows a bar over the folds; by default only on a terminal (a bar's
+    redraws written to a log file are noise).
     """
+    if progress is None:
+        progress = sys.stderr.isatty()
     s = ctx.settings
     feats = read_parquet(ctx.path("features", "features.parquet"), stage=ctx.dvc_stage("features"))
     labs = read_parquet(
@@ -243,5 +247,5 @@ def train(ctx: Context, *, progress: bool = True) -> dict[str, Any]:
         **{f"oos_{k}": v for k, v in skill.items()},
     }
     write_json(meta, out / "skill.json")
-    log.info("walk-forward skill: %s", json.dumps(skill))
+    log.info("walk-forward skill: %s", ", ".join(f"{k} {v:.4g}" for k, v in skill.items()))
     return meta

@@ -161,3 +161,19 @@ def test_news_and_fundamentals_ingest_is_idempotent(tmp_path):
     again = ingest_table(store, "news", news, "fake", ["AAA", "BBB"], START, END, progress=False)
     assert first.rows_added == {"news": 4} and again.rows_added.get("news", 0) == 0
     assert len(store.news(None, pd.Timestamp("2021-01-06 15:00", tz="UTC"), "5D")) == 4
+
+
+def test_the_ingest_progress_bar_is_drawn_on_a_terminal_only(monkeypatch):
+    # Regression: the bar's redraws went into log files (DVC stage logs, cron mail).
+    import io
+    import sys
+
+    from py_finance.data.ingest import _progress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = _progress(3, True)
+    bar.update(3)
+    bar.close()
+    assert bar.disable
+    assert sys.stderr.getvalue() == ""
+    assert _progress(3, False).disable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -137,3 +138,26 @@ def test_bundled_ingest_keeps_every_real_price(tmp_path):
     assert report.suspect == ["AMD 2016-04-22"]
     got = store.bars(["AMD"], "2016-04-22", "2016-04-22", pd.Timestamp("2030-01-01", tz="UTC"))
     assert got["adj_close"].item() == pytest.approx(3.99)
+
+
+def test_a_split_like_jump_is_reported_once_when_it_enters_the_store(tmp_path, caplog):
+    # Regression: every ingest of the same data (each live run, each sweep) warned again about
+    # the bundled data's split-like jumps, though it kept nothing new.
+    from py_finance.data.ingest import ingest_bars
+    from py_finance.data.sources.bundled import BundledSource
+    from py_finance.data.store import Store
+
+    store = Store(tmp_path)
+    args = (store, BundledSource(), ["AMD", "AAPL"], dt.date(2016, 4, 1), dt.date(2016, 5, 2))
+    with caplog.at_level(logging.WARNING, logger="py_finance.data.ingest"):
+        first = ingest_bars(*args, progress=False)
+    assert first.suspect == ["AMD 2016-04-22"]
+    assert [r.message for r in caplog.records if "split-like" in r.message] == [
+        "kept 1 split-like jumps of adjusted data: ['AMD 2016-04-22']"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="py_finance.data.ingest"):
+        again = ingest_bars(*args, progress=False)
+    assert again.suspect == []
+    assert "split-like" not in caplog.text
+    assert "suspect" not in again.summary()
