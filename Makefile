@@ -8,7 +8,7 @@ export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop cluster cluster-stop
+.PHONY: exp exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop cluster cluster-stop
 
 # (Re)create the virtualenv when it is missing or pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -26,7 +26,11 @@ params: $(STAMP)
 # The whole pipeline on the bundled data, one paper day, then the results table.
 run: $(STAMP)
 	@test -d .git || (git init -q && echo "initialised a git repository for DVC")
-	$(BIN)/dvc repro
+	@# DVC ends with "Use `dvc push` to send your updates to remote storage." whenever a stage
+	@# ran, remote or not: left out when no remote is configured.
+	@echo "$(BIN)/dvc repro"; set -o pipefail; \
+	if grep -qs 'remote "' .dvc/config .dvc/config.local; then $(BIN)/dvc repro; \
+	else $(BIN)/dvc repro | sed -u '/^Use `dvc push` to send your updates to remote storage\.$$/d'; fi
 	@# The gate may promote nothing (data/promotion/h5.json says why): then there is no model to
 	@# trade, and the live dry run is skipped with a message instead of failing the target.
 	@rc=0; $(BIN)/python scripts/promote.py --has-champion || rc=$$?; \
@@ -35,10 +39,17 @@ run: $(STAMP)
 	else exit $$rc; fi
 	@$(BIN)/python scripts/show_results.py
 
-# DVC experiments side by side in 120 columns: the model, the changed params and the figures
-# of summary.json (Sharpe, CAGR, max drawdown, the gate's DSR and its trials, rank IC, turnover).
+# DVC experiments side by side in 120 columns: the model, the horizon, the figures of
+# summary.json (Sharpe, CAGR, max drawdown, the gate's DSR and its trials) and the changed
+# params, whichever horizon's summary.json a revision has (`dvc exp show` names a metric
+# `path:metric` once two metric files exist).
 exps: $(STAMP)
-	@$(BIN)/dvc exp show --only-changed --drop 'Created|data/.*|model\..*'
+	@$(BIN)/python scripts/show_exps.py
+
+# A DVC experiment whose overrides are checked against conf/ first (a typo is one line with
+# "did you mean", exit 2): make exp ARGS="-S model=xgboost -S labels=h20"
+exp: $(STAMP)
+	@$(BIN)/python scripts/exp_run.py $(ARGS)
 
 # Default loop: fast tests. With CI=true (as .ci/run sets) the slow ones run too.
 test: $(STAMP)
@@ -90,7 +101,12 @@ install-bench: $(BENCH_STAMP)
 bench: $(BENCH_STAMP)
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
+# Every pipeline output, the MLflow store, the Optuna study (its trials' runs are gone with the
+# store) and the logs; the stages that log to MLflow are forgotten by DVC's cache, so the next
+# `make run` runs them and fills the new store (the others come back from the cache).
 clean:
 	rm -rf data/store data/features data/models data/backtest data/promotion data/live \
-	  reports/results.md logs mlruns mlflow.db .pytest_cache .mypy_cache .ruff_cache
+	  reports/results.md logs mlruns mlflow.db outputs/optuna.db \
+	  .pytest_cache .mypy_cache .ruff_cache
+	@if [ -x $(BIN)/python ] && [ -d .dvc/cache ]; then $(BIN)/python scripts/forget_logged_stages.py; fi
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
