@@ -63,8 +63,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests pipelines scripts benchmarks
 	$(BIN)/mypy
 
+# Prints the address to open: the runs with the key metrics as columns (a bare
+# http://127.0.0.1:5000 opens MLflow 3's GenAI home instead). See docs/platform.md.
 ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --workers 1 --port 5000
+	$(BIN)/python scripts/mlflow_ui.py --port 5000
 
 # PostgreSQL on 127.0.0.1 (databases mlflow and optuna; installed with apt-get when missing) for
 # an MLflow tracking server and shared Optuna studies; `scripts/services.sh mlflow` also starts
