@@ -32,6 +32,7 @@ _SCALARS: tuple[type, ...] = (bool, int, float, str)
 _PARAMS_OF = {
     "py_finance.models.sequence.LSTMModel": "py_finance.models.sequence.SequenceParams",
     "py_finance.models.sequence.TCNModel": "py_finance.models.sequence.SequenceParams",
+    "py_finance.models.sequence.TransformerModel": "py_finance.models.sequence.SequenceParams",
     "py_finance.models.sequence.SequenceModel": "py_finance.models.sequence.SequenceParams",
 }
 

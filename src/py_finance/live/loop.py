@@ -47,7 +47,6 @@ import pandas as pd
 from py_finance import tracking
 from py_finance.errors import DataError, PyFinanceError
 from py_finance.features.regimes import detect_regimes
-from py_finance.io import read_parquet
 from py_finance.live.alerts import (
     Alert,
     Alerter,
@@ -81,16 +80,13 @@ from py_finance.live.readiness import (
 )
 from py_finance.live.reconcile import Reconciliation, reconcile
 from py_finance.live.redaction import redact_exception
+from py_finance.live.scoring import score_session
 from py_finance.live.session import SessionInfo, resolve_session
 from py_finance.pipeline.context import Context
-from py_finance.pipeline.research import feature_frame
 from py_finance.risk.overlays import ThrottleState, throttle_multiplier, throttle_step
 from py_finance.risk.targets import target_weights
 
 log = logging.getLogger(__name__)
-
-# Sessions of history loaded for features (the longest window plus slack for gaps).
-_HISTORY_SLACK = 40
 
 BrokerFactory = Callable[[str, Context], Broker]
 
@@ -285,27 +281,6 @@ def _stale_sessions(ctx: Context, last_bar: dt.date, session: dt.date) -> int:
     return len(sessions(last_bar, session, ctx.settings.data.calendar)) - 1
 
 
-def _score_history(ctx: Context, model: Any, feats: pd.DataFrame, session: dt.date) -> pd.DataFrame:
-    """Scores (sessions x symbols) a history-dependent policy measures the strategy on.
-
-    Sessions the walk-forward covered use its out-of-sample predictions (the champion saw
-    their labels in training, so its own scores there would flatter the strategy); later
-    sessions, which the champion never trained on, use the champion's predictions.
-    """
-    path = ctx.model_dir() / "predictions.parquet"
-    if not path.exists():
-        raise DataError(
-            f"regime policy {ctx.settings.regime_policy.name!r} needs the walk-forward's "
-            f"out-of-sample predictions at {path}: run the pipeline (dvc repro) first"
-        )
-    oos = read_parquet(path, stage=ctx.dvc_stage("train"))["score"].unstack("symbol")
-    oos = oos[oos.index <= pd.Timestamp(session)]
-    own = model.predict(feats).unstack("symbol")
-    if len(oos):
-        own = own[own.index > oos.index.max()]
-    return pd.concat([oos, own]).sort_index()
-
-
 def _targets(
     ctx: Context,
     model: Any,
@@ -317,21 +292,11 @@ def _targets(
 ) -> tuple[pd.Series, pd.Series, pd.Series, str]:
     """Scores, target weights (before throttle and ramp), regimes and today's regime."""
     s = ctx.settings
-    needs_history = bool(s.regime_policy.needs_history)
-    lookback = s.features.lookback + _HISTORY_SLACK
-    if needs_history:
-        lookback += s.live.policy_history_sessions
-    start = history.index[-lookback] if lookback < len(history) else None
-    feats = feature_frame(ctx, start, session, as_of)
     today = pd.Timestamp(session)
-    is_today = feats.index.get_level_values("session") == today
-    if not is_today.any():
-        raise DataError(f"no complete feature rows for {session}: not enough history")
-    if needs_history:
-        scores = _score_history(ctx, model, feats, session).reindex(columns=history.columns)
-    else:
-        # Score the recent history too: a sequence model reads the windows ending today.
-        scores = model.predict(feats)[is_today].unstack("symbol").reindex(columns=history.columns)
+    # The model's inputs read from the store as of ``as_of`` (a sequence model's window of
+    # sessions), its scores and their MC-dropout std (:mod:`py_finance.live.scoring`).
+    scored = score_session(ctx, model, history, session, as_of)
+    scores = scored.scores
 
     # Only the universe's members as known now can be bought, and not a name whose exit is
     # known by now to come by the fill (as in the backtest).
@@ -354,6 +319,7 @@ def _targets(
         regimes=regimes,
         policy=s.regime_policy,
         returns=history.pct_change(fill_method=None),
+        uncertainty=scored.std,
         previous=held,
         periods_per_year=s.backtest.periods_per_year,
     ).iloc[-1]

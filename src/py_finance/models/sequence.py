@@ -1,10 +1,10 @@
-"""Sequence models on PyTorch Lightning: Conv1D + LSTM and a TCN, with MC-dropout uncertainty.
+"""Sequence models on PyTorch Lightning: Conv1D + LSTM, a TCN and a Transformer encoder.
 
-Both follow the estimator contract (``fit(X, y) -> self``, ``predict(X)``,
-``predict_dist(X) -> (mean, std)``) on ``(session, symbol)`` feature frames. A sample is the
-window of the last ``lookback`` sessions of one symbol's features ending at its session; the
-windows are gathered from one ``session x symbol x feature`` tensor by index arithmetic on the
-training device, so there is no Python loop per sample.
+All three have MC-dropout uncertainty and follow the estimator contract (``fit(X, y) ->
+self``, ``predict(X)``, ``predict_dist(X) -> (mean, std)``) on ``(session, symbol)`` feature
+frames. A sample is the window of the last ``lookback`` sessions of one symbol's features
+ending at its session; the windows are gathered from one ``session x symbol x feature`` tensor
+by index arithmetic on the training device, so there is no Python loop per sample.
 
 This module needs only numpy, pandas, torch and pytorch-lightning, so it runs on machines that
 have nothing else of the project installed (``PYTHONPATH=src``).
@@ -23,29 +23,35 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-ARCHES = ("lstm", "tcn")
+ARCHES = ("lstm", "tcn", "transformer")
 
 
 @dataclass(frozen=True, slots=True)
 class SequenceParams:
-    """Hyper-parameters of a sequence model (``conf/model/lstm.yaml``, ``tcn.yaml``).
+    """Hyper-parameters of a sequence model (``conf/model/lstm.yaml``, ``tcn.yaml``, ...).
 
     Parameters
     ----------
     lookback
         Sessions per input window.
     hidden
-        LSTM hidden size, or TCN channels.
+        LSTM hidden size, TCN channels, or the Transformer's model width.
     conv_channels, kernel_size
         Conv1D front end of the LSTM (channels, kernel); the TCN's kernel size.
     levels
-        TCN residual blocks (dilations 1, 2, 4, ...).
+        TCN residual blocks (dilations 1, 2, 4, ...), or Transformer encoder layers.
+    heads
+        Attention heads of the Transformer (``hidden`` must be a multiple of it).
     dropout
         Dropout rate; also what MC-dropout samples.
     lr, weight_decay
         AdamW settings.
     batch_size, max_epochs, patience
         Training loop; early stopping on validation loss after ``patience`` bad epochs.
+    epoch_windows
+        Training windows drawn (without replacement, afresh each epoch) per epoch; 0: all of
+        them. Bounds an epoch's cost whatever the fold's size: the h-day labels of
+        neighbouring sessions overlap, so a fold's windows are near copies of each other.
     val_fraction, val_gap
         The last ``val_fraction`` of the training sessions validate; ``val_gap`` sessions
         between the training part and the validation part are dropped (purge: set it to at
@@ -66,12 +72,14 @@ class SequenceParams:
     conv_channels: int = 16
     kernel_size: int = 3
     levels: int = 3
+    heads: int = 4
     dropout: float = 0.2
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 512
     max_epochs: int = 20
     patience: int = 3
+    epoch_windows: int = 0
     val_fraction: float = 0.15
     val_gap: int = 6
     cross_sectional: bool = False
@@ -87,8 +95,15 @@ class SequenceParams:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.9:
             raise ValueError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
+        if self.epoch_windows < 0:
+            raise ValueError(f"epoch_windows must be >= 0, got {self.epoch_windows}")
         if self.val_gap < 0 or self.mc_samples < 2:
             raise ValueError("val_gap must be >= 0 and mc_samples >= 2")
+        if self.heads < 1 or self.hidden % self.heads:
+            raise ValueError(
+                f"heads must be >= 1 and divide hidden; got heads={self.heads}, "
+                f"hidden={self.hidden}"
+            )
 
 
 # ----------------------------------------------------------------------------- the panel
@@ -184,10 +199,43 @@ def _build_net(arch: str, n_features: int, p: SequenceParams) -> Any:
             h = self.blocks(x.transpose(1, 2))
             return self.head(self.drop(h[:, :, -1])).squeeze(-1)
 
+    class Encoder(nn.Module):
+        """A small Transformer encoder: one token per session of the window.
+
+        Each session's features are projected to ``hidden`` and given a learned position;
+        ``levels`` pre-norm encoder layers attend over the window; the last session's token
+        is the summary the head reads.
+        """
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Linear(n_features, p.hidden)
+            self.position = nn.Parameter(torch.zeros(1, p.lookback, p.hidden))
+            nn.init.normal_(self.position, std=0.02)
+            layer = nn.TransformerEncoderLayer(
+                p.hidden,
+                p.heads,
+                dim_feedforward=2 * p.hidden,
+                dropout=p.dropout,
+                batch_first=True,
+                norm_first=True,
+            )
+            self.encoder = nn.TransformerEncoder(layer, p.levels, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(p.hidden)
+            self.drop = nn.Dropout(p.dropout)
+            self.head = nn.Linear(p.hidden, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L, F]
+            h = self.drop(self.embed(x) + self.position[:, -x.shape[1] :])
+            h = self.norm(self.encoder(h))
+            return self.head(self.drop(h[:, -1])).squeeze(-1)
+
     if arch == "lstm":
         return ConvLSTM()
     if arch == "tcn":
         return TCN()
+    if arch == "transformer":
+        return Encoder()
     raise ValueError(f"unknown architecture {arch!r}; one of {ARCHES}")
 
 
@@ -274,7 +322,10 @@ def _loader(
         sampler = _SessionBatches(t, p.seed, shuffle)
     else:
         gen = torch.Generator().manual_seed(p.seed)
-        base = RandomSampler(ds, generator=gen) if shuffle else SequentialSampler(ds)
+        base: Any = SequentialSampler(ds)
+        if shuffle:
+            draw = p.epoch_windows if 0 < p.epoch_windows < len(ds) else None
+            base = RandomSampler(ds, num_samples=draw, generator=gen)
         sampler = BatchSampler(base, p.batch_size, drop_last=False)
     return DataLoader(ds, sampler=sampler, batch_size=None)
 
@@ -318,7 +369,7 @@ class SequenceModel:
     Parameters
     ----------
     arch
-        ``lstm`` (Conv1D front end + LSTM) or ``tcn``.
+        ``lstm`` (Conv1D front end + LSTM), ``tcn`` or ``transformer``.
     **params
         :class:`SequenceParams` fields.
     """
@@ -477,3 +528,10 @@ class TCNModel(SequenceModel):
 
     def __init__(self, **params: Any) -> None:
         super().__init__("tcn", **params)
+
+
+class TransformerModel(SequenceModel):
+    """Transformer encoder over the lookback window (``conf/model/transformer.yaml``)."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__("transformer", **params)

@@ -332,7 +332,10 @@ def variant_weights(
 ) -> pd.DataFrame:
     """Target weights of a variant: ``baseline`` (top-k, no overlays) or ``regime_aware``."""
     if variant == "baseline":
-        return target_weights(scores, portfolio=s.portfolio, risk=NO_RISK, returns=m.returns)
+        # The same construction (uncertainty weighting included), no overlays.
+        return target_weights(
+            scores, portfolio=s.portfolio, risk=NO_RISK, returns=m.returns, uncertainty=std
+        )
     return target_weights(
         scores,
         portfolio=s.portfolio,

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 DEFAULT_REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle")
+# What a sequence model needs on top to load (``py_finance.models.sequence``).
+SEQUENCE_REQUIREMENTS = ("torch", "pytorch-lightning")
+# Model metadata key: the sessions a window (sequence) model reads per score.
+WINDOW_KEY = "py_finance_window"
 # mlflow's cap on a model-version tag value.
 MAX_VERSION_TAG_LENGTH = 100_000
 
@@ -63,7 +67,11 @@ class LoadedModel:
     model
         The mlflow pyfunc model.
     feature_names
-        Input columns in training order (from the model signature).
+        Input feature columns in training order (from the model signature, keys left out).
+    window
+        Sessions of features the model reads per score: 1 for a row model (trees), the
+        ``lookback`` of a sequence model, whose input is the panel of the last ``window``
+        sessions with its ``(session, symbol)`` keys.
     """
 
     name: str
@@ -72,6 +80,7 @@ class LoadedModel:
     run_id: str | None
     model: Any
     feature_names: tuple[str, ...]
+    window: int = 1
 
     def predict(self, df: pd.DataFrame) -> pd.Series:
         """Score rows of features.
@@ -95,12 +104,73 @@ class LoadedModel:
         import numpy as np
         import pandas as pd
 
-        from py_finance.tracking.score_model import select_features
+        from py_finance.tracking.score_model import ALL_SESSIONS, select_features
 
+        if self.window > 1:
+            # Every row whose window of sessions is complete; NaN for the others.
+            out = self._window_output(df, {ALL_SESSIONS: True})
+            keyed = pd.Series(
+                out["score"].to_numpy(dtype=np.float64),
+                index=pd.MultiIndex.from_arrays(
+                    [pd.DatetimeIndex(out["session"]), out["symbol"].astype(str)],
+                    names=["session", "symbol"],
+                ),
+            )
+            rows = pd.MultiIndex.from_arrays(
+                [
+                    pd.DatetimeIndex(df.index.get_level_values("session")),
+                    df.index.get_level_values("symbol").astype(str),
+                ],
+                names=["session", "symbol"],
+            )
+            return pd.Series(keyed.reindex(rows).to_numpy(), index=df.index, name="score")
         frame = select_features(df, self.feature_names) if self.feature_names else df
         raw = self.model.predict(frame)
         values = np.asarray(raw, dtype=np.float64).reshape(-1)
         return pd.Series(values, index=df.index, name="score")
+
+    def score_session(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Scores of the last session of ``df``, with their MC-dropout std where given.
+
+        Parameters
+        ----------
+        df
+            ``(session, symbol)`` feature rows; a window model reads the last ``window``
+            sessions of them (the live loop passes exactly those).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by symbol: ``score`` (float64), and for a sequence model ``mean`` and
+            ``std`` (MC dropout with the model's seed).
+
+        Raises
+        ------
+        DataError
+            When ``df`` holds fewer sessions than the window or a feature column is missing.
+        """
+        import pandas as pd
+
+        if self.window > 1:
+            out = self._window_output(df, None)
+            out.index = pd.Index(out["symbol"].astype(str), name="symbol")
+            return out[["score", "mean", "std"]].astype("float64")
+        sessions = df.index.get_level_values("session")
+        last = df[sessions == sessions.max()]
+        scores = self.predict(last)
+        scores.index = pd.Index(last.index.get_level_values("symbol"), name="symbol")
+        return scores.to_frame("score")
+
+    def _window_output(self, df: pd.DataFrame, params: dict[str, Any] | None) -> pd.DataFrame:
+        from py_finance.tracking.score_model import keyed_frame, select_features
+
+        keyed = keyed_frame(df)
+        frame = select_features(keyed, ["session", "symbol", *self.feature_names]).copy()
+        frame["session"] = frame["session"].astype("datetime64[ns]")
+        frame["symbol"] = frame["symbol"].astype(str)
+        floats = [c for c in self.feature_names if frame[c].dtype.kind == "f"]
+        frame[floats] = frame[floats].astype("float64")
+        return self.model.predict(frame, params=params)
 
 
 def default_requirements() -> list[str]:
@@ -112,8 +182,12 @@ def default_requirements() -> list[str]:
         ``name==version`` for the installed lightgbm, scikit-learn, pandas, numpy and
         cloudpickle (those not installed are left out). Read locally: no network.
     """
+    return _pins(DEFAULT_REQUIREMENTS)
+
+
+def _pins(packages: tuple[str, ...]) -> list[str]:
     pins = []
-    for package in DEFAULT_REQUIREMENTS:
+    for package in packages:
         try:
             pins.append(f"{package}=={importlib.metadata.version(package)}")
         except importlib.metadata.PackageNotFoundError:
@@ -157,23 +231,51 @@ def log_model(
     mlflow = import_mlflow()
     from mlflow.models import infer_signature
 
-    from py_finance.tracking.score_model import ScoreModel, select_features
+    from py_finance.tracking.score_model import (
+        ALL_SESSIONS,
+        ScoreModel,
+        WindowScoreModel,
+        keyed_frame,
+        select_features,
+    )
 
-    wrapper = ScoreModel(model, feature_names)
-    example = select_features(input_example, feature_names).copy()
+    window = int(getattr(model, "context_sessions", 0) or 0) + 1
+    wrapper: Any
+    if window > 1:
+        # A sequence model scores a name from the window of sessions ending at its row: its
+        # input is that panel with the (session, symbol) keys as columns (the signature says
+        # so), the example the last ``window`` sessions of ``input_example``.
+        wrapper = WindowScoreModel(model, feature_names, window)
+        keyed = keyed_frame(input_example)
+        sessions = _sorted_unique(keyed["session"])
+        keyed = keyed[keyed["session"] >= sessions[-min(window, len(sessions))]]
+        example = select_features(keyed, ["session", "symbol", *feature_names]).copy()
+        example["session"] = example["session"].astype("datetime64[ns]")
+        example["symbol"] = example["symbol"].astype(str)
+        example = example.sort_values(["session", "symbol"]).reset_index(drop=True)
+    else:
+        wrapper = ScoreModel(model, feature_names)
+        example = select_features(input_example, feature_names).copy()
     # Floats are recorded as float64 so float32 feature frames also pass schema enforcement
     # (float32 -> float64 is a safe upcast; the reverse is refused by mlflow).
     floats = [c for c in example.columns if example[c].dtype.kind == "f"]
     example[floats] = example[floats].astype("float64")
-    signature = infer_signature(example, wrapper.score(example))
+    if window > 1:
+        output = wrapper.score(example, all_sessions=len(example["session"].unique()) < window)
+        signature = infer_signature(example, output, params={ALL_SESSIONS: False})
+        requirements = [*default_requirements(), *_pins(SEQUENCE_REQUIREMENTS)]
+    else:
+        signature = infer_signature(example, wrapper.score(example))
+        requirements = default_requirements()
 
     info = mlflow.pyfunc.log_model(
         name=name,
         python_model=wrapper,
         signature=signature,
         input_example=example,
-        pip_requirements=default_requirements() if pip_requirements is None else pip_requirements,
+        pip_requirements=requirements if pip_requirements is None else pip_requirements,
         registered_model_name=registered_model_name,
+        metadata={WINDOW_KEY: window},
     )
     version = info.registered_model_version
     ref = ModelRef(
@@ -393,9 +495,9 @@ def load_model(name: str, alias: str = CHAMPION, *, version: str | None = None) 
     # Load by number, not by alias, so a promotion in between cannot mix two versions.
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     schema = pyfunc.metadata.get_input_schema()
-    features = (
-        tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()
-    )
+    window = int((pyfunc.metadata.metadata or {}).get(WINDOW_KEY, 1))
+    names = tuple(schema.input_names()) if schema is not None and schema.has_input_names() else ()
+    features = tuple(n for n in names if n not in ("session", "symbol")) if window > 1 else names
     log.info("loaded %s@%s = version %s (run %s)", name, alias, version, found.run_id)
     return LoadedModel(
         name=name,
@@ -404,7 +506,15 @@ def load_model(name: str, alias: str = CHAMPION, *, version: str | None = None) 
         run_id=found.run_id or None,
         model=pyfunc,
         feature_names=features,
+        window=window,
     )
+
+
+def _sorted_unique(values: Any) -> Any:
+    """The distinct values of a column, sorted (sessions of a model input)."""
+    import numpy as np
+
+    return np.sort(np.asarray(values.unique()))
 
 
 def _client() -> Any:
