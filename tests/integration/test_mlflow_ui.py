@@ -182,3 +182,18 @@ def test_bare_address_of_the_old_make_ui_lands_in_genai_mode(
     assert "Welcome to MLflow" in page.text
     assert "Model registry" not in page.text
     assert "sharpe" not in page.text
+
+
+def test_runs_without_the_saved_view_have_no_metric_column(
+    ui_server: UiServer, tmp_path: Path
+) -> None:
+    # The experiment's own runs page in model-training mode (what the model-training tag
+    # alone gives) still shows no metric: the columns come from the view.
+    experiment = ui_server.experiment_id
+    runs = f"{ui_server.base}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    with pytest.raises(PageTimeout) as missed:
+        open_runs_table(runs, tmp_path / "runs.png", timeout=20)
+
+    page = missed.value.page
+    assert BEST in page.text and OTHER in page.text
+    assert "sharpe" not in page.probe["headers"], page.probe["headers"]
