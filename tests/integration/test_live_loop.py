@@ -59,7 +59,7 @@ def test_replaying_40_sessions_writes_40_logs_and_the_gates_match_the_account(li
     assert [pd.Timestamp(e["session"]) for e in logs] == [
         t.normalize().tz_localize(None) for t in times
     ]
-    assert all(e["schema_version"] == 2 and e["status"] == "ok" for e in logs)
+    assert all(e["schema_version"] == 3 and e["status"] == "ok" for e in logs)
     assert all(len(e["runs"]) == 1 for e in logs)
 
     # Every regime change between consecutive sessions was alerted once, and every day summarised.
@@ -83,6 +83,8 @@ def test_replaying_40_sessions_writes_40_logs_and_the_gates_match_the_account(li
         "max_paper_volatility": vol <= 0.40,
         "min_paper_sharpe": sharpe >= 0.0,
         "max_consecutive_errors": True,
+        # The live monitor's checks at the last log (its own test: tests/unit/live/test_monitor.py).
+        **{f"monitor_{k}": not c["breached"] for k, c in logs[-1]["monitor"]["checks"].items()},
     }
     out = subprocess.run(
         [

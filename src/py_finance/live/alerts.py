@@ -50,6 +50,12 @@ ALERT_KINDS = (
     "stale_data",
     "halted",
     "retrain",
+    # The live monitor (py_finance.live.monitor): each alerts once when first breached.
+    "tracking_difference",
+    "shortfall",
+    "feature_drift",
+    "score_drift",
+    "ic_decay",
 )
 SEVERITIES = ("info", "warning", "critical")
 MASK = "***"

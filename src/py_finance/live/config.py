@@ -138,6 +138,9 @@ class LiveConfig:
     alpaca
         Endpoint, retries and circuit breaker of the Alpaca brokers (:class:`AlpacaSettings`
         fields).
+    monitor
+        Thresholds and windows of the live monitor
+        (:class:`py_finance.live.monitor.MonitorSettings` fields).
     """
 
     broker: str = "paper"
@@ -162,9 +165,13 @@ class LiveConfig:
     alerts: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Any] = field(default_factory=dict)
     alpaca: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.alpaca_settings()  # a bad live.alpaca fails when the config is built
+        from py_finance.live.monitor import MonitorSettings
+
+        MonitorSettings.from_mapping(self.monitor)  # and a bad live.monitor
         if self.broker not in BROKERS:
             raise ConfigError(f"live.broker must be one of {BROKERS}, got {self.broker!r}")
         if self.initial_cash <= 0:

@@ -1,4 +1,4 @@
-"""One JSON log per session: ``{log_dir}/daily_log_YYYY-MM-DD.json`` (schema version 2).
+"""One JSON log per session: ``{log_dir}/daily_log_YYYY-MM-DD.json`` (schema version 3).
 
 Every run of the loop appends its record to the session's log (:func:`append_run`), last
 and atomically; nothing a run wrote is ever dropped by a later run of the same day. The
@@ -6,8 +6,9 @@ file's top level is the day as a whole (:func:`merge_runs`), so ``--skip-if-logg
 the readiness gates read it as they read a version 1 log; ``runs`` keeps each run's own
 record. The fields (documented in ``docs/live.md``) are:
 
-- ``schema_version`` (2), ``session``, ``status`` (the latest run's: ``ok``, ``degraded``,
-  ``error``, ``stale``), ``generated_at``, ``as_of``, ``dry_run``, ``broker``, ``horizon``,
+- ``schema_version`` (3: adds ``monitor``), ``session``, ``status`` (the latest run's:
+  ``ok``, ``degraded``, ``error``, ``stale``), ``generated_at``, ``as_of``, ``dry_run``,
+  ``broker``, ``horizon``,
   ``errors`` (every run's messages: a rejected or unconfirmed order, a failure), ``timings``
   (seconds per step), ``plan`` (``new``, ``resumed``, ``resize`` or ``none``), ``runs``;
 - ``calendar``: ``session_close``, ``early_close``, ``market_closed_today``,
@@ -22,7 +23,9 @@ record. The fields (documented in ``docs/live.md``) are:
   ``symbol``, ``side``, ``qty_filled``, ``price``, ``commission``, ``status``, ...; one per
   order, its latest state over the day's runs);
 - ``equity``, ``peak_equity``, ``drawdown``, ``cash``, ``positions``;
-- ``readiness_passed`` (paper track, gates including this session).
+- ``readiness_passed`` (paper track, gates including this session);
+- ``monitor``: the replay of the session filled since the last log, shortfall, drift, realised
+  IC and their checks (:mod:`py_finance.live.monitor`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from py_finance.io import write_json
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Decision fields of the run that planned the session's orders: a rerun that resumes a
 # journaled plan trades that plan, so the day shows the targets the plan was built from,

@@ -786,6 +786,7 @@ def _trade(
     if live.shadow:
         payload["shadow"] = _shadow(ctx, history, info, sectors, dry_run)
     if not dry_run:
+        payload["monitor"] = _monitor(ctx, payload, previous, history, info, log_dir)
         _log_tracks(ctx, broker_name, payload)
     readiness = None
     if broker_name == "paper" and not dry_run:
@@ -800,6 +801,10 @@ def _trade(
     written = append_run(log_dir, session, payload, redact=redact)
     checkpoint("logged")
     _after_day_alerts(alerter, payload, previous, broker_name, dry_run, readiness)
+    if payload.get("monitor"):
+        from py_finance.live.monitor import monitor_alerts
+
+        monitor_alerts(alerter, payload, previous)
     log.info(
         "%s %s: regime %s, %d orders%s, log %s",
         "planned" if dry_run else "traded",
@@ -879,6 +884,32 @@ def _settled(broker: Broker, previous: Mapping[str, Any] | None) -> list[Fill]:
         if state is not None and (state.qty_filled != fill.get("qty_filled") or state.final):
             out.append(state)
     return out
+
+
+def _monitor(
+    ctx: Context,
+    payload: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    history: pd.DataFrame,
+    info: SessionInfo,
+    log_dir: Path,
+) -> dict[str, Any] | None:
+    """The day's replay, shortfall, drift and IC (:mod:`py_finance.live.monitor`).
+
+    And its MLflow track; a failure there is logged, never the day's.
+    """
+    from py_finance.live.monitor import log_monitor_track, monitor_day
+
+    try:
+        block = monitor_day(ctx, payload, previous, history, info, log_dir)
+    except Exception as exc:  # the day is traded whatever the monitor does
+        log.warning("live monitor failed: %s: %s", type(exc).__name__, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    try:
+        log_monitor_track(ctx, str(payload["broker"]), {**payload, "monitor": block}, log_dir)
+    except Exception as exc:
+        log.warning("could not log the monitor to MLflow: %s: %s", type(exc).__name__, exc)
+    return block
 
 
 def _shadow(

@@ -149,6 +149,10 @@ class LiveGates:
     ramp_up_schedule
         Steps of (fraction of capital, clean live sessions needed): fractions in (0, 1] and
         both increasing; the first step needs 0 days (it is where live trading starts).
+    monitor_checks
+        The live monitor's checks (``monitor_<check>`` gates: tracking difference, shortfall
+        above the cost model, feature drift, score drift, IC decay; thresholds in
+        ``live.monitor``) must not be breached at the latest monitored log of each broker.
     """
 
     min_paper_trading_days: int = 30
@@ -158,6 +162,7 @@ class LiveGates:
     min_paper_sharpe: float = 0.0
     max_consecutive_errors: int = 3
     ramp_up_schedule: tuple[RampStep, ...] = DEFAULT_RAMP
+    monitor_checks: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_paper_trading_days", "min_paper_trades", "max_consecutive_errors"):
@@ -562,6 +567,8 @@ def evaluate_readiness(
             f"needs at most {gates.max_consecutive_errors}",
         )
     )
+    if gates.monitor_checks:
+        results += _monitor_gates(track)
     return ReadinessReport(
         passed=all(r.passed for r in results),
         gates=tuple(results),
@@ -571,6 +578,43 @@ def evaluate_readiness(
         last_session=sessions[-1] if sessions else None,
         sessions_by_broker={b: sum(e.get("broker") == b for _, e in track) for b in brokers},
     )
+
+
+MONITOR_CHECKS = ("tracking_difference", "shortfall", "feature_drift", "score_drift", "ic_decay")
+
+
+def _monitor_gates(track: Sequence[tuple[dt.date, Mapping[str, Any]]]) -> list[GateResult]:
+    """One gate per monitor check: not breached at each broker's latest monitored log.
+
+    A check the monitor has not judged yet (too few sessions) passes; the days gate
+    judges the track's length.
+    """
+    latest: dict[str, tuple[dt.date, Mapping[str, Any]]] = {}
+    for session, entry in track:
+        checks = (entry.get("monitor") or {}).get("checks")
+        if isinstance(checks, Mapping):
+            latest[str(entry.get("broker"))] = (session, checks)
+    out = []
+    for name in MONITOR_CHECKS:
+        breached, value, threshold, where = False, math.nan, math.nan, []
+        for broker, (session, checks) in latest.items():
+            c = checks.get(name) or {}
+            v, t = c.get("value"), c.get("threshold")
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                value = float(v)
+            if isinstance(t, int | float) and not isinstance(t, bool):
+                threshold = float(t)
+            state = {True: "breached", False: "ok", None: "not judged yet"}[c.get("breached")]
+            extra = f" ({', '.join(c['features'])})" if c.get("features") else ""
+            where.append(f"{broker} {session}: {state}{extra}")
+            breached = breached or bool(c.get("breached"))
+        detail = (
+            f"{name} at the latest monitored log: " + "; ".join(where)
+            if where
+            else f"{name}: no monitored log yet"
+        )
+        out.append(GateResult(f"monitor_{name}", value, threshold, not breached, detail))
+    return out
 
 
 # ---------------------------------------------------------------- ramp-up
@@ -641,7 +685,7 @@ def format_report(
         f"{'gate':<26} {'value':>10} {'threshold':>12}  result",
     ]
     for g in report.gates:
-        bound = ">=" if g.name.startswith("min_") else "<="
+        bound = ">=" if g.name.startswith("min_") or g.name == "monitor_ic_decay" else "<="
         lines.append(
             f"{g.name:<26} {_value(g.name, g.value):>10} "
             f"{bound + ' ' + _value(g.name, g.threshold):>12}  {'PASS' if g.passed else 'FAIL'}"

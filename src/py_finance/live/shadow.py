@@ -140,7 +140,7 @@ def _trade_shadow(
     throttle = _throttle_state(marks, session, equity, cctx)
     multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
     held = sorted(sym for sym, qty in positions.items() if qty > 0)
-    _scores, weights, _regimes, regime = _targets(
+    scores, weights, _regimes, regime = _targets(
         cctx, model, history, session, info.as_of, held, sectors
     )
     weights = weights * multiplier
@@ -174,6 +174,8 @@ def _trade_shadow(
         "version": model.version,
         "regime": regime,
         "throttle_multiplier": multiplier,
+        # Its scores: the live monitor's realised IC and score drift of the challenger.
+        "scores": {str(k): float(v) for k, v in scores.dropna().items()},
         "rebalance_due": due,
         "target_weights": {k: round(v, 10) for k, v in targets.items()},
         "orders": [i.to_dict() for i in intents],

@@ -431,6 +431,28 @@ def log_track(
     return str(run_id)
 
 
+def log_track_figure(run_id: str, fig: Any, name: str) -> None:
+    """Log (replace) a figure of a track's run (:func:`log_track`), e.g. a chart redrawn daily.
+
+    Parameters
+    ----------
+    run_id
+        The track's run (what :func:`log_track` returned).
+    fig
+        A matplotlib figure; it is not closed.
+    name
+        Artifact file, e.g. ``monitor/live_vs_replay.png``.
+    """
+    mlflow = import_mlflow()
+    mlflow.MlflowClient().log_figure(run_id, fig, name)
+
+
+def log_track_file(run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a local file as an artifact of a track's run (:func:`log_track`)."""
+    mlflow = import_mlflow()
+    mlflow.MlflowClient().log_artifact(run_id, str(path), artifact_path)
+
+
 def record_failed_run(name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
     """Create a run that ended FAILED, with its params and tags (a ledger entry of a crash).
 

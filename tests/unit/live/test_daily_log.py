@@ -183,7 +183,7 @@ def test_a_same_day_rerun_appends_and_keeps_the_first_runs_errors(tmp_path):
     path = append_run(tmp_path, SESSION, second)
     doc = read_daily_log(tmp_path, SESSION)
     assert path == daily_log_path(tmp_path, SESSION)
-    assert doc["schema_version"] == SCHEMA_VERSION == 2
+    assert doc["schema_version"] == SCHEMA_VERSION == 3
     # The first run is kept exactly as it was written.
     assert doc["runs"][0] == before["runs"][0]
     assert [r["run"] for r in doc["runs"]] == [1, 2]

@@ -30,6 +30,11 @@ GATE_NAMES = [
     "max_paper_volatility",
     "min_paper_sharpe",
     "max_consecutive_errors",
+    "monitor_tracking_difference",
+    "monitor_shortfall",
+    "monitor_feature_drift",
+    "monitor_score_drift",
+    "monitor_ic_decay",
 ]
 
 
@@ -360,3 +365,29 @@ def test_a_rerun_day_stays_an_error_session_and_counts_each_order_once():
     assert not report.gate("max_consecutive_errors").passed
     # 10 other sessions x 2 fills without ids, plus r1 once (r2 filled nothing).
     assert report.gate("min_paper_trades").value == 10 * 2 + 1
+
+
+def test_a_breached_monitor_check_fails_its_gate_and_names_the_feature():
+    logs = track([0.001] * 40)
+    checks = {
+        "tracking_difference": {"value": 0.001, "threshold": 0.02, "breached": False},
+        "feature_drift": {
+            "value": 0.9,
+            "threshold": 0.25,
+            "breached": True,
+            "features": ["mom_20"],
+        },
+        "ic_decay": {"value": None, "threshold": None, "breached": None},
+    }
+    logs[-1] = {**logs[-1], "monitor": {"checks": checks}}
+    report = evaluate_readiness(logs, GATES)
+    drift = report.gate("monitor_feature_drift")
+    assert not drift.passed and "mom_20" in drift.detail and drift.value == 0.9
+    assert report.gate("monitor_tracking_difference").passed
+    assert report.gate("monitor_ic_decay").passed  # not judged yet
+    assert "monitor_feature_drift" in report.failed
+    # A later monitored log where it cleared passes again; the gates can be turned off.
+    logs.append({**logs[-1], "session": "2030-01-01", "monitor": {"checks": {}}})
+    assert evaluate_readiness(logs, GATES).gate("monitor_feature_drift").passed
+    off = evaluate_readiness(logs[:-1], LiveGates(monitor_checks=False))
+    assert "monitor_feature_drift" not in [g.name for g in off.gates]
