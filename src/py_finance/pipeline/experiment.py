@@ -336,7 +336,14 @@ def hydra_job(cfg: Any) -> float:
         "overrides": list(hc.overrides.task),
     }
     (Path(hc.runtime.output_dir) / "result.json").write_text(json.dumps(summary, indent=2))
-    log.info("job %s: %s = %.4f", out["run_id"], OBJECTIVE, objective)
+    log.info(
+        "job #%s (%s) done: %s %.4f, run %s",
+        hc.job.num if multirun else 0,
+        " ".join(hc.overrides.task) or "defaults",
+        OBJECTIVE,
+        objective,
+        out["run_id"],
+    )
     return objective if math.isfinite(objective) else -math.inf
 
 

@@ -50,6 +50,8 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
 _LABEL_TAGS = ("model", "horizon", "regime_policy", "variant")
 _MAX_LABEL_KEYS = 3
 _MAX_VALUE_CHARS = 24
+# A float logged with more digits than a label needs.
+_LONG_FLOAT = re.compile(r"-?\d+\.\d{5,}(e[-+]?\d+)?")
 # Runs of an ambiguous name listed in the error.
 _MAX_CANDIDATES = 6
 _PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -694,6 +696,12 @@ def _png_bytes(fig: Figure) -> bytes:
 
 
 def _short(value: str) -> str:
+    """A param value for a label: long floats to 4 significant digits, the rest cut short.
+
+    An Optuna draw such as 0.051234567890123456 is logged in full; the label needs 0.05123.
+    """
+    if _LONG_FLOAT.fullmatch(value):
+        return f"{float(value):.4g}"
     return value if len(value) <= _MAX_VALUE_CHARS else value[: _MAX_VALUE_CHARS - 1] + "…"
 
 

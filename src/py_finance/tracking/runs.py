@@ -316,7 +316,9 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     for start in range(0, len(items), MAX_METRICS_PER_BATCH):
         mlflow.log_metrics(dict(items[start : start + MAX_METRICS_PER_BATCH]), step=step)
     if skipped:
-        log.warning("not logging non-finite metrics: %s", skipped)
+        # Routine (a benchmark has no IC, a curve without losses no Sortino): recorded as
+        # tags, not worth a warning on every run.
+        log.debug("not logging non-finite metrics: %s", skipped)
         mlflow.set_tags(skipped)
 
 

@@ -87,3 +87,13 @@ def test_the_tpe_sweeper_config_resolves_a_per_worker_seed(monkeypatch) -> None:
     monkeypatch.setenv("PY_FINANCE_WORKER", "2")
     assert first == worker_seed(42, "1") != cfg.sampler.seed == worker_seed(42, "2")
     assert cfg.sampler.constant_liar is True
+
+
+def test_the_parallel_launcher_reports_progress_while_jobs_run():
+    # Regression: with hydra/launcher=parallel a sweep printed nothing between "Launching
+    # jobs" and its summary (joblib's verbose=0) for the whole run.
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("experiment", ["hydra/launcher=parallel"], return_hydra_config=True)
+    assert cfg.hydra.launcher.verbose >= 10  # a line per finished job, with elapsed time

@@ -331,3 +331,23 @@ def test_cli_with_a_shared_run_name_fails_in_one_line_unless_latest(
 
     cli.main([name, newest, "--latest", "--params", str(params), "--out", str(tmp_path / "b")])
     assert (tmp_path / "b" / "compare.md").read_text().count(name) == 2
+
+
+def test_legend_labels_round_a_float_drawn_with_17_digits() -> None:
+    # Regression: an Optuna draw went into legends and the sweep table with all its digits.
+    from types import SimpleNamespace
+
+    from py_finance.tracking.compare import run_labels
+
+    def run(run_id: str, rate: str) -> SimpleNamespace:
+        params = {"model.learning_rate": rate, "seed": "7"}
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, run_name="job-lightgbm-h5-fixed"),
+            data=SimpleNamespace(tags={"model": "lightgbm"}, params=params),
+        )
+
+    labels = run_labels([run("a" * 32, "0.051234567890123456"), run("b" * 32, "0.1")])
+    assert labels == [
+        "job-lightgbm-h5-fixed (learning_rate=0.05123)",
+        "job-lightgbm-h5-fixed (learning_rate=0.1)",
+    ]
