@@ -7,14 +7,26 @@
 See docs/platform.md; the job body is py_finance.pipeline.experiment.hydra_job.
 """
 
+import os
 import sys
 import warnings
 from pathlib import Path
 
 # Framework deprecation chatter is not the user's business on a normal run.
+QUIET = (
+    "ignore::DeprecationWarning",
+    "ignore::FutureWarning",
+    "ignore:The version_base parameter is deprecated",
+    # hydra-ray-launcher, imported by Hydra's plugin scan whatever the launcher
+    "ignore:register_new_resolver() is deprecated:UserWarning",
+)
+# The parallel launcher's worker processes start without this process's filters: as
+# -W options in the environment they inherit them.
+os.environ["PYTHONWARNINGS"] = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS"), *QUIET)))
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message="The version_base parameter is deprecated")
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 # Hydra 1.4 warns when it instantiates a callback without an execution whitelist; the only
 # callback is the project's own (conf/experiment.yaml).
 warnings.filterwarnings("ignore", message=r"hydra\.utils\.instantiate\(\) resolved")

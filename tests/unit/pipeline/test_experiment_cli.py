@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,21 @@ def test_the_parallel_launcher_reports_progress_while_jobs_run():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("experiment", ["hydra/launcher=parallel"], return_hydra_config=True)
     assert cfg.hydra.launcher.verbose >= 10  # a line per finished job, with elapsed time
+
+
+def test_sweep_workers_inherit_the_apps_warning_filters():
+    # Regression: each joblib worker printed hydra-ray-launcher's deprecation warning (Hydra's
+    # plugin scan imports it) in sweeps that do not use Ray: workers start without the app's
+    # warning filters.
+    code = (
+        "import runpy, subprocess, sys\n"
+        f"runpy.run_path({str(ROOT / 'pipelines/experiment.py')!r}, run_name='app')\n"
+        "subprocess.run([sys.executable, '-c', "
+        "'import hydra_plugins.hydra_ray_launcher._config'], check=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "register_new_resolver" not in done.stderr, done.stderr
