@@ -90,3 +90,25 @@ def test_every_runnable_block_runs_as_written(doc, tmp_path):
             assert len(lines) == 1 and lines[0].startswith("error: "), f"{where}: {done.stderr}"
             assert done.stdout == "", f"{where}: {done.stdout}"
             assert not (repo / "outputs").exists(), f"{where}: {command} left outputs/"
+
+
+def test_no_documented_ingest_writes_into_the_pipelines_store():
+    # Regression: README's `ingest_bars.py ... AAPL MSFT KO` added universe spells to
+    # data/store (a new snapshot: six stages dirty), and docs/data.md's files example merged
+    # five made-up names into it (the next live dry run bought them). An example ingests into
+    # a store of its own (--store) unless its command says `# into the pipeline's store`.
+    fence = re.compile(r"^```(\w*)")
+    for path in DOCS:
+        inside = False
+        lines = path.read_text().replace("\\\n", " ").splitlines()
+        for line in lines:
+            m = fence.match(line.strip())
+            if m:
+                inside = not inside and m.group(1) in ("bash", "sh", "")
+                continue
+            command = line.split(" # ", 1)[0]
+            if not inside or "scripts/ingest_" not in command:
+                continue
+            assert "--store" in command or "into the pipeline's store" in line, (
+                f"{path.name}: `{line.strip()}` writes into data/store: give it --store"
+            )
