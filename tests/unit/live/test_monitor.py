@@ -29,6 +29,24 @@ def test_replay_trades_the_targets_at_the_fill_prices_with_the_cost_model():
     assert rep.targets_equal
 
 
+def test_a_next_open_replay_trades_at_the_open_and_marks_at_the_close():
+    rep = replay_session(
+        {},
+        1000.0,
+        {"A": 10.0},
+        {"A": 13.0},
+        {"A": 0.5},
+        cost_bps=0.0,
+        fill="next_open",
+        open_prices={"A": 12.0},
+    )
+    assert rep.end == pytest.approx(500.0 + 500.0 / 12.0 * 13.0, rel=1e-12)
+    # At the close instead: 500 of A bought at 13, worth 500 at the close.
+    at_close = replay_session({}, 1000.0, {"A": 10.0}, {"A": 13.0}, {"A": 0.5}, cost_bps=0.0)
+    assert at_close.end == pytest.approx(1000.0, rel=1e-12)
+
+
+@pytest.mark.slow
 def test_paper_broker_with_the_backtest_fill_model_equals_its_replay_over_45_sessions(tmp_path):
     track = simulate(tmp_path, n_sessions=45, every=3)
     replays = [e["monitor"]["replay"] for e in track.logs[1:]]
@@ -49,6 +67,7 @@ def test_a_replay_that_held_the_wrong_book_would_show_a_tracking_difference(tmp_
     assert abs(live_pnl - (rep.end - rep.start)) > 1.0
 
 
+@pytest.mark.slow
 def test_25_bps_of_slippage_is_measured_and_alerted_once(tmp_path):
     track = simulate(tmp_path, n_sessions=30, slippage_bps=25.0, cost_bps=10.0)
     measured = [
@@ -65,6 +84,7 @@ def test_25_bps_of_slippage_is_measured_and_alerted_once(tmp_path):
     assert not [k for _, k in calm.alerts if k == "shortfall"]
 
 
+@pytest.mark.slow
 def test_a_feature_shifted_from_some_session_on_raises_one_drift_alert_naming_it(tmp_path):
     track = simulate(tmp_path, n_sessions=60, shift_from=30, shift_feature="ret_5")
     drift = [(s, k) for s, k in track.alerts if k.startswith("feature_drift")]
@@ -74,6 +94,7 @@ def test_a_feature_shifted_from_some_session_on_raises_one_drift_alert_naming_it
     assert track.logs[-1]["monitor"]["drift"]["top"][0][0] == "ret_5"
 
 
+@pytest.mark.slow
 def test_an_unshifted_track_raises_no_drift_alert(tmp_path):
     track = simulate(tmp_path, n_sessions=60)
     assert not [k for _, k in track.alerts if "drift" in k]
