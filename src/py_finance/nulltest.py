@@ -36,7 +36,8 @@ from py_finance.errors import ConfigError, cli_errors
 log = logging.getLogger(__name__)
 
 KINDS = ("null", "planted")
-MODELS = ("lightgbm", "xgboost", "lstm", "tcn")
+MODELS = ("lightgbm", "xgboost", "lstm", "tcn", "transformer")
+SEQUENCE_MODELS = ("lstm", "tcn", "transformer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,8 @@ _CHEAP_SEQUENCE = (
 
 SIZES = {
     # CI: 2 models x 2 horizons x 6 variants = 24 trials on 10 names over 9 years. The
-    # sequence models are left out by default: their backtest cannot log them yet (see
-    # docs/platform.md); `--models lstm tcn` adds them.
+    # sequence models are left out by default to keep it cheap; `--models tcn` (or lstm,
+    # transformer) runs them through the same sweep.
     "ci": NullTestSize(
         symbols=10,
         start="1994-01-03",
@@ -278,7 +279,7 @@ def _clear(root: Path) -> None:
 
 
 def _model_overrides(model: str, size: str) -> list[str]:
-    if model in ("lstm", "tcn"):
+    if model in SEQUENCE_MODELS:
         return [f"model.{o}" for o in _CHEAP_SEQUENCE] if size == "ci" else []
     return [f"model.{o}" for o in _BOOSTER_CHEAP[size]]
 

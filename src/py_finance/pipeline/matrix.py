@@ -40,19 +40,28 @@ def init(root: Path) -> Path:
     return dest
 
 
-@functools.lru_cache(maxsize=4)
-def horizon_keys(config_dir: str | None = None) -> tuple[str, ...]:
-    """Dotted keys whose value in ``conf/`` is the interpolation ``${labels.horizon}``."""
+@functools.lru_cache(maxsize=16)
+def horizon_keys(config_dir: str | None = None, model: str | None = None) -> tuple[str, ...]:
+    """Dotted keys whose value in ``conf/`` is the interpolation ``${labels.horizon}``.
+
+    With ``model`` (an option of ``conf/model/``), the config is composed with that model, so
+    its own keys (a sequence model's ``val_gap``) are found under ``model.``.
+    """
     import warnings
 
     from hydra import compose, initialize_config_dir
     from omegaconf import DictConfig
 
     directory = str(Path(config_dir or conf_dir()).resolve())
+    overrides = (
+        [f"model={model}"]
+        if model and (Path(directory) / "model" / f"{model}.yaml").exists()
+        else []
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with initialize_config_dir(directory, version_base=None):
-            cfg = compose(config_name="config")
+            cfg = compose(config_name="config", overrides=overrides)
     found: list[str] = []
 
     def walk(node: DictConfig, prefix: str) -> None:
@@ -80,7 +89,7 @@ def cell_config(params: Any, model: str, horizon: int, config_dir: str | None = 
         )
     cfg.model = models[model]
     cfg.labels.horizon = int(horizon)
-    for key in horizon_keys(config_dir):
+    for key in horizon_keys(config_dir, model):
         if key.startswith("models."):
             continue
         if key.startswith("model."):

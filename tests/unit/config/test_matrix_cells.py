@@ -40,3 +40,14 @@ def test_matrix_train_stages_depend_on_their_own_model_params_only():
     assert "models.${item.model}" in stages["m_train"]["params"]
     assert "model" not in stages["m_train"]["params"]
     assert "models" not in stages["m_backtest"]["params"]
+
+
+@pytest.mark.parametrize("model", ["tcn", "lstm", "transformer"])
+def test_a_sequence_model_is_a_matrix_cell_with_its_purge_following_the_horizon(model):
+    # What conf/config.yaml's defaults gain when a sequence model joins the matrix.
+    cfg = cell_config(compose([f"+model@models.{model}={model}"]), model, 20)
+    s = build(cfg)
+    assert s.model_name == model
+    fitted = s.model_factory()
+    assert fitted.params.val_gap == 20 == s.labels.horizon
+    assert s.paths["models"] == f"data/models/matrix/{model}"
