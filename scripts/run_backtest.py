@@ -29,7 +29,9 @@ def add_backtest_flags(p: argparse.ArgumentParser) -> None:
 @cli_errors
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", default="lightgbm", help="lightgbm | xgboost | lstm | tcn")
+    p.add_argument(
+        "--model", default="lightgbm", help="lightgbm | xgboost | lstm | tcn | transformer"
+    )
     p.add_argument("--horizon", type=int, default=5, help="label horizon: 1, 5 or 20")
     add_backtest_flags(p)
     args = p.parse_args(argv)

@@ -19,7 +19,9 @@ from run_backtest import add_backtest_flags
 @cli_errors
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model-type", default="lightgbm", help="lightgbm | xgboost | lstm | tcn")
+    p.add_argument(
+        "--model-type", default="lightgbm", help="lightgbm | xgboost | lstm | tcn | transformer"
+    )
     p.add_argument("--horizons", type=int, nargs="+", default=[1, 5, 20])
     p.add_argument("--run-benchmarks", action="store_true", help="add SPY B&H and EW columns")
     add_backtest_flags(p)

@@ -20,7 +20,7 @@ from py_finance.errors import PyFinanceError
 from py_finance.pipeline import evaluation, research
 from py_finance.pipeline.context import Context
 
-MODELS = ("lightgbm", "xgboost", "lstm", "tcn")
+MODELS = ("lightgbm", "xgboost", "lstm", "tcn", "transformer")
 
 
 def overlay_overrides(
