@@ -160,6 +160,12 @@ def test_the_shadow_book_trades_what_the_challenger_would_have(tmp_path):
     assert later.payload["shadow"]["version"] == challenger
     assert set(later.payload["shadow"]["positions"]) == set(shadow["target_weights"])
     assert later.payload["shadow"]["equity"] != shadow["equity"]
+    # The monitor replays the shadow book's filled session as it does the champion's.
+    watched = later.payload["monitor"]["shadow"]
+    assert watched["version"] == challenger and watched["replay"]["traded"]
+    assert watched["replay"]["live_start"] == pytest.approx(shadow["equity"], rel=1e-12)
+    assert abs(watched["replay"]["tracking_difference"]) < 1e-3  # 5 bps paid vs 10 modelled
+    assert set(later.payload["shadow"]["scores"]) == set(later.payload["scores"])
     # Both tracks in MLflow, a run per deployed version, step = session.
     import mlflow
 
