@@ -36,3 +36,12 @@ def test_gate_promotes_nothing_on_noise_and_promotes_a_planted_signal(kind, tmp_
         assert any(r.startswith("dsr") and r.endswith("fail") for r in result.best["reasons"])
     else:
         assert result.promoted, result.report
+
+
+@pytest.mark.slow
+def test_a_sequence_model_runs_through_the_null_sweep_and_nothing_is_promoted(tmp_path):
+    # The backtest logs the TCN as a window pyfunc, so the sweep takes it like the trees.
+    result = run_null_test("null", "ci", root=tmp_path, models=["tcn"])
+    assert len(result.trials) == len(SIZES["ci"].horizons) * len(SIZES["ci"].variants) == 12
+    assert result.n_trials_recorded >= 12
+    assert not result.promoted, result.report
