@@ -31,3 +31,17 @@ def test_with_no_edge_there_is_nothing_to_find_and_nothing_is_promoted(tmp_path)
     assert abs(result.oracle_rank_ic) < 0.01, result.summary()
     assert abs(result.model_rank_ic) < 0.02 or math.isnan(result.model_rank_ic), result.summary()
     assert not result.promoted, result.summary()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", ["reversal", "sector"])
+def test_the_default_model_recovers_other_edge_shapes(shape):
+    # The two cheapest shapes of benchmarks/bench_known_answer.py (the whole table is there):
+    # the default LightGBM, 100 names, the budget at that size (65% of the oracle's rank IC).
+    from py_finance.knownanswer import recoveries
+
+    [found] = recoveries(shape, n_active=100, n_sessions=2520, seed=0)
+    assert found.oracle_rank_ic > 0.05, found
+    assert found.recovery >= 0.65, found
+    # early stopping chose the trees per fold, not one number for all
+    assert len(set(found.n_trees)) > 1, found

@@ -135,9 +135,9 @@ class LightGBMModel(_BoostedModel):
 
     name = "lightgbm"
     defaults: ClassVar[dict[str, Any]] = {
-        "n_estimators": 100,
-        "learning_rate": 0.1,
-        "patience": 0,
+        "n_estimators": 1000,
+        "learning_rate": 0.05,
+        "patience": 50,
         "val_fraction": 0.2,
         "num_leaves": 15,
         "min_child_samples": 200,
@@ -184,9 +184,9 @@ class XGBoostModel(_BoostedModel):
 
     name = "xgboost"
     defaults: ClassVar[dict[str, Any]] = {
-        "n_estimators": 100,
-        "learning_rate": 0.1,
-        "patience": 0,
+        "n_estimators": 1000,
+        "learning_rate": 0.05,
+        "patience": 50,
         "val_fraction": 0.2,
         "max_depth": 4,
         "subsample": 0.8,

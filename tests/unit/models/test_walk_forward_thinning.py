@@ -104,7 +104,7 @@ def test_warm_start_continues_the_previous_folds_trees(kind):
         feats,
         labels,
         "y",
-        lambda: cls(n_estimators=10, n_jobs=1),
+        lambda: cls(n_estimators=10, n_jobs=1, patience=0),  # warm starts do not stop early
         WalkForwardConfig(refit="yearly", min_train_sessions=252, embargo=5),
         progress=False,
     )
