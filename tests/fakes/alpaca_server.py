@@ -16,6 +16,13 @@ before the request is processed or after it (the order exists but the reply is l
 Every request is recorded in ``seen``; ``created`` lists the ids of the orders created, in
 order, and ``duplicate_posts`` counts orders refused because their id was known.
 
+Auction orders (time in force ``opg``, market-on-open, and ``cls``, market-on-close) must be
+whole shares; they are accepted and wait for their auction whatever the fill policy:
+:meth:`FakeAlpaca.open_auction` fills the ``opg`` ones at ``opens`` (which may differ from
+the closes in ``prices``), :meth:`FakeAlpaca.close_auction` the ``cls`` ones at ``prices``.
+Without an injected ``now``, the fake's clock says 12:00 ET while the market is open and
+20:00 ET (after the auctions' cut-offs, orders queued) while it is closed.
+
 Scenarios that change mid-run hang on a request count: ``fake.after("POST", "/v2/orders",
 3, fake.refuse)`` stops listening once the third order was answered (every later request
 is refused a connection), ``fake.restart()`` listens again, on a new port, with the same
@@ -38,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 Body = str | bytes | dict | list | None
 
 FILL_POLICIES = ("fill", "partial", "pending")
+AUCTIONS = ("opg", "cls")
 OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled", "held"})
 
 GATEWAY_HTML = (
@@ -158,7 +166,9 @@ class FakeAlpaca:
         Starting cash (also the buying power: the fake account has no margin).
     prices
         Fill and mark price per symbol; every symbol here is a tradable, fractionable asset
-        unless ``assets`` says otherwise.
+        unless ``assets`` says otherwise. The closing auction fills at these.
+    opens
+        The opening auction's price per symbol (default: ``prices``).
     assets
         Per symbol overrides of the asset fields (``fractionable``, ``tradable``, ...).
     fill_policy
@@ -171,7 +181,8 @@ class FakeAlpaca:
     key, secret
         Credentials the fake expects in the APCA headers (401 otherwise).
     now
-        The fake's clock (tz-aware); real UTC time by default.
+        The fake's clock (tz-aware); real UTC time by default, except the clock endpoint's
+        time (12:00 ET while ``market_open``, else 20:00 ET, today).
     """
 
     def __init__(
@@ -179,6 +190,7 @@ class FakeAlpaca:
         *,
         cash: float = 100_000.0,
         prices: dict[str, float] | None = None,
+        opens: dict[str, float] | None = None,
         assets: dict[str, dict[str, Any]] | None = None,
         fill_policy: str = "fill",
         partial_fraction: float = 0.5,
@@ -197,12 +209,14 @@ class FakeAlpaca:
         for symbol, fields in (assets or {}).items():
             if symbol not in self.assets:
                 self.add_asset(symbol, **fields)
+        self.opens: dict[str, float] = dict(opens) if opens is not None else dict(self.prices)
         self.fill_policy = fill_policy
         self.partial_fraction = partial_fraction
         self.market_open = market_open
         self.key = key
         self.secret = secret
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self._clock_given = now is not None
         self.account_id = str(uuid.uuid4())
         self.positions: dict[str, dict[str, float]] = {}  # symbol -> qty, cost
         self.orders: dict[str, dict[str, Any]] = {}  # client_order_id -> order JSON
@@ -328,6 +342,26 @@ class FakeAlpaca:
                 self._execute(order, float(order["qty"]) - float(order["filled_qty"]))
             return len(open_orders)
 
+    def open_auction(self) -> int:
+        """The opening auction: fill every working ``opg`` order at ``opens``; how many."""
+        return self._auction("opg", self.opens)
+
+    def close_auction(self) -> int:
+        """The closing auction: fill every working ``cls`` order at ``prices``; how many."""
+        return self._auction("cls", self.prices)
+
+    def _auction(self, tif: str, prices: dict[str, float]) -> int:
+        with self._lock:
+            due = [
+                o
+                for o in self.orders.values()
+                if o["status"] in OPEN_STATUSES and o["time_in_force"] == tif
+            ]
+            for order in due:
+                left = float(order["qty"]) - float(order["filled_qty"])
+                self._execute(order, left, prices[order["symbol"]])
+            return len(due)
+
     def expire_open(self) -> int:
         """End the day: every open order expires, keeping what it filled; return how many."""
         with self._lock:
@@ -358,10 +392,10 @@ class FakeAlpaca:
         with self._lock:
             return self.cash + sum(p["qty"] * self.prices[s] for s, p in self.positions.items())
 
-    def _execute(self, order: dict[str, Any], qty: float) -> None:
-        """Fill ``qty`` more of ``order`` at the current price; update cash and positions."""
+    def _execute(self, order: dict[str, Any], qty: float, price: float | None = None) -> None:
+        """Fill ``qty`` more of ``order`` at ``price`` (default: the current price)."""
         symbol = order["symbol"]
-        price = self.prices[symbol]
+        price = self.prices[symbol] if price is None else float(price)
         done = float(order["filled_qty"])
         avg = float(order["filled_avg_price"] or 0.0)
         total = done + qty
@@ -421,6 +455,12 @@ class FakeAlpaca:
             return 422, {"code": 40010001, "message": "qty must be > 0"}
         if not asset["fractionable"] and qty != int(qty):
             return 422, {"code": 40010001, "message": "fractional orders are not supported"}
+        tif = body.get("time_in_force", "day")
+        if tif in AUCTIONS and qty != int(qty):
+            return 422, {
+                "code": 40010001,
+                "message": "fractional orders are only supported for day orders",
+            }
         price = self.prices[symbol]
         if side == "buy":
             buying_power = self.cash - self._reserved(None, "buy")
@@ -484,7 +524,7 @@ class FakeAlpaca:
         }
         self.orders[coid] = order
         self.created.append(coid)
-        if self.market_open:
+        if self.market_open and tif not in AUCTIONS:
             if self.fill_policy == "fill":
                 self._execute(order, qty)
             elif self.fill_policy == "partial":
@@ -561,6 +601,12 @@ class FakeAlpaca:
 
     def _clock(self) -> dict[str, Any]:
         now = self.now().astimezone(dt.UTC)
+        if not self._clock_given:
+            from zoneinfo import ZoneInfo
+
+            local = now.astimezone(ZoneInfo("America/New_York"))
+            hour = 12 if self.market_open else 20
+            now = local.replace(hour=hour, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
         today_open = now.replace(hour=13, minute=30, second=0, microsecond=0)
         today_close = now.replace(hour=20, minute=0, second=0, microsecond=0)
         next_open = today_open if now < today_open else today_open + dt.timedelta(days=1)

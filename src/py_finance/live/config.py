@@ -93,9 +93,10 @@ class LiveConfig:
         Paper fills: price moved against the order by ``slippage_bps``; commission in bps of
         notional, paid from cash.
     paper_fill_at
-        ``next_close`` (an order decided after the close of t fills at the close of the next
-        session the loop runs, as the backtest trades) or ``close`` (fills when sent, at the
-        decision session's close: optimistic, for tests and demonstrations).
+        ``fill_model`` (an order decided after the close of t fills at the close, or the
+        open, of the next session the loop runs, as ``backtest.fill`` says and the backtest
+        trades) or ``close`` (fills when sent, at the decision session's close: optimistic,
+        for tests and demonstrations).
     min_order_notional
         Orders smaller than this (account currency) are not sent.
     log_dir
@@ -147,7 +148,7 @@ class LiveConfig:
     initial_cash: float = 100_000.0
     commission_bps: float = 0.0
     slippage_bps: float = 5.0
-    paper_fill_at: str = "next_close"
+    paper_fill_at: str = "fill_model"
     min_order_notional: float = 1.0
     log_dir: str = "logs/live_trading"
     state_path: str = "data/live/paper_broker.sqlite"
@@ -176,9 +177,11 @@ class LiveConfig:
             raise ConfigError(f"live.broker must be one of {BROKERS}, got {self.broker!r}")
         if self.initial_cash <= 0:
             raise ConfigError("live.initial_cash must be > 0")
-        if self.paper_fill_at not in ("close", "next_close"):
+        if self.paper_fill_at not in ("fill_model", "close"):
             raise ConfigError(
-                f"live.paper_fill_at must be 'close' or 'next_close', got {self.paper_fill_at!r}"
+                "live.paper_fill_at must be 'fill_model' (the paper broker fills as "
+                "backtest.fill says: next_close or next_open) or 'close', got "
+                f"{self.paper_fill_at!r}"
             )
         if self.commission_bps < 0 or self.slippage_bps < 0:
             raise ConfigError("live.commission_bps and live.slippage_bps must be >= 0")

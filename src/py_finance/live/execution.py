@@ -10,6 +10,11 @@ An order the broker did not confirm (every try hit 429/5xx or no reply, or the c
 breaker stopped sending) is ``unconfirmed``: it is not marked submitted in the journal, so
 the next run of the session looks it up by its ``client_order_id`` and sends it only if
 the broker never saw it (:func:`py_finance.live.reconcile.reconcile`).
+
+Auction orders (Alpaca's market-on-open and market-on-close, the fill model's order type)
+are refused outside their submission window: a broker that says so
+(``order_window()``) stops the plan before anything is sent, in one line
+(:class:`OrderWindowClosed`); the journaled plan is sent by a later run.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from py_finance.errors import PyFinanceError
 from py_finance.live.brokers.base import Broker, BrokerUnavailable, Fill
 from py_finance.live.faults import checkpoint
 from py_finance.live.journal import mark_submitted, submitted_ids
 from py_finance.live.orders import OrderIntent
 
 log = logging.getLogger(__name__)
+
+
+class OrderWindowClosed(PyFinanceError):
+    """The broker refuses the fill model's orders now (an auction's cut-off): nothing sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,17 @@ def execute(
         while the market is closed).
     monotonic
         Elapsed-time clock (injected by tests).
+
+    Raises
+    ------
+    OrderWindowClosed
+        The broker would refuse the orders now (``broker.order_window()``): nothing sent.
     """
+    window = getattr(broker, "order_window", None)
+    closed = window() if window is not None and _unsent(intents, journal) else None
+    if closed:
+        log.error("%s", closed)
+        raise OrderWindowClosed(closed)
     start = monotonic()
     deadline = start + max(float(wait_budget_s), 0.0)
     waited = 0.0
@@ -160,6 +181,30 @@ def execute(
     checkpoint("fills_collected")
     fills = [states[i.client_order_id] for i in intents if i.client_order_id in states]
     return Execution(fills, stopped, round(waited, 4))
+
+
+def session_opens(ctx: Any, session: dt.date, as_of: Any) -> dict[str, float] | None:
+    """The opens of ``session`` on the adjusted-close basis, where the fill model fills.
+
+    None unless ``backtest.fill`` is ``next_open`` (the paper broker then fills the pending
+    orders there); empty when the store has no opens for that session (the bundled data).
+    """
+    if ctx.settings.backtest.fill != "next_open":
+        return None
+    from py_finance.features.registry import adjusted_panel
+
+    data = ctx.settings.data
+    symbols = list(data.symbols) if data.symbols else None
+    opens = adjusted_panel(ctx.store, symbols, session, session, as_of).get("open")
+    if opens is None or opens.empty or opens.index[-1].date() != session:
+        return {}
+    row = opens.iloc[-1]
+    return {str(k): float(v) for k, v in row.items() if v > 0}
+
+
+def _unsent(intents: Sequence[OrderIntent], journal: str | os.PathLike[str]) -> bool:
+    sent = submitted_ids(journal)
+    return any(i.client_order_id not in sent for i in intents)
 
 
 def _open(fill: Fill | None) -> bool:

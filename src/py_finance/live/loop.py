@@ -67,7 +67,7 @@ from py_finance.live.daily_log import (
     logged_sessions,
     read_daily_log,
 )
-from py_finance.live.execution import Execution, execute
+from py_finance.live.execution import Execution, execute, session_opens
 from py_finance.live.faults import checkpoint
 from py_finance.live.journal import record_intents, session_intents
 from py_finance.live.orders import plan_orders, resized_weights
@@ -194,7 +194,9 @@ def open_broker(name: str, ctx: Context) -> Broker:
     if name == "paper":
         from py_finance.live.brokers.paper import PaperBroker
 
-        return PaperBroker.from_settings(ctx.root / live.state_path, live)
+        return PaperBroker.from_settings(
+            ctx.root / live.state_path, live, ctx.settings.backtest.fill
+        )
     if name in ("alpaca_paper", "alpaca_live"):
         from py_finance.live.brokers.alpaca import AlpacaBroker
 
@@ -214,6 +216,7 @@ def open_broker(name: str, ctx: Context) -> Broker:
             breaker_failures=alpaca.breaker_failures,
             max_retry_after_s=alpaca.max_retry_after_s,
             retry_budget_s=alpaca.retry_budget_s,
+            fill=ctx.settings.backtest.fill,  # market-on-open / market-on-close orders
         )
     raise PyFinanceError(f"unknown broker {name!r}; use paper, alpaca_paper or alpaca_live")
 
@@ -613,7 +616,8 @@ def _trade(
     settle = getattr(broker, "settle", None)
     if settle is not None and not dry_run:
         with timer.step("settle"):
-            settle(price_map, session)  # the paper broker fills earlier orders at this close
+            # The paper broker fills earlier orders at this close (or open: backtest.fill).
+            settle(price_map, session, opens=session_opens(ctx, session, info.as_of))
         checkpoint("settled")
     payload["settled"] = _settled(broker, previous)
     apply_delistings = getattr(broker, "apply_delistings", None)

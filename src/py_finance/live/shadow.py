@@ -106,7 +106,7 @@ def shadow_day(
             book_path = Path(tmp) / path.name
             if path.exists():
                 shutil.copy2(path, book_path)
-        book = PaperBroker.from_settings(book_path, live)
+        book = PaperBroker.from_settings(book_path, live, cctx.settings.backtest.fill)
         try:
             return _trade_shadow(cctx, book, model, history, info, sectors, path, dry_run)
         finally:
@@ -125,6 +125,7 @@ def _trade_shadow(
 ) -> dict[str, Any]:
     """The champion's day, step for step, on the virtual book (nothing sent anywhere)."""
     # The loop's own steps (imported here: the loop imports this module).
+    from py_finance.live.execution import session_opens
     from py_finance.live.loop import _equity, _targets, _throttle_state
     from py_finance.risk.overlays import throttle_multiplier
 
@@ -133,7 +134,8 @@ def _trade_shadow(
     prices = history.iloc[-1].dropna()
     price_map = {str(k): float(v) for k, v in prices.items()}
     marks = book.equity_history()
-    book.settle(price_map, session)  # yesterday's would-be orders fill at this close
+    # Yesterday's would-be orders fill at this close (or open: backtest.fill).
+    book.settle(price_map, session, opens=session_opens(cctx, session, info.as_of))
     account = book.account()
     positions = account.positions
     equity = _equity(account.cash, positions, prices)

@@ -285,6 +285,27 @@ class Market:
     delistings: pd.DataFrame
     sectors: pd.Series | pd.DataFrame
     regimes: pd.Series
+    # The opens on the prices' grid where backtest.fill is next_open (None: fills at closes).
+    opens: pd.DataFrame | None = None
+
+
+def opens_on(ctx: Context, px: pd.DataFrame) -> pd.DataFrame | None:
+    """Opens on ``px``'s grid (the adjusted-close basis) when ``backtest.fill`` is next_open.
+
+    None when the fills are at the closes; all-NaN when the store has no opens (the bundled
+    data), which the backtest refuses in one line.
+    """
+    if ctx.settings.backtest.fill != "next_open" or px.empty:
+        return None
+    from py_finance.features.registry import adjusted_panel
+
+    data = ctx.settings.data
+    symbols = list(data.symbols) if data.symbols else None
+    first, last = px.index[0].date(), px.index[-1].date()
+    opens = adjusted_panel(ctx.store, symbols, first, last, ctx.as_of).get("open")
+    return (opens if opens is not None else pd.DataFrame()).reindex(
+        index=px.index, columns=px.columns
+    )
 
 
 def market(ctx: Context, start: pd.Timestamp) -> Market:
@@ -311,6 +332,7 @@ def market(ctx: Context, start: pd.Timestamp) -> Market:
         delistings=ctx.store.delistings(ctx.as_of),
         sectors=sectors_by_session(ctx.store.sector_history(ctx.as_of), px.index, px.columns),
         regimes=regimes,
+        opens=opens_on(ctx, px),
     )
 
 
@@ -352,7 +374,9 @@ def variant_weights(
 def variant_backtest(m: Market, s: Any, weights: pd.DataFrame, variant: str) -> BacktestResult:
     """The cash-account backtest of a variant's weights (the throttle for ``regime_aware``)."""
     risk = s.risk if variant == "regime_aware" else None
-    return run_backtest(m.prices, weights, s.backtest, risk=risk, delistings=m.delistings)
+    return run_backtest(
+        m.prices, weights, s.backtest, risk=risk, delistings=m.delistings, opens=m.opens
+    )
 
 
 def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]:
@@ -380,6 +404,7 @@ def _backtest(ctx: Context, question: str, *, log_model: bool) -> dict[str, Any]
         equal_weight_targets(px.where(m.tradable), s.portfolio.rebalance_every),
         s.backtest,
         delistings=delistings,
+        opens=m.opens,
     )
     bench = buy_and_hold(index.loc[start:], start)
     bench_rets = bench.pct_change().fillna(0.0)

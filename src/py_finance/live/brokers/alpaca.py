@@ -19,6 +19,16 @@ so the run can still log what it knows. A ``Retry-After`` is always waited for i
 
 The endpoint is ``live.alpaca.base_url``, else ``$APCA_API_BASE_URL`` (the variable
 alpaca-py users know), else Alpaca's own (:func:`resolve_base_url`).
+
+The fill model (``backtest.fill``) picks the order type: ``next_open`` sends market-on-open
+orders (time in force ``opg``: they execute in the next opening auction only), ``next_close``
+market-on-close orders (``cls``: the next closing auction only). Alpaca refuses ``opg``
+orders submitted between 09:28 and 19:00 ET and ``cls`` orders between 15:50 and 19:00 ET
+(later ones are queued for the next session's auction), and trades fractional shares in
+``day`` orders only: auction orders are whole shares, and a plan is refused in one line,
+before anything is sent, when Alpaca's clock is inside the window
+(:meth:`AlpacaBroker.order_window`). Without a fill model the orders are ``day`` market
+orders (queued after the close, they fill at the next open).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import requests
@@ -95,6 +106,18 @@ _ENDED = {
 }
 # Queued outside market hours: no point waiting for a fill now.
 _QUEUED = frozenset({"accepted", "held"})
+
+# The time in force of each fill model, and when (ET) Alpaca refuses it: "OPG orders
+# submitted after 9:28am but before 7:00pm ET will be rejected", "CLS orders submitted after
+# 3:50pm but before 7:00pm ET will be rejected" (Orders at Alpaca, Time in Force); later ones
+# are queued for the next session's auction.
+TIME_IN_FORCE = {"next_open": "opg", "next_close": "cls"}
+_AUCTION = {
+    "opg": ("market-on-open", dt.time(9, 28), "before 09:28 ET of the next session"),
+    "cls": ("market-on-close", dt.time(15, 50), "before 15:50 ET of the next session"),
+}
+_QUEUE_FROM = dt.time(19, 0)
+_EXCHANGE_TZ = "America/New_York"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS equity (
@@ -398,6 +421,10 @@ class AlpacaBroker(StateFileBroker):
         together, add up to at most this; a try that would need more is not made (the
         breaker opens), so replies that alternate 429 + ``Retry-After`` with answers
         cannot stretch a run beyond it.
+    fill
+        The fill model (``backtest.fill``): ``next_open`` sends market-on-open orders
+        (``opg``), ``next_close`` market-on-close (``cls``), both in whole shares; None sends
+        ``day`` market orders.
     clock
         Current tz-aware time (stamps of open orders and rejections); injected for tests.
     sleep, monotonic
@@ -423,6 +450,7 @@ class AlpacaBroker(StateFileBroker):
         breaker_failures: int = 5,
         max_retry_after_s: float = 30.0,
         retry_budget_s: float = 60.0,
+        fill: str | None = None,
         clock: Callable[[], dt.datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -452,8 +480,14 @@ class AlpacaBroker(StateFileBroker):
                 f"max_attempts and breaker_failures must be >= 1, got {max_attempts} and "
                 f"{breaker_failures}"
             )
+        if fill is not None and fill not in TIME_IN_FORCE:
+            raise PyFinanceError(
+                f"fill must be one of {', '.join(TIME_IN_FORCE)} or None, got {fill!r}"
+            )
         from alpaca.trading.client import TradingClient
 
+        self.fill = fill
+        self.time_in_force = "day" if fill is None else TIME_IN_FORCE[fill]
         self.paper = bool(paper)
         self.url_override = url_override
         self.request_timeout_s = float(request_timeout_s)
@@ -880,8 +914,32 @@ class AlpacaBroker(StateFileBroker):
 
         return self._call("clock", self._client.get_clock, parse)
 
+    def order_window(self) -> str | None:
+        """Why Alpaca would refuse this broker's auction orders now (one line), or None.
+
+        Read from Alpaca's clock: ``opg`` orders are refused from 09:28 to 19:00 ET, ``cls``
+        orders from 15:50 to 19:00 ET. ``day`` orders are always taken (queued when closed).
+        """
+        if self.time_in_force not in _AUCTION:
+            return None
+        clock = self.clock()
+        now = (clock.timestamp if clock is not None else self._clock()).astimezone(
+            ZoneInfo(_EXCHANGE_TZ)
+        )
+        kind, cutoff, before = _AUCTION[self.time_in_force]
+        if not cutoff <= now.time() < _QUEUE_FROM:
+            return None
+        return (
+            f"alpaca refuses {kind} orders (time_in_force {self.time_in_force}, "
+            f"backtest.fill={self.fill}) sent between {cutoff:%H:%M} and {_QUEUE_FROM:%H:%M} "
+            f"ET and it is {now:%H:%M} ET: nothing was sent; run the loop again after "
+            f"{_QUEUE_FROM:%H:%M} ET or {before} (the journaled plan is sent then)"
+        )
+
     def fractionable(self, symbols: list[str]) -> dict[str, bool]:
         """Return per symbol whether Alpaca trades fractional shares of it (cached).
+
+        Auction orders (``opg``, ``cls``) trade whole shares only: False for every symbol.
 
         Raises
         ------
@@ -895,13 +953,16 @@ class AlpacaBroker(StateFileBroker):
                 raise PyFinanceError(
                     f"alpaca does not know symbol {symbol!r}; remove it from the universe"
                 )
-            out[symbol] = bool(asset.get("fractionable"))
+            out[symbol] = bool(asset.get("fractionable")) and self.time_in_force == "day"
         return out
 
     # -- writes ----------------------------------------------------------------------------
 
     def submit(self, intent: OrderIntent, price: float) -> Fill:
-        """Send ``intent`` as a market day order with its ``client_order_id``.
+        """Send ``intent`` as a market order with its ``client_order_id``.
+
+        Its time in force is the fill model's (:attr:`time_in_force`: ``opg``, ``cls``, or
+        ``day`` without one); auction orders are sent in whole shares.
 
         Parameters
         ----------
@@ -946,22 +1007,20 @@ class AlpacaBroker(StateFileBroker):
         if asset is None:
             return self._rejected(intent, f"alpaca does not know symbol {intent.symbol!r}")
         qty = _round_down(intent.qty, _QTY_DECIMALS)
-        if not asset.get("fractionable"):
+        auction = self.time_in_force != "day"
+        if auction or not asset.get("fractionable"):
+            why = (
+                f"{self.time_in_force} orders trade whole shares"
+                if auction
+                else f"{intent.symbol} is not fractionable at alpaca"
+            )
             whole = math.floor(intent.qty + QTY_EPS)
             if whole < 1:
                 return self._rejected(
-                    intent,
-                    f"{intent.symbol} is not fractionable at alpaca and {intent.qty:.6g} sh "
-                    "rounds down to 0 whole shares",
+                    intent, f"{why} and {intent.qty:.6g} sh rounds down to 0 whole shares"
                 )
             if whole != intent.qty:
-                log.info(
-                    "%s is not fractionable: order %s sends %d of %.6g sh",
-                    intent.symbol,
-                    coid,
-                    whole,
-                    intent.qty,
-                )
+                log.info("%s: order %s sends %d of %.6g sh", why, coid, whole, intent.qty)
             qty = float(whole)
         if qty <= 0:
             return self._rejected(intent, f"qty {intent.qty:.3g} rounds down to 0 at alpaca")
@@ -973,7 +1032,7 @@ class AlpacaBroker(StateFileBroker):
             symbol=intent.symbol,
             qty=qty,
             side=OrderSide(intent.side),
-            time_in_force=TimeInForce.DAY,
+            time_in_force=TimeInForce(self.time_in_force),
             client_order_id=coid,
         )
         failure: _Failure | None = None

@@ -1,11 +1,12 @@
 """A local paper broker with its whole state in one SQLite file.
 
-Two fill modes (``fill_at``):
+Three fill modes (``fill_at``):
 
-- ``next_close`` (the live loop's default, as the backtest trades): an order decided after
-  the close of session t waits, ``pending``, until :meth:`PaperBroker.settle` fills it at the
-  close of the next session the loop runs (t+1), sells first, then buys in the order sent;
-- ``close``: an order fills when it is sent, at the price passed in.
+- ``next_close`` and ``next_open``, the fill model (``backtest.fill``) the backtest trades
+  and the live loop uses: an order decided after the close of session t waits, ``pending``,
+  until :meth:`PaperBroker.settle` fills it at the close, or the open, of the next session
+  the loop runs (t+1), sells first, then buys in the order sent;
+- ``close``: an order fills when it is sent, at the price passed in (optimistic).
 
 Fill prices move against the order by ``slippage_bps``; commission (bps of filled notional)
 is paid from cash. Long-only: a buy that cash cannot cover is filled partly, a sell larger
@@ -77,7 +78,9 @@ CREATE TABLE IF NOT EXISTS delistings (
 """
 
 
-FILL_MODES = ("close", "next_close")
+FILL_MODES = ("close", "next_close", "next_open")
+# The modes whose orders wait for a later session's settle.
+_LATER = ("next_close", "next_open")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +113,8 @@ class PaperBroker(StateFileBroker):
     clock
         Returns the current tz-aware time; injected so tests are deterministic.
     fill_at
-        ``close`` (fill when sent, at the price passed) or ``next_close`` (pending until
-        :meth:`settle` at a later session's close).
+        ``close`` (fill when sent, at the price passed), ``next_close`` or ``next_open``
+        (pending until :meth:`settle` at a later session's close, or open).
     """
 
     _label = "paper broker"
@@ -146,18 +149,21 @@ class PaperBroker(StateFileBroker):
             raise
 
     @classmethod
-    def from_settings(cls, state_path: str | os.PathLike[str], live: Any) -> PaperBroker:
-        """A paper account at ``state_path`` with the settings of ``live``.
+    def from_settings(
+        cls, state_path: str | os.PathLike[str], live: Any, fill: str = "next_close"
+    ) -> PaperBroker:
+        """A paper account at ``state_path`` with the settings of ``live`` and ``fill``.
 
-        Cash, commission, slippage and fill model of a
-        :class:`~py_finance.live.config.LiveConfig`: the paper broker's and the shadow book's.
+        Cash, commission and slippage of a :class:`~py_finance.live.config.LiveConfig`, and
+        the fill model ``fill`` (``backtest.fill``) unless ``live.paper_fill_at`` is
+        ``close``: the paper broker's and the shadow book's.
         """
         return cls(
             state_path,
             initial_cash=live.initial_cash,
             commission_bps=live.commission_bps,
             slippage_bps=live.slippage_bps,
-            fill_at=live.paper_fill_at,
+            fill_at="close" if live.paper_fill_at == "close" else fill,
         )
 
     def _init_schema(self, initial_cash: float) -> None:
@@ -211,7 +217,7 @@ class PaperBroker(StateFileBroker):
         )
 
     def open_orders(self) -> list[Fill]:
-        """Return the orders waiting for a later close (``next_close`` mode), oldest first."""
+        """Return the orders waiting for a later session (``next_*`` modes), oldest first."""
         rows = self._conn.execute(
             "SELECT * FROM orders WHERE status = 'pending' ORDER BY rowid"
         ).fetchall()
@@ -282,7 +288,7 @@ class PaperBroker(StateFileBroker):
                     existing.status,
                 )
                 return existing
-            if self.fill_at == "next_close":
+            if self.fill_at in _LATER:
                 fill = Fill.unfilled(intent, "pending", self._now())
             else:
                 fill = self._execute(conn, intent, price)
@@ -385,8 +391,24 @@ class PaperBroker(StateFileBroker):
             ),
         )
 
-    def settle(self, prices: Mapping[str, float], session: dt.date) -> list[Fill]:
-        """Fill the pending orders of sessions before ``session`` at ``prices`` (its closes).
+    def settle(
+        self,
+        prices: Mapping[str, float],
+        session: dt.date,
+        *,
+        opens: Mapping[str, float] | None = None,
+    ) -> list[Fill]:
+        """Fill the pending orders of sessions before ``session`` at its closes or opens.
+
+        Parameters
+        ----------
+        prices
+            The closes of ``session`` (where ``next_close`` orders fill).
+        session
+            The session the pending orders fill in.
+        opens
+            The opens of ``session``, where ``next_open`` orders fill (needed in that mode
+            when orders are pending).
 
         Sells first, then buys, each in the order sent; an order whose symbol has no price
         stays pending. Idempotent: a filled order is never filled again.
@@ -403,6 +425,14 @@ class PaperBroker(StateFileBroker):
                 "ORDER BY side = 'buy', rowid",
                 (session_key(session),),
             ).fetchall()
+            if rows and self.fill_at == "next_open":
+                if not opens:
+                    raise PyFinanceError(
+                        f"the paper broker fills at the open (backtest.fill=next_open) and "
+                        f"there are no opens for {session}: the data has no open prices (the "
+                        "bundled data is closes only); use backtest.fill=next_close"
+                    )
+                prices = opens
             for r in rows:
                 price = prices.get(r["symbol"])
                 if price is None or not (math.isfinite(float(price)) and float(price) > 0):
