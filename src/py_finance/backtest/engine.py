@@ -153,17 +153,24 @@ def _arrays(prices: pd.DataFrame, target_weights: pd.DataFrame) -> tuple[np.ndar
 
 def _opens(prices: pd.DataFrame, opens: pd.DataFrame | None) -> np.ndarray:
     """The opens as a name-major float64 matrix aligned to ``prices``, or a one-line error."""
-    if opens is None or not np.isfinite(opens.to_numpy(dtype=np.float64)).any():
-        raise ConfigError(
-            "backtest.fill=next_open needs open prices and the data has none (the bundled "
-            "data is closes only): set backtest.fill=next_close or ingest a source with opens"
-        )
+    none = ConfigError(
+        "backtest.fill=next_open needs open prices and the data has none (the bundled "
+        "data is closes only): set backtest.fill=next_close or ingest a source with opens"
+    )
+    if opens is None:
+        raise none
     if not opens.index.equals(prices.index) or set(opens.columns) != set(prices.columns):
         raise DataError(
             "opens and prices must share the same sessions and symbols; reindex the opens "
             "to the price frame first"
         )
-    return np.asfortranarray(opens.loc[:, prices.columns].to_numpy(dtype=np.float64))
+    if not opens.columns.equals(prices.columns):
+        opens = opens.loc[:, prices.columns]
+    # No copy when the frame is float64 already (pandas stores it name-major).
+    op = np.asfortranarray(opens.to_numpy(dtype=np.float64))
+    if not np.isfinite(op).any():
+        raise none
+    return op
 
 
 def run_backtest(
