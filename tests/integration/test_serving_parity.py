@@ -191,3 +191,39 @@ def test_the_live_loop_refuses_a_store_with_fewer_sessions_than_the_window(promo
     message = str(err.value)
     assert "\n" not in message
     assert f"fewer than the {loaded.window}" in message and "ingest more history" in message
+
+
+def test_a_tcn_champion_is_re_simulated_on_new_sessions_with_its_window_and_std(promoted, tmp_path):
+    # The store grows by a quarter after the champion's backtest: the gate re-simulates the
+    # champion there from its logged model (uncertainty weighting needs its std), scoring
+    # the first new session from the window of sessions that ends at it.
+    root = tmp_path / "grown"
+    shutil.copytree(promoted("tcn"), root)
+    ctx = Context(build(compose([*overrides("tcn"), "data.end=2001-03-30"])), root)
+    research.ingest(ctx)
+    research.features(ctx)
+    tracking.setup(ctx.settings.tracking, root)
+    version = tracking.get_alias_version(ctx.deployment, tracking.CHAMPION)
+    assert version is not None
+    sessions = ctx.store.wide("adj_close", None, "2000-06-01", "2001-03-30", ctx.as_of).index
+    returns, rescored = evaluation.champion_returns(ctx, ctx.deployment, version, sessions)
+    new = sessions[sessions > pd.Timestamp("2000-12-29")]
+    assert rescored == len(new) > 50
+    assert returns.index.max() == new[-1] and returns.notna().all()
+
+
+def test_a_tcn_champion_trades_the_data_driven_policy_on_its_out_of_sample_history(promoted):
+    # The policy measures the strategy on the walk-forward's scores and std before today.
+    ctx = Context(
+        build(compose([*overrides("tcn"), "regime_policy=data_driven", "risk=full"])),
+        promoted("tcn"),
+    )
+    loaded, session, history = live_inputs(ctx, LAST)
+    served = scoring.score_session(ctx, loaded, history, session, LAST)
+    assert served.std is not None and served.std.index.equals(served.scores.index)
+    assert len(served.scores) > 500 and served.scores.index[-1] == pd.Timestamp(session)
+    assert served.std.iloc[:-1].notna().to_numpy().any()  # the walk-forward's std
+    result = run_live_day(ctx, dry_run=True, as_of=LAST, override=True)
+    assert result.status == "ok", result.payload.get("errors")
+    assert result.payload["regime_policy"] == "data_driven"
+    assert result.payload["target_weights"]

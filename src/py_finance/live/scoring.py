@@ -147,28 +147,27 @@ def score_session(
     )
     if needs_history:
         oos = _walk_forward_scores(ctx, session)
-        past = oos["score"].unstack("symbol")
-        past = past[past.index < today]
+        oos = oos[oos.index.get_level_values("session") < today]
+        past = [oos[[c for c in ("score", "std") if c in oos.columns]]]
         # The model scores only the sessions after the walk-forward's (with their windows).
         later = sessions[sessions < today]
-        if len(past):
-            later = later[later > past.index.max()]
-        frames = [past]
+        if len(oos):
+            later = later[later > oos.index.get_level_values("session").max()]
         if len(later):
             first = sessions[max(0, int(sessions.searchsorted(later[0])) - (window - 1))]
             level = feats.index.get_level_values("session")
-            own = model.predict(feats[(level >= first) & (level < today)]).unstack("symbol")
-            frames.append(own[own.index >= later[0]])
-        scores = pd.concat([*frames, scores]).sort_index().reindex(columns=columns)
+            own = model.predict_frame(feats[(level >= first) & (level < today)])
+            past.append(own[own.index.get_level_values("session") >= later[0]])
+        earlier = pd.concat(past)
+        scores = pd.concat([earlier["score"].unstack("symbol"), scores])
+        scores = scores.sort_index().reindex(columns=columns)
         if std is not None:
             past_std = (
-                oos["std"].unstack("symbol").reindex(index=past.index)
-                if "std" in oos.columns
-                else None
+                earlier["std"].unstack("symbol")
+                if "std" in earlier.columns
+                else pd.DataFrame(index=scores.index[:-1])
             )
-            std = pd.concat([f for f in (past_std, std) if f is not None]).reindex(
-                index=scores.index, columns=columns
-            )
+            std = pd.concat([past_std, std]).reindex(index=scores.index, columns=columns)
     scores.index.name = "session"
     log.debug(
         "scored %s: %d names (window %d)", session, int(scores.iloc[-1].notna().sum()), window

@@ -981,14 +981,24 @@ def champion_returns(
         log.warning("champion v%s logged no predictions: compared on its own sessions", version)
         return own, 0
     last = oos.index.get_level_values("session").max()
+    model = tracking.load_model(name, version=version)
+    # A sequence model scores a new session from the window of sessions ending at it: its
+    # features start ``window - 1`` sessions before the first new one.
+    done = oos.index.get_level_values("session").unique().sort_values()
+    context = min(model.window - 1, len(done))
     feats = read_parquet(
         ctx.path("features", "features.parquet"),
         stage=ctx.dvc_stage("features"),
-        filters=[("session", ">", last)],
+        filters=[("session", ">=", done[-context])] if context else [("session", ">", last)],
     )
-    model = tracking.load_model(name, version=version)
-    fresh = model.predict(feats).to_frame("score") if len(feats) else None
-    preds = pd.concat([oos[["score"]], fresh]) if fresh is not None else oos[["score"]]
+    # The walk-forward's std goes with its scores (uncertainty weighting), the model's too.
+    kept = [c for c in ("score", "std") if c in oos.columns]
+    fresh = None
+    if len(feats):
+        scored = model.predict_frame(feats)
+        fresh = scored[scored.index.get_level_values("session") > last]
+        fresh = fresh[[c for c in kept if c in fresh.columns]]
+    preds = pd.concat([oos[kept], fresh]) if fresh is not None else oos[kept]
     m = market(ctx, preds.index.get_level_values("session").min())
     scores, std = scores_on(m, preds)
     weights = variant_weights(m, champ, scores, std, variant)

@@ -104,30 +104,50 @@ class LoadedModel:
         import numpy as np
         import pandas as pd
 
-        from py_finance.tracking.score_model import ALL_SESSIONS, select_features
+        from py_finance.tracking.score_model import select_features
 
         if self.window > 1:
-            # Every row whose window of sessions is complete; NaN for the others.
-            out = self._window_output(df, {ALL_SESSIONS: True})
-            keyed = pd.Series(
-                out["score"].to_numpy(dtype=np.float64),
-                index=pd.MultiIndex.from_arrays(
-                    [pd.DatetimeIndex(out["session"]), out["symbol"].astype(str)],
-                    names=["session", "symbol"],
-                ),
-            )
-            rows = pd.MultiIndex.from_arrays(
-                [
-                    pd.DatetimeIndex(df.index.get_level_values("session")),
-                    df.index.get_level_values("symbol").astype(str),
-                ],
-                names=["session", "symbol"],
-            )
-            return pd.Series(keyed.reindex(rows).to_numpy(), index=df.index, name="score")
+            return self.predict_frame(df)["score"]
         frame = select_features(df, self.feature_names) if self.feature_names else df
         raw = self.model.predict(frame)
         values = np.asarray(raw, dtype=np.float64).reshape(-1)
         return pd.Series(values, index=df.index, name="score")
+
+    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Scores of every row, with the MC-dropout ``std`` of a sequence model.
+
+        Parameters
+        ----------
+        df
+            ``(session, symbol)`` feature rows; a sequence model scores each row from the
+            window of ``df``'s sessions that ends at it (NaN where it is incomplete).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed like ``df``: ``score``, and ``std`` for a sequence model.
+        """
+        import numpy as np
+        import pandas as pd
+
+        from py_finance.tracking.score_model import ALL_SESSIONS
+
+        if self.window == 1:
+            return self.predict(df).to_frame("score")
+        out = self._window_output(df, {ALL_SESSIONS: True})
+        keyed = out[["score", "std"]].astype(np.float64)
+        keyed.index = pd.MultiIndex.from_arrays(
+            [pd.DatetimeIndex(out["session"]), out["symbol"].astype(str)],
+            names=["session", "symbol"],
+        )
+        rows = pd.MultiIndex.from_arrays(
+            [
+                pd.DatetimeIndex(df.index.get_level_values("session")),
+                df.index.get_level_values("symbol").astype(str),
+            ],
+            names=["session", "symbol"],
+        )
+        return keyed.reindex(rows).set_axis(df.index)
 
     def score_session(self, df: pd.DataFrame) -> pd.DataFrame:
         """Scores of the last session of ``df``, with their MC-dropout std where given.

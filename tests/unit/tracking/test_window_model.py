@@ -130,3 +130,7 @@ def test_every_session_scored_at_once_matches_the_in_process_predictions(served:
     )
     assert got.index.equals(rows.index)
     assert got.iloc[: 12 * (LOOKBACK - 1)].isna().all()  # no complete window yet
+    frame = served.loaded.predict_frame(rows)
+    _, std = served.model.predict_dist(rows)  # type: ignore[attr-defined]
+    assert list(frame.columns) == ["score", "std"] and frame.index.equals(rows.index)
+    np.testing.assert_allclose(frame["std"], std, rtol=0, atol=1e-6, equal_nan=True)
