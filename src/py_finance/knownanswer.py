@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from py_finance.errors import cli_errors
+from py_finance.errors import ConfigError, cli_errors
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +191,11 @@ def recoveries(
     settings = build(
         compose([*market_overrides(n_active, n_sessions, edge, seed, shape=shape), *overrides])
     )
+    if settings.features.groups:
+        raise ConfigError(
+            f"knownanswer.recoveries builds close-only feature sets (features=basic); "
+            f"features={settings.features.name} reads every bar field: use run_known_answer"
+        )
     closes = source.closes()
     closes.columns.name = "symbol"
     features = build_features(closes, settings.features)
