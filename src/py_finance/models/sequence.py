@@ -204,7 +204,9 @@ def _build_net(arch: str, n_features: int, p: SequenceParams) -> Any:
 
         Each session's features are projected to ``hidden`` and given a learned position;
         ``levels`` pre-norm encoder layers attend over the window; the last session's token
-        is the summary the head reads.
+        is the summary the head reads. No final normalisation: the head sees the residual
+        stream's scale, so inputs far from the training data spread the MC-dropout draws
+        (a final LayerNorm would normalise that away).
         """
 
         def __init__(self) -> None:
@@ -221,13 +223,12 @@ def _build_net(arch: str, n_features: int, p: SequenceParams) -> Any:
                 norm_first=True,
             )
             self.encoder = nn.TransformerEncoder(layer, p.levels, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(p.hidden)
             self.drop = nn.Dropout(p.dropout)
             self.head = nn.Linear(p.hidden, 1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L, F]
             h = self.drop(self.embed(x) + self.position[:, -x.shape[1] :])
-            h = self.norm(self.encoder(h))
+            h = self.encoder(h)
             return self.head(self.drop(h[:, -1])).squeeze(-1)
 
     if arch == "lstm":
@@ -440,11 +441,16 @@ class SequenceModel:
                 default_root_dir=tmp,
             )
             trainer.fit(module, datamodule=data)
+            best_epoch = int(trainer.current_epoch) - 1
             if ckpt.best_model_path:
                 state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=True)
                 module.load_state_dict(state["state_dict"], strict=False)
+                best_epoch = int(state.get("epoch", best_epoch))
             self.best_val_loss_ = float(ckpt.best_model_score or np.nan)
             self.epochs_ = int(trainer.current_epoch)
+        # What early stopping chose (the walk-forward logs it per fold): the epochs of the
+        # kept weights, and the epochs run before the validation loss stopped improving.
+        self.fit_record_ = {"n_epochs": best_epoch + 1, "epochs_run": self.epochs_}
         self.net_ = module.net.cpu().eval()
         self.n_train_windows_ = int(tr.sum())
         return self

@@ -30,11 +30,22 @@ FAST = {
         "lr": 0.005,
         "accelerator": "cpu",
     },
+    "transformer": {
+        "max_epochs": 5,
+        "lookback": 5,
+        "hidden": 16,
+        "heads": 2,
+        "levels": 1,
+        "batch_size": 128,
+        "lr": 0.005,
+        "accelerator": "cpu",
+    },
 }
 MODELS = list(FAST)
 TREES = ["lightgbm", "xgboost"]
 # Sequence models train for tens of seconds on 2 cores: they run in CI (slow marker).
-ALL = [*TREES, *(pytest.param(m, marks=pytest.mark.slow) for m in ("lstm", "tcn"))]
+SEQUENCES = ["lstm", "tcn", "transformer"]
+ALL = [*TREES, *(pytest.param(m, marks=pytest.mark.slow) for m in SEQUENCES)]
 
 
 def make_model(name: str, **extra):
@@ -83,7 +94,7 @@ def test_pure_noise_gives_an_ic_indistinguishable_from_zero(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["lstm", "tcn"])
+@pytest.mark.parametrize("name", SEQUENCES)
 def test_sequence_models_report_std_and_use_history_before_the_fold(name):
     result = _walk(name, signal=0.6, seed=13)
     assert {"score", "std", "fold"} <= set(result.predictions.columns)
@@ -100,7 +111,7 @@ def test_same_seed_gives_identical_predictions(name):
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name", ["lstm", "tcn"])
+@pytest.mark.parametrize("name", SEQUENCES)
 def test_mc_dropout_std_is_larger_far_from_the_training_data(name):
     feats, labels = _panel(0.6, 15, n_sessions=300)
     y = labels["fwd_ret_1"].reindex(feats.index)
@@ -138,3 +149,16 @@ def test_pyfunc_from_the_registry_reproduces_in_memory_predictions(name, tmp_pat
     loaded = tracking.load_model(f"test-{name}", "champion")
     got = loaded.predict(feats)
     np.testing.assert_allclose(got.to_numpy(), expected, rtol=1e-6, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_a_sequence_fit_records_the_epochs_early_stopping_kept():
+    # max_epochs above the patience: the validation loss decides (walk-forward folds log the
+    # record beside their IC).
+    feats, labels = _panel(0.6, 15, n_sessions=300)
+    y = labels["fwd_ret_1"].reindex(feats.index)
+    ok = y.notna().to_numpy()
+    model = make_model("tcn", max_epochs=6, patience=1).fit(feats[ok], y[ok])
+    record = model.fit_record_
+    assert 1 <= record["n_epochs"] <= record["epochs_run"] <= 6
+    assert record["epochs_run"] == model.epochs_
