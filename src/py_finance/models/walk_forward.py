@@ -654,9 +654,11 @@ def walk_forward(
             for job, out in zip(jobs, fitted, strict=True)
             if job.val is not None and "n_trees" in out[3]
         ]
-        final_size = round(float(np.median(sizes)))
-        sized = functools.partial(_sized, estimator_factory, final_size)
-        fitted += _run_folds(features, y_all, target, sized, cfg, [final_job], False)
+        factory: Callable[[], Any] = estimator_factory
+        if sizes:  # a model that chose no size trains as configured
+            final_size = round(float(np.median(sizes)))
+            factory = functools.partial(_sized, estimator_factory, final_size)
+        fitted += _run_folds(features, y_all, target, factory, cfg, [final_job], False)
         jobs.append(final_job)
     final_rows = len(final_job.take) if final_job is not None else 0
     final_model = fitted.pop()[0] if final else None
