@@ -140,6 +140,7 @@ def test_each_fold_chooses_and_records_its_trees_and_the_final_model_grows_their
     assert (fm["rank_ic"] > 0).all()
 
 
+@pytest.mark.slow
 def test_early_stopping_gives_the_same_predictions_and_final_model_from_either_executor():
     feats, labels = _panel(0.3, 4)
     local = _walk("lightgbm", feats, labels, final=True)
