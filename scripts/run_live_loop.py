@@ -176,10 +176,12 @@ def main(argv: list[str]) -> None:
     if args.resume:
         print("trading resumed" if control.resume(ctx) else "trading was not halted")
         return
-    if broker in ("alpaca_paper", "alpaca_live"):
+    if broker == "alpaca_paper":
         from py_finance.live.brokers.alpaca import api_keys
 
-        api_keys(paper=broker == "alpaca_paper")  # missing keys first, before any data check
+        # Missing keys first, before any data check. Live money is refused by its readiness
+        # gates before anything else: that refusal needs no keys and is the one that matters.
+        api_keys(paper=True)
     from py_finance.live.lock import job_lock
 
     # Never beside the retrain job (it may move @champion): wait for it to end.

@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[3]
     ("argv", "needle"),
     [
         (["model.n_estimatorz=5"], "Did you mean: 'n_estimators'"),
-        (["model=xgboostt"], "Available options in 'model': lightgbm, lstm, tcn, xgboost"),
+        (
+            ["model=xgboostt"],
+            "Available options in 'model': lightgbm, lstm, tcn, transformer, xgboost",
+        ),
         (["model.num_leaves=many"], "config key 'model.num_leaves'"),
         (["-m", "model=lightgbm,xgboostt"], "model/xgboostt"),
         (["-m", "model=xgboost", "model.max_depth=deep"], "model.max_depth"),
