@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from py_finance.live.alerts import (
     install_redaction,
     secrets_from_env,
 )
-from py_finance.live.brokers.base import Broker, Fill
+from py_finance.live.brokers.base import Account, Broker, Fill, MarketClock
 from py_finance.live.brokers.paper import Delisting
 from py_finance.live.champion import ChampionMismatch, check_champion
 from py_finance.live.daily_log import (
@@ -70,9 +70,10 @@ from py_finance.live.daily_log import (
 from py_finance.live.execution import Execution, execute, session_opens
 from py_finance.live.faults import checkpoint
 from py_finance.live.journal import record_intents, session_intents
-from py_finance.live.orders import plan_orders, resized_weights
+from py_finance.live.orders import OrderIntent, plan_orders, resized_weights
 from py_finance.live.readiness import (
     LiveGates,
+    ReadinessReport,
     evaluate_readiness,
     load_logs,
     load_track,
@@ -342,6 +343,77 @@ def _refresh(ctx: Context) -> dict[str, Any]:
         return {"refreshed": False, "error": str(exc)}
 
 
+@dataclass(slots=True)
+class _Day:
+    """One run of the loop, handed from step to step: who trades what session, and its log.
+
+    ``payload`` is the daily log being built: each step adds its part.
+    """
+
+    ctx: Context
+    broker_name: str
+    info: SessionInfo
+    as_of: pd.Timestamp
+    dry_run: bool
+    log_dir: Path
+    payload: dict[str, Any]
+    previous: dict[str, Any] | None
+    timer: _Timer
+    alerter: Alerter
+    redact: Redactor
+
+    @property
+    def session(self) -> dt.date:
+        return self.info.session
+
+    def fail(self, status: str, message: str, kind: str, detail: str = "") -> LiveDayResult:
+        """Log the run as failed with ``status`` (not in a dry run) and alert ``kind``."""
+        payload, session = self.payload, self.session
+        payload["status"] = status
+        payload["errors"].append(message)
+        payload["generated_at"] = pd.Timestamp.now(tz="UTC")
+        payload["timings"] = self.timer.timings
+        written = None
+        if not self.dry_run:
+            written = append_run(self.log_dir, session, payload, redact=self.redact)
+        body = f"{message}\n{detail}" if detail else message
+        self.alerter.send(Alert(kind, f"{session}: {status}", body, "critical", session))
+        return LiveDayResult(session, False, written, payload, status)
+
+
+@dataclass(slots=True)
+class _Book:
+    """The start-of-day book at the session's closes and the model's weights for it."""
+
+    account: Account
+    prices: pd.Series
+    price_map: dict[str, float]
+    marks: pd.Series
+    equity: float
+    throttle: ThrottleState | None
+    multiplier: float
+    sectors: pd.Series
+    scores: pd.Series
+    weights: pd.Series
+    regime: str
+
+    @property
+    def positions(self) -> dict[str, float]:
+        return self.account.positions
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the session trades toward, and the orders (``kind``: new, resize, resumed, none)."""
+
+    targets: dict[str, float]
+    rebalance: dict[str, Any]
+    due: bool
+    resize: bool
+    kind: str = "none"
+    intents: list[OrderIntent] = field(default_factory=list)
+
+
 def run_live_day(
     ctx: Context,
     *,
@@ -398,35 +470,83 @@ def run_live_day(
         For a refused live start, an empty store, stale data or a broker failure (after
         an error log and alert).
     """
-    s = ctx.settings
-    live = s.live
+    live = ctx.settings.live
     env = os.environ if env is None else env
     broker_name = broker or live.broker
     if broker_name not in ("paper", "alpaca_paper", "alpaca_live"):
         raise PyFinanceError(
             f"unknown broker {broker_name!r}; use paper, alpaca_paper or alpaca_live"
         )
-    secrets = secrets_from_env(env)
-    install_redaction(secrets)
-    # Log records and alerts are masked by the above; the daily log and the exceptions
-    # this function raises are masked with the same secrets here.
-    redact = Redactor(secrets)
-    alerter = alerter if alerter is not None else _alerter(ctx, enable_alerts, env)
+    redact, alerter = _protect_secrets(ctx, env, alerter, enable_alerts)
     timer = _Timer()
     replay = as_of is not None
     as_of = as_of if as_of is not None else pd.Timestamp.now(tz="UTC")
     if as_of.tzinfo is None:
         raise PyFinanceError("--as-of needs a time zone (e.g. 2022-12-28T22:00Z)")
-
     with timer.step("session"):
-        info = resolve_session(as_of, s.data.calendar)
-    session = info.session
+        info = resolve_session(as_of, ctx.settings.data.calendar)
     log_dir = ctx.root / live.log_dir_for(broker_name)
+    stop = _stop_before_trading(ctx, info, log_dir, dry_run, skip_if_logged, replay, alerter)
+    if stop is not None:
+        return stop
+    payload = _new_payload(ctx, info, as_of, dry_run, broker_name)
+    previous = last_log(log_dir, info.session)
+    day = _Day(
+        ctx, broker_name, info, as_of, dry_run, log_dir, payload, previous, timer, alerter, redact
+    )
+    session = info.session
+    try:
+        history = _load_data(day, refresh=live.refresh_data and not replay and not dry_run)
+        model = _load_model(day, history, override=override)
+        fraction = _capital_fraction(day, env, confirm_live, readiness_track)
+        with timer.step("broker"):
+            account_broker = (broker_factory or open_broker)(broker_name, ctx)
+        try:
+            return _trade(day, account_broker, model, history, fraction)
+        finally:
+            close = getattr(account_broker, "close", None)
+            if close is not None:
+                close()
+    except LiveRefusal as exc:
+        alerter.send(
+            Alert("error", f"{session}: live trading refused", str(exc), "critical", session)
+        )
+        raise
+    except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
+        _log_failure(day, exc)
+        raise
+
+
+def _protect_secrets(
+    ctx: Context, env: Mapping[str, str], alerter: Alerter | None, enable_alerts: bool
+) -> tuple[Redactor, Alerter]:
+    """Mask the environment's secrets in log records and alerts; the redactor and alerter.
+
+    The daily log and the exceptions the loop raises are masked with the returned redactor.
+    """
+    secrets = secrets_from_env(env)
+    install_redaction(secrets)
+    redact = Redactor(secrets)
+    return redact, alerter if alerter is not None else _alerter(ctx, enable_alerts, env)
+
+
+def _stop_before_trading(
+    ctx: Context,
+    info: SessionInfo,
+    log_dir: Path,
+    dry_run: bool,
+    skip_if_logged: bool,
+    replay: bool,
+    alerter: Alerter,
+) -> LiveDayResult | None:
+    """The result of a halted loop or of a session already logged; None: go on."""
+    session = info.session
     path = daily_log_path(log_dir, session)
     logged = path.exists() and _good_log(read_daily_log(log_dir, session))
-    if halt_path(ctx).exists() and not dry_run:
-        reason = halt_path(ctx).read_text().strip() or "no reason given"
-        log.warning("trading is halted (%s): %s; nothing sent", halt_path(ctx), reason)
+    halt = halt_path(ctx)
+    if halt.exists() and not dry_run:
+        reason = halt.read_text().strip() or "no reason given"
+        log.warning("trading is halted (%s): %s; nothing sent", halt, reason)
         alerter.send(
             Alert("halted", f"trading halted, {session} not traded", reason, "warning", session)
         )
@@ -437,10 +557,16 @@ def run_live_day(
         return LiveDayResult(session, True, path, {}, "closed" if info.closed_today else "skipped")
     if info.market_open and not replay:
         log.warning("the market is open: acting on the last closed %s", info.describe())
+    return None
 
-    payload: dict[str, Any] = {
+
+def _new_payload(
+    ctx: Context, info: SessionInfo, as_of: pd.Timestamp, dry_run: bool, broker_name: str
+) -> dict[str, Any]:
+    """The daily log's head: what runs, when, and the calendar it reads."""
+    return {
         "schema_version": SCHEMA_VERSION,
-        "session": session,
+        "session": info.session,
         "status": "ok",
         "generated_at": None,
         "as_of": as_of,
@@ -455,315 +581,378 @@ def run_live_day(
         },
         "errors": [],
     }
-    previous = last_log(log_dir, session)
 
-    def fail(status: str, message: str, kind: str, detail: str = "") -> LiveDayResult:
-        payload["status"] = status
-        payload["errors"].append(message)
-        payload["generated_at"] = pd.Timestamp.now(tz="UTC")
-        payload["timings"] = timer.timings
-        written = None
-        if not dry_run:
-            written = append_run(log_dir, session, payload, redact=redact)
-        body = f"{message}\n{detail}" if detail else message
-        alerter.send(Alert(kind, f"{session}: {status}", body, "critical", session))
-        return LiveDayResult(session, False, written, payload, status)
 
-    try:
-        with timer.step("data"):
-            if live.refresh_data and not replay and not dry_run:
-                payload["refresh"] = _refresh(ctx)
-            store = ctx.store
-            symbols = list(s.data.symbols) if s.data.symbols else None
-            history = store.wide("adj_close", symbols, None, None, as_of)
-        if history.empty:
-            raise DataError(f"the store has no bars known at {as_of}: run ingest first")
-        last_bar = history.index[-1].date()
-        lag = _stale_sessions(ctx, last_bar, session)
-        payload["data"] = {
-            "source": store.meta().get("source"),
-            "survivorship_biased": store.meta().get("survivorship_biased"),
-            "last_session": last_bar,
-            "sessions_behind": lag,
-        }
-        if lag > live.max_stale_sessions:
-            msg = (
-                f"stale data: the store's last session is {last_bar}, {lag} session(s) behind "
-                f"{session}; no trading (refresh the data, or replay with --as-of)"
-            )
-            log.error(msg)
-            fail("stale", msg, "stale_data")
-            raise DataError(msg)
-        history = history.loc[: pd.Timestamp(session)]
+def _load_data(day: _Day, *, refresh: bool) -> pd.DataFrame:
+    """The closes known at ``as_of`` up to the session (refreshed first with ``refresh``).
 
-        with timer.step("model"):
-            tracking.setup(s.tracking, ctx.root)
-            model = tracking.load_model(ctx.deployment, tracking.CHAMPION)
-            try:
-                overrides = check_champion(ctx, model, list(history.columns), override=override)
-            except ChampionMismatch as exc:
-                raise LiveRefusal(str(exc)) from None
-        payload.update(
-            model_name=model.name, model_version=model.version, model_run_id=model.run_id
+    A store that lags the session by more than ``live.max_stale_sessions`` is a failed run
+    (logged ``stale``, alerted ``stale_data``) and a :class:`DataError`.
+    """
+    s = day.ctx.settings
+    payload, session = day.payload, day.session
+    with day.timer.step("data"):
+        if refresh:
+            payload["refresh"] = _refresh(day.ctx)
+        store = day.ctx.store
+        symbols = list(s.data.symbols) if s.data.symbols else None
+        history = store.wide("adj_close", symbols, None, None, day.as_of)
+    if history.empty:
+        raise DataError(f"the store has no bars known at {day.as_of}: run ingest first")
+    last_bar = history.index[-1].date()
+    lag = _stale_sessions(day.ctx, last_bar, session)
+    payload["data"] = {
+        "source": store.meta().get("source"),
+        "survivorship_biased": store.meta().get("survivorship_biased"),
+        "last_session": last_bar,
+        "sessions_behind": lag,
+    }
+    if lag > s.live.max_stale_sessions:
+        msg = (
+            f"stale data: the store's last session is {last_bar}, {lag} session(s) behind "
+            f"{session}; no trading (refresh the data, or replay with --as-of)"
         )
-        if overrides:
-            payload["config_overrides"] = overrides
+        log.error(msg)
+        day.fail("stale", msg, "stale_data")
+        raise DataError(msg)
+    return history.loc[: pd.Timestamp(session)]
 
-        fraction = 1.0
-        if broker_name == "alpaca_live" and not dry_run:
-            fraction, evidence = _live_permission(ctx, env, confirm_live, readiness_track)
-            payload["live_permission"] = evidence
-        payload["capital_fraction"] = fraction
 
-        with timer.step("broker"):
-            account_broker = (broker_factory or open_broker)(broker_name, ctx)
+def _load_model(day: _Day, history: pd.DataFrame, *, override: bool) -> Any:
+    """The ``@champion``, refused when it was evaluated with other settings or universe."""
+    ctx = day.ctx
+    with day.timer.step("model"):
+        tracking.setup(ctx.settings.tracking, ctx.root)
+        model = tracking.load_model(ctx.deployment, tracking.CHAMPION)
         try:
-            result = _trade(
-                ctx,
-                account_broker,
-                broker_name,
-                model,
-                history,
-                info,
-                payload,
-                previous,
-                dry_run=dry_run,
-                fraction=fraction,
-                timer=timer,
-                alerter=alerter,
-                redact=redact,
-            )
-        finally:
-            close = getattr(account_broker, "close", None)
-            if close is not None:
-                close()
-    except LiveRefusal as exc:
-        alerter.send(
-            Alert("error", f"{session}: live trading refused", str(exc), "critical", session)
-        )
-        raise
-    except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
-        redact_exception(exc, redact)  # a broker may echo a key in the message
-        if payload["status"] in ("ok", "degraded"):  # not yet logged (stale data was)
-            # A run that sent orders the broker did not confirm, then failed a read: the
-            # day's log, the alert and the error line all name the unconfirmed orders.
-            degraded = next(
-                (e for e in reversed(payload["errors"]) if e.startswith("degraded:")), ""
-            )
-            fail("error", f"{type(exc).__name__}: {exc}", "error", degraded)
-            if degraded and isinstance(exc, PyFinanceError):
-                exc.args = (f"{exc}; before that, {degraded}",)
-        raise
-    return result
+            overrides = check_champion(ctx, model, list(history.columns), override=override)
+        except ChampionMismatch as exc:
+            raise LiveRefusal(str(exc)) from None
+    day.payload.update(
+        model_name=model.name, model_version=model.version, model_run_id=model.run_id
+    )
+    if overrides:
+        day.payload["config_overrides"] = overrides
+    return model
+
+
+def _capital_fraction(
+    day: _Day, env: Mapping[str, str], confirm_live: bool, readiness_track: str
+) -> float:
+    """The share of the capital traded: the ramp-up's for ``alpaca_live``, else all of it."""
+    fraction = 1.0
+    if day.broker_name == "alpaca_live" and not day.dry_run:
+        fraction, evidence = _live_permission(day.ctx, env, confirm_live, readiness_track)
+        day.payload["live_permission"] = evidence
+    day.payload["capital_fraction"] = fraction
+    return fraction
+
+
+def _log_failure(day: _Day, exc: Exception) -> None:
+    """Log and alert a failed run (unless logged already, as stale data is), secrets masked.
+
+    A run that sent orders the broker did not confirm, then failed a read: the day's log,
+    the alert and the error line all name the unconfirmed orders.
+    """
+    redact_exception(exc, day.redact)  # a broker may echo a key in the message
+    if day.payload["status"] not in ("ok", "degraded"):
+        return
+    errors = day.payload["errors"]
+    degraded = next((e for e in reversed(errors) if e.startswith("degraded:")), "")
+    day.fail("error", f"{type(exc).__name__}: {exc}", "error", degraded)
+    if degraded and isinstance(exc, PyFinanceError):
+        exc.args = (f"{exc}; before that, {degraded}",)
 
 
 def _trade(
-    ctx: Context,
-    broker: Broker,
-    broker_name: str,
-    model: Any,
-    history: pd.DataFrame,
-    info: SessionInfo,
-    payload: dict[str, Any],
-    previous: dict[str, Any] | None,
-    *,
-    dry_run: bool,
-    fraction: float,
-    timer: _Timer,
-    alerter: Alerter,
-    redact: Redactor,
+    day: _Day, broker: Broker, model: Any, history: pd.DataFrame, fraction: float
 ) -> LiveDayResult:
-    s = ctx.settings
-    live = s.live
-    session = info.session
-    log_dir = ctx.root / live.log_dir_for(broker_name)
-    journal = journal_path(ctx, broker_name)
+    """Trade the session at the open ``broker``, one step after the other.
+
+    Each step's time is in the log's ``timings``; the ``checkpoint`` names are where the
+    crash tests stop the loop.
+    """
+    journal = journal_path(day.ctx, day.broker_name)
     checkpoint("broker_opened")
+    clock, marks = _open_account(day, broker)
+    _reconcile_journal(day, broker, journal)
+    prices = history.iloc[-1].dropna()
+    price_map = {str(k): float(v) for k, v in prices.items()}
+    _settle(day, broker, history, price_map)
+    book = _size_book(day, broker, model, history, marks, prices, price_map, fraction)
+    plan = _rebalance(day, book, history)
+    _plan(day, broker, model, journal, book, plan)
+    execution = _send(day, broker, plan, price_map, journal, clock)
+    equity, final, peak = _mark(day, broker, book)
+    _record_day(day, book, plan, execution, equity, final, peak)
+    readiness = _monitor_day(day, history, book.sectors)
+    return _log_day(day, plan, readiness)
+
+
+def _open_account(day: _Day, broker: Broker) -> tuple[MarketClock | None, pd.Series]:
+    """The broker's clock (into the log) and equity marks; a marked later session refuses."""
     clock = broker.clock()
     if clock is not None:
-        payload["calendar"]["broker_clock"] = {
+        day.payload["calendar"]["broker_clock"] = {
             "timestamp": clock.timestamp,
             "is_open": clock.is_open,
             "next_open": clock.next_open,
             "next_close": clock.next_close,
         }
     marks = broker.equity_history()
-    if not dry_run and len(marks) and marks.index[-1].date() > session:
+    if not day.dry_run and len(marks) and marks.index[-1].date() > day.session:
         # A refusal, not a failed run: that session's log (which readiness counts) is
         # left as it is.
         raise LiveRefusal(
-            f"the {broker_name} account was already marked at {marks.index[-1].date()}, after "
-            f"{session}: a past session can only be replayed with --dry-run"
+            f"the {day.broker_name} account was already marked at {marks.index[-1].date()}, "
+            f"after {day.session}: a past session can only be replayed with --dry-run"
         )
+    return clock, marks
+
+
+def _reconcile_journal(day: _Day, broker: Broker, journal: Path) -> None:
+    """Journal and last log against the broker (not in a dry run); a difference alerts."""
     rec = Reconciliation()
-    if not dry_run:
-        with timer.step("reconcile"):
-            rec = reconcile(broker, journal, session, previous)
+    if not day.dry_run:
+        with day.timer.step("reconcile"):
+            rec = reconcile(broker, journal, day.session, day.previous)
         checkpoint("reconciled")
         if not rec.clean:
-            alerter.send(
+            day.alerter.send(
                 Alert(
                     "reconciliation",
-                    f"{session}: broker and journal disagree",
+                    f"{day.session}: broker and journal disagree",
                     "\n".join(rec.messages()),
                     "warning",
-                    session,
+                    day.session,
                 )
             )
-    payload["reconciliation"] = rec.to_dict()
-    prices = history.iloc[-1].dropna()
-    price_map = {str(k): float(v) for k, v in prices.items()}
+    day.payload["reconciliation"] = rec.to_dict()
+
+
+def _settle(
+    day: _Day, broker: Broker, history: pd.DataFrame, price_map: Mapping[str, float]
+) -> None:
+    """Earlier orders filled since (the paper broker fills them now) and delistings paid."""
+    session, as_of = day.session, day.info.as_of
     settle = getattr(broker, "settle", None)
-    if settle is not None and not dry_run:
-        with timer.step("settle"):
+    if settle is not None and not day.dry_run:
+        with day.timer.step("settle"):
             # The paper broker fills earlier orders at this close (or open: backtest.fill).
-            settle(price_map, session, opens=session_opens(ctx, session, info.as_of))
+            settle(price_map, session, opens=session_opens(day.ctx, session, as_of))
         checkpoint("settled")
-    payload["settled"] = _settled(broker, previous)
+    day.payload["settled"] = _settled(broker, day.previous)
     apply_delistings = getattr(broker, "apply_delistings", None)
-    if apply_delistings is not None and not dry_run:
+    if apply_delistings is not None and not day.dry_run:
         # A held name that stopped trading is paid out at its delisting return (the
         # backtest's rule), never carried at its last close.
         held = broker.positions()
-        events = delisting_events(ctx.store.delistings(info.as_of), history, held, session)
-        payload["delisted"] = apply_delistings(events, session) if events else []
+        events = delisting_events(day.ctx.store.delistings(as_of), history, held, session)
+        day.payload["delisted"] = apply_delistings(events, session) if events else []
 
-    with timer.step("targets"):
+
+def _size_book(
+    day: _Day,
+    broker: Broker,
+    model: Any,
+    history: pd.DataFrame,
+    marks: pd.Series,
+    prices: pd.Series,
+    price_map: dict[str, float],
+    fraction: float,
+) -> _Book:
+    """The book now, and the model's weights for it after the throttle and the ramp-up."""
+    ctx, session, as_of = day.ctx, day.session, day.info.as_of
+    with day.timer.step("targets"):
         account = broker.account()
         positions = account.positions
-        _refuse_strays(positions, history, broker_name)
+        _refuse_strays(positions, history, day.broker_name)
         equity_now = (
-            _equity(account.cash, positions, prices) if broker_name == "paper" else account.equity
+            _equity(account.cash, positions, prices)
+            if day.broker_name == "paper"
+            else account.equity
         )
         throttle = _throttle_state(marks, session, equity_now, ctx)
-        multiplier = throttle_multiplier(throttle, s.risk) if throttle else 1.0
-        sectors = ctx.store.sectors(info.as_of)
+        multiplier = throttle_multiplier(throttle, ctx.settings.risk) if throttle else 1.0
+        sectors = ctx.store.sectors(as_of)
+        held = sorted(sym for sym, qty in positions.items() if qty > 0)
         scores, weights, _regimes, regime = _targets(
-            ctx,
-            model,
-            history,
-            session,
-            info.as_of,
-            sorted(sym for sym, qty in positions.items() if qty > 0),
-            sectors,
+            ctx, model, history, session, as_of, held, sectors
         )
         weights = weights * multiplier * fraction
-    every = s.portfolio.rebalance_every
-    last = last_rebalance(log_dir, session)
+    return _Book(
+        account=account,
+        prices=prices,
+        price_map=price_map,
+        marks=marks,
+        equity=equity_now,
+        throttle=throttle,
+        multiplier=multiplier,
+        sectors=sectors,
+        scores=scores,
+        weights=weights,
+        regime=regime,
+    )
+
+
+def _rebalance(day: _Day, book: _Book, history: pd.DataFrame) -> _Plan:
+    """Whether the session rebalances, or resizes the book the throttle moved, and to what.
+
+    Between rebalances the book is held as it stands, unless the drawdown throttle's
+    multiplier moved since the book was sized: then, as the backtest does on the session
+    the throttle trips, the holdings are resized by new / old (an empty book, after
+    HALTED, waits for the next rebalance: there is nothing to scale).
+    """
+    every = day.ctx.settings.portfolio.rebalance_every
+    last = last_rebalance(day.log_dir, day.session)
     since = None if last is None else int((history.index > pd.Timestamp(last)).sum())
     due = since is None or since >= every
-    targets = {str(k): float(v) for k, v in weights.items() if v > 0}
-    # Between rebalances the book is held as it stands, unless the drawdown throttle's
-    # multiplier moved since the book was sized: then, as the backtest does on the session
-    # the throttle trips, the holdings are resized by new / old (an empty book, after
-    # HALTED, waits for the next rebalance: there is nothing to scale).
-    book_multiplier = _book_multiplier(previous)
+    targets = {str(k): float(v) for k, v in book.weights.items() if v > 0}
+    book_multiplier = _book_multiplier(day.previous)
+    multiplier = book.multiplier
     resize = (
         not due
-        and previous is not None
+        and day.previous is not None
         and book_multiplier > 0
         and not math.isclose(multiplier, book_multiplier, rel_tol=1e-9, abs_tol=1e-12)
-        and equity_now > 0
+        and book.equity > 0
     )
-    rebalance_doc: dict[str, Any] = {
-        "due": due,
-        "every": every,
-        "last": last,
-        "sessions_since_last": since,
-    }
+    doc: dict[str, Any] = {"due": due, "every": every, "last": last, "sessions_since_last": since}
     if resize:
         ratio = multiplier / book_multiplier
-        targets = resized_weights(positions, price_map, equity_now, ratio)
-        rebalance_doc["throttle_resize"] = {
+        targets = resized_weights(book.positions, book.price_map, book.equity, ratio)
+        doc["throttle_resize"] = {
             "from_multiplier": book_multiplier,
             "to_multiplier": multiplier,
             "ratio": ratio,
         }
         log.warning(
             "drawdown throttle %s: multiplier %g -> %g between rebalances; holdings resized x%.4g",
-            throttle.state if throttle else "ACTIVE",
+            book.throttle.state if book.throttle else "ACTIVE",
             book_multiplier,
             multiplier,
             ratio,
         )
+    return _Plan(targets, doc, due, resize)
 
-    with timer.step("orders"):
+
+def _plan(day: _Day, broker: Broker, model: Any, journal: Path, book: _Book, plan: _Plan) -> None:
+    """The session's orders into ``plan``: one net order per symbol, sells first.
+
+    The plan is journaled before anything is sent, and a session whose plan is journaled
+    is never planned again: its plan is resumed.
+    """
+    session, dry_run = day.session, day.dry_run
+    with day.timer.step("orders"):
         planned = session_intents(journal, session) if not dry_run and journal.exists() else []
         if planned:
             log.info("the plan of %s is journaled (%d orders): resuming it", session, len(planned))
-            intents = planned
-            plan = "resumed"
-        elif due or resize:
-            needed = sorted(set(targets) | set(positions))
-            intents = plan_orders(
-                targets,
-                positions,
-                price_map,
-                equity_now,
+            plan.intents, plan.kind = planned, "resumed"
+        elif plan.due or plan.resize:
+            needed = sorted(set(plan.targets) | set(book.positions))
+            plan.intents = plan_orders(
+                plan.targets,
+                book.positions,
+                book.price_map,
+                book.equity,
                 session=session,
-                run_id=f"{model.name}-v{model.version}-{broker_name}",
-                min_notional=live.min_order_notional,
+                run_id=f"{model.name}-v{model.version}-{day.broker_name}",
+                min_notional=day.ctx.settings.live.min_order_notional,
                 fractionable=broker.fractionable(needed),
             )
-            plan = "new" if due else "resize"
+            plan.kind = "new" if plan.due else "resize"
             if not dry_run:
-                record_intents(journal, intents)
+                record_intents(journal, plan.intents)
                 checkpoint("intents_recorded")
-        else:
-            intents = []
-            plan = "none"
 
+
+def _send(
+    day: _Day,
+    broker: Broker,
+    plan: _Plan,
+    price_map: Mapping[str, float],
+    journal: Path,
+    clock: MarketClock | None,
+) -> Execution:
+    """Send the plan and wait for its fills within one budget (not in a dry run).
+
+    Rejected orders are errors of the day (counted by the readiness gates), not a failed
+    session: the broker's state is known. Orders the broker did not confirm make the run
+    ``degraded``.
+    """
+    payload, intents = day.payload, plan.intents
     execution = Execution([], None, 0.0)
-    errors: list[str] = payload["errors"]
-    with timer.step("submit"):
-        if not dry_run and intents:
+    with day.timer.step("submit"):
+        if not day.dry_run and intents:
             # Orders sent while the market is closed wait for the next open: do not wait.
-            budget = live.fill_timeout_s if clock is None or clock.is_open else 0.0
+            budget = day.ctx.settings.live.fill_timeout_s
+            budget = budget if clock is None or clock.is_open else 0.0
             execution = execute(broker, intents, price_map, journal, wait_budget_s=budget)
             # Known now, whatever fails later: a failed read still logs what was sent.
             payload.update(orders=[i.to_dict() for i in intents], fills=execution.fills)
-    timer.timings["fills"] = execution.waited_s
-    fills = execution.fills
-    errors += [f"order {f.client_order_id} rejected: {f.reason}" for f in execution.rejected]
+    day.timer.timings["fills"] = execution.waited_s
+    errors: list[str] = payload["errors"]
+    errors.extend(f"order {f.client_order_id} rejected: {f.reason}" for f in execution.rejected)
     unconfirmed = execution.unconfirmed
     if unconfirmed:
         payload["status"] = "degraded"
         why = execution.stopped or unconfirmed[0].reason
         errors.append(
             f"degraded: {len(unconfirmed)} of {len(intents)} order(s) not confirmed by the "
-            f"broker ({why}); run the loop again for {session} before the next session's close "
-            "to send those the broker never received (later they are abandoned and the next "
-            "plan starts from the broker's positions): "
+            f"broker ({why}); run the loop again for {day.session} before the next session's "
+            "close to send those the broker never received (later they are abandoned and the "
+            "next plan starts from the broker's positions): "
             + ", ".join(f.client_order_id for f in unconfirmed)
         )
-    with timer.step("mark"):
-        if dry_run:
+    return execution
+
+
+def _mark(day: _Day, broker: Broker, book: _Book) -> tuple[float, Account, float]:
+    """The equity at the session's closes, the account after the orders, the equity peak."""
+    with day.timer.step("mark"):
+        if day.dry_run:
+            account = book.account
             equity = (
-                _equity(account.cash, positions, prices)
-                if broker_name == "paper"
+                _equity(account.cash, book.positions, book.prices)
+                if day.broker_name == "paper"
                 else account.equity
             )
         else:
-            equity = broker.mark_to_market(price_map, session)
+            equity = broker.mark_to_market(book.price_map, day.session)
             checkpoint("marked")
     final = broker.account()
-    marks_after = broker.equity_history() if not dry_run else marks
+    marks_after = broker.equity_history() if not day.dry_run else book.marks
     peak = float(marks_after.max()) if len(marks_after) else equity
+    return equity, final, peak
+
+
+def _record_day(
+    day: _Day,
+    book: _Book,
+    plan: _Plan,
+    execution: Execution,
+    equity: float,
+    final: Account,
+    peak: float,
+) -> None:
+    """The day's figures into the log: regime, risk, scores, weights, orders, fills, book."""
+    s = day.ctx.settings
+    weights, sectors, regime = book.weights, book.sectors, book.regime
     sector_weights = weights.groupby(sectors.reindex(weights.index).fillna("Unknown")).sum()
     regime_exposure = None if s.regime_policy.needs_history else s.regime_policy.multiplier(regime)
-    valid = scores.dropna()
+    valid = book.scores.dropna()
     actual = {
-        sym: qty * price_map[sym] / equity
+        sym: qty * book.price_map[sym] / equity
         for sym, qty in final.positions.items()
-        if sym in price_map and equity > 0
+        if sym in book.price_map and equity > 0
     }
-    payload.update(
+    day.payload.update(
         regime=regime,
-        previous_regime=None if previous is None else previous.get("regime"),
+        previous_regime=None if day.previous is None else day.previous.get("regime"),
         regime_exposure=regime_exposure,
         regime_policy=s.regime_policy.name,
-        risk_state=throttle.state if throttle else "ACTIVE",
-        throttle_multiplier=multiplier,
+        risk_state=book.throttle.state if book.throttle else "ACTIVE",
+        throttle_multiplier=book.multiplier,
         predictions={
             "count": int(valid.size),
             "mean": float(valid.mean()) if valid.size else None,
@@ -771,57 +960,74 @@ def _trade(
             "top": {str(k): float(v) for k, v in valid.nlargest(5).items()},
         },
         scores={str(k): float(v) for k, v in valid.items()},
-        target_weights={k: round(v, 10) for k, v in targets.items()},
+        target_weights={k: round(v, 10) for k, v in plan.targets.items()},
         actual_weights={k: round(v, 10) for k, v in actual.items()},
         sector_weights={str(k): float(v) for k, v in sector_weights.items() if v > 0},
         gross_exposure=float(weights.sum()),
-        rebalance=rebalance_doc,
-        plan=plan,
-        orders=[i.to_dict() for i in intents],
-        fills=fills,
+        rebalance=plan.rebalance,
+        plan=plan.kind,
+        orders=[i.to_dict() for i in plan.intents],
+        fills=execution.fills,
         equity=equity,
         peak_equity=peak,
         drawdown=0.0 if peak <= 0 else equity / peak - 1.0,
         cash=final.cash,
         positions=final.positions,
         generated_at=pd.Timestamp.now(tz="UTC"),
-        timings=timer.timings,
+        timings=day.timer.timings,
     )
-    if live.shadow:
-        payload["shadow"] = _shadow(ctx, history, info, sectors, dry_run)
-    if not dry_run:
-        payload["monitor"] = _monitor(ctx, payload, previous, history, info, log_dir)
-        _log_tracks(ctx, broker_name, payload)
-    readiness = None
-    if broker_name == "paper" and not dry_run:
-        # The paper track's gates including today (every run of it), so a change is
-        # alerted the day it happens.
-        track = [e for e in _logs(log_dir) if str(e.get("session")) != session.isoformat()]
-        today = day_with_run(log_dir, session, payload)
-        readiness = evaluate_readiness([*track, today], live_gates(ctx))
-        payload["readiness_passed"] = readiness.passed
-    # Rejected orders are errors of the day (counted by the readiness gates) but not a failed
-    # session: the broker's state is known and logged. Unconfirmed ones make it degraded.
-    written = append_run(log_dir, session, payload, redact=redact)
+
+
+def _monitor_day(day: _Day, history: pd.DataFrame, sectors: pd.Series) -> ReadinessReport | None:
+    """The shadow challenger's day, the monitor block, the MLflow tracks, paper readiness.
+
+    The paper track's gates include today (every run of it), so a change is alerted the
+    day it happens.
+    """
+    ctx, payload, session = day.ctx, day.payload, day.session
+    if ctx.settings.live.shadow:
+        payload["shadow"] = _shadow(ctx, history, day.info, sectors, day.dry_run)
+    if not day.dry_run:
+        payload["monitor"] = _monitor(ctx, payload, day.previous, history, day.info, day.log_dir)
+        _log_tracks(ctx, day.broker_name, payload)
+    if day.broker_name != "paper" or day.dry_run:
+        return None
+    track = [e for e in _logs(day.log_dir) if str(e.get("session")) != session.isoformat()]
+    today = day_with_run(day.log_dir, session, payload)
+    readiness = evaluate_readiness([*track, today], live_gates(ctx))
+    payload["readiness_passed"] = readiness.passed
+    return readiness
+
+
+def _log_day(day: _Day, plan: _Plan, readiness: ReadinessReport | None) -> LiveDayResult:
+    """Append the run to the day's log, send the day's alerts, say what was done."""
+    payload, session = day.payload, day.session
+    written = append_run(day.log_dir, session, payload, redact=day.redact)
     checkpoint("logged")
-    _after_day_alerts(alerter, payload, previous, broker_name, dry_run, readiness)
+    _after_day_alerts(day.alerter, payload, day.previous, day.broker_name, day.dry_run, readiness)
     if payload.get("monitor"):
         from py_finance.live.monitor import monitor_alerts
 
-        monitor_alerts(alerter, payload, previous)
+        monitor_alerts(day.alerter, payload, day.previous)
     log.info(
         "%s %s: regime %s, %d orders%s, log %s",
-        "planned" if dry_run else "traded",
+        "planned" if day.dry_run else "traded",
         session,
-        regime,
-        len(intents),
-        " (dry run: nothing sent)" if dry_run else "",
+        payload["regime"],
+        len(plan.intents),
+        " (dry run: nothing sent)" if day.dry_run else "",
         written,
     )
-    if plan == "none":
-        log.info("holding: %s of %s sessions since the last rebalance (%s)", since, every, last)
+    if plan.kind == "none":
+        doc = plan.rebalance
+        log.info(
+            "holding: %s of %s sessions since the last rebalance (%s)",
+            doc["sessions_since_last"],
+            doc["every"],
+            doc["last"],
+        )
     if payload["status"] == "degraded":
-        log.error("%s is degraded: %s", session, errors[-1])
+        log.error("%s is degraded: %s", session, payload["errors"][-1])
     return LiveDayResult(session, False, written, payload, payload["status"])
 
 
