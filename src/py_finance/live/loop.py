@@ -26,6 +26,10 @@ Steps, in order (each named in the daily log's ``timings``):
 8. submit and wait for fills within one budget (:mod:`py_finance.live.execution`), mark
    equity, append the run to the day's log, send alerts. Orders the broker did not confirm
    make the run ``degraded``: the next run of the session resends those it never got.
+
+``run_live_day`` runs steps 1-4 and ``_trade`` the rest, one function per step (reconcile,
+settle, size the book, rebalance, plan, send and wait, mark, record, monitor, log); the
+day's state goes from step to step in a small dataclass (``_Day``).
 """
 
 from __future__ import annotations
@@ -494,7 +498,6 @@ def run_live_day(
     day = _Day(
         ctx, broker_name, info, as_of, dry_run, log_dir, payload, previous, timer, alerter, redact
     )
-    session = info.session
     try:
         history = _load_data(day, refresh=live.refresh_data and not replay and not dry_run)
         model = _load_model(day, history, override=override)
@@ -508,9 +511,8 @@ def run_live_day(
             if close is not None:
                 close()
     except LiveRefusal as exc:
-        alerter.send(
-            Alert("error", f"{session}: live trading refused", str(exc), "critical", session)
-        )
+        why = f"{day.session}: live trading refused"
+        alerter.send(Alert("error", why, str(exc), "critical", day.session))
         raise
     except Exception as exc:  # a data, broker or library failure: log it, alert, re-raise
         _log_failure(day, exc)
