@@ -69,7 +69,11 @@ def test_passing_track_exits_0_with_json(tmp_path):
     assert doc["gates_from"] == "defaults"
     assert doc["report"]["sessions"] == 35
     assert doc["report"]["failed"] == []
-    assert [g["passed"] for g in doc["report"]["gates"]] == [True] * 6
+    gates = doc["report"]["gates"]
+    assert [g["passed"] for g in gates] == [True] * 11
+    # Logs without a monitor block: the monitor's gates pass and say nothing was monitored.
+    monitor = [g for g in gates if g["name"].startswith("monitor_")]
+    assert len(monitor) == 5 and all("no monitored log yet" in g["detail"] for g in monitor)
     assert doc["ramp"] == {"fraction": 0.1, "step": 1, "clean_days": 25, "next_step_at": 40}
     assert doc["gates"]["ramp_up_schedule"][0] == {"fraction": 0.05, "min_clean_days": 0}
 
