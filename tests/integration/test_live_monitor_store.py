@@ -98,9 +98,22 @@ def _row(frame: pd.DataFrame, day: pd.Timestamp) -> dict[str, float]:
     return {str(k): float(v) for k, v in row.to_dict().items()}
 
 
-def test_alpaca_opening_auction_fills_measure_the_shortfall_against_the_close_exactly(root):
+def test_alpaca_opening_auction_fills_measure_the_shortfall_against_the_close_exactly(
+    root, monkeypatch
+):
+    from py_finance.live import report
     from py_finance.live.brokers.alpaca import AlpacaBroker
     from tests.fakes.alpaca_server import FakeAlpaca
+
+    # The MLflow chart of each day ends at that day (the first of a new track included).
+    charted: list[dt.date] = []
+    figure = report.tracking_figure
+
+    def spy(frame: pd.DataFrame):
+        charted.append(frame.index[-1].date())
+        return figure(frame)
+
+    monkeypatch.setattr(report, "tracking_figure", spy)
 
     ctx = _ctx(root)
     days = _days()
@@ -158,6 +171,7 @@ def test_alpaca_opening_auction_fills_measure_the_shortfall_against_the_close_ex
         assert second.status == "ok"
         filled = {o["client_order_id"]: o for o in fake.orders.values() if o["status"] == "filled"}
     assert len(filled) == len(bodies)
+    assert charted == [d1.date(), d2.date()]
 
     doc = read_daily_log(root / "logs/live_trading/alpaca_paper", d2.date())
     monitor = doc["monitor"]

@@ -918,9 +918,10 @@ def log_monitor_track(
     """The day's monitor figures in MLflow (``<experiment>-monitor``).
 
     One run per deployed version and broker, step = the session, with the live-vs-replay
-    chart refreshed each day.
+    chart refreshed each day (it ends at ``payload``'s session, whose log is not written yet).
     """
     from py_finance import tracking
+    from py_finance.live.daily_log import day_with_run
 
     block = payload.get("monitor") or {}
     replay = block.get("replay") or {}
@@ -952,7 +953,8 @@ def log_monitor_track(
     from py_finance.live.report import track_frame, tracking_figure
     from py_finance.tracking.runs import log_track_figure
 
-    frame = track_frame(log_dir)
+    session = pd.Timestamp(payload["session"]).date()
+    frame = track_frame(log_dir, today=day_with_run(log_dir, session, payload))
     if len(frame):
         import matplotlib.pyplot as plt
 

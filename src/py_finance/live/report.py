@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +22,30 @@ import pandas as pd
 from py_finance.errors import PyFinanceError
 
 
-def _logs(log_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def _logs(
+    log_dir: str | os.PathLike[str], today: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     from py_finance.live.readiness import load_logs
 
-    return [
-        e
-        for e in load_logs(log_dir)
-        if not e.get("dry_run") and e.get("status", "ok") in ("ok", "degraded")
-    ]
+    # A track's first day has no folder yet: today's log is all there is.
+    logs = load_logs(log_dir) if today is None or Path(log_dir).is_dir() else []
+    if today is not None:
+        logs = [e for e in logs if str(e.get("session")) != str(today.get("session"))]
+        logs.append(dict(today))
+    return [e for e in logs if not e.get("dry_run") and e.get("status", "ok") in ("ok", "degraded")]
 
 
-def track_frame(log_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def track_frame(
+    log_dir: str | os.PathLike[str], today: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """One row per traded session: live and replay equity, shortfall, IC and its band.
 
     The replay's equity compounds the replay's return of each session from the first
     logged equity, so the two curves start together and part by the tracking difference.
+    ``today``: the log a run is about to write (it replaces that session's log, if any).
     """
     rows = []
-    for e in _logs(log_dir):
+    for e in _logs(log_dir, today):
         m = e.get("monitor") or {}
         rep = m.get("replay") or {}
         sf = m.get("shortfall") or {}
