@@ -16,7 +16,7 @@ import io
 import logging
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,9 @@ class SequenceParams:
         AdamW settings.
     batch_size, max_epochs, patience
         Training loop; early stopping on validation loss after ``patience`` bad epochs.
+    fixed_epochs
+        0: stop early as above. ``n > 0``: train exactly ``n`` epochs on every window, with
+        no validation slice (the walk-forward's final model, sized by its folds' choice).
     epoch_windows
         Training windows drawn (without replacement, afresh each epoch) per epoch; 0: all of
         them. Bounds an epoch's cost whatever the fold's size: the h-day labels of
@@ -79,6 +82,7 @@ class SequenceParams:
     batch_size: int = 512
     max_epochs: int = 20
     patience: int = 3
+    fixed_epochs: int = 0
     epoch_windows: int = 0
     val_fraction: float = 0.15
     val_gap: int = 6
@@ -95,6 +99,8 @@ class SequenceParams:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.val_fraction < 0.9:
             raise ValueError(f"val_fraction must be in (0, 0.9), got {self.val_fraction}")
+        if self.fixed_epochs < 0:
+            raise ValueError(f"fixed_epochs must be >= 0, got {self.fixed_epochs}")
         if self.epoch_windows < 0:
             raise ValueError(f"epoch_windows must be >= 0, got {self.epoch_windows}")
         if self.val_gap < 0 or self.mc_samples < 2:
@@ -333,7 +339,7 @@ def _loader(
 
 def window_datamodule(
     train: tuple[np.ndarray, np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     p: SequenceParams,
 ) -> Any:
     """A ``LightningDataModule`` serving ``(session, symbol, target)`` index batches.
@@ -348,7 +354,7 @@ def window_datamodule(
             return _loader(train, p, shuffle=True)
 
         def val_dataloader(self) -> Any:
-            return _loader(val, p, shuffle=False)
+            return [] if val is None else _loader(val, p, shuffle=False)
 
     return WindowDataModule()
 
@@ -393,6 +399,20 @@ class SequenceModel:
         """Hyper-parameters (for logging)."""
         return {"arch": self.arch, **asdict(self.params)}
 
+    #: What a fit chooses (``fit_record_``) and :meth:`sized` fixes: the walk-forward grows
+    #: its final model to the median of its folds' choices.
+    size_key: ClassVar[str] = "n_epochs"
+
+    @property
+    def chooses_own_size(self) -> bool:
+        """Whether a fit picks its epochs by early stopping (not :meth:`sized`)."""
+        return not self.params.fixed_epochs
+
+    def sized(self, n_epochs: int) -> SequenceModel:
+        """An unfitted copy that trains exactly ``n_epochs`` epochs on every window."""
+        params = {**asdict(self.params), "fixed_epochs": max(1, int(n_epochs))}
+        return SequenceModel(self.arch, **params)
+
     # -- fitting
     def fit(self, X: pd.DataFrame, y: pd.Series | np.ndarray) -> SequenceModel:
         """Fit on a ``(session, symbol)`` feature frame and its target."""
@@ -415,6 +435,29 @@ class SequenceModel:
         t, n, target = t[keep], n[keep], target[keep]
         if len(t) < 100:
             raise ValueError(f"only {len(t)} complete training windows; need at least 100")
+        net = _build_net(self.arch, len(self.feature_names_), p)
+        module = _lightning_module(net, torch.as_tensor(panel.values), p)
+        if p.fixed_epochs:  # sized by the folds' choice: every window, no validation
+            data = window_datamodule((t, n, target), None, p)
+            trainer = pl.Trainer(
+                max_epochs=p.fixed_epochs,
+                accelerator=p.accelerator,
+                devices=p.devices,
+                deterministic=True,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                limit_val_batches=0,
+            )
+            trainer.fit(module, datamodule=data)
+            self.best_val_loss_ = float("nan")
+            self.epochs_ = int(trainer.current_epoch)
+            self.fit_record_ = {"n_epochs": p.fixed_epochs, "epochs_run": self.epochs_}
+            self.net_ = module.net.cpu().eval()
+            self.n_train_windows_ = len(t)
+            return self
         # purged validation slice: the last sessions, after a gap
         uniq = np.unique(t)
         n_val = max(1, round(len(uniq) * p.val_fraction))
@@ -425,8 +468,6 @@ class SequenceModel:
         if tr.sum() == 0 or va.sum() == 0:
             raise ValueError("training window too short for the validation slice and gap")
         data = window_datamodule((t[tr], n[tr], target[tr]), (t[va], n[va], target[va]), p)
-        net = _build_net(self.arch, len(self.feature_names_), p)
-        module = _lightning_module(net, torch.as_tensor(panel.values), p)
         with tempfile.TemporaryDirectory(prefix="pf-seq-") as tmp:
             ckpt = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min", save_top_k=1)
             trainer = pl.Trainer(

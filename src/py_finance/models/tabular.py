@@ -43,6 +43,9 @@ class _BoostedModel:
             return 0.0
         return float(self.params["val_fraction"])
 
+    #: What a fit chooses (``fit_record_``) and :meth:`sized` fixes.
+    size_key: ClassVar[str] = "n_trees"
+
     def sized(self, n_trees: int) -> _BoostedModel:
         """An unfitted copy that grows exactly ``n_trees`` trees, without early stopping."""
         return type(self)(**{**self.params, "n_estimators": int(n_trees), "patience": 0})

@@ -15,7 +15,9 @@ validation rows are training rows of the fold, so nothing of the test fold is re
 number of trees (``n_trees``) each fold kept is in its fold record; the final model grows the
 median of the folds' numbers on every known label, without a validation tail of its own.
 A model takes part through ``validation_fraction`` (0: none), ``fit(X, y, valid=...)``,
-``fit_record_`` (what the fit chose, logged per fold) and ``sized(n)`` (the final model).
+``fit_record_`` (what the fit chose, logged per fold), ``size_key`` (its key there) and
+``sized(n)`` (the final model). Sequence models stop early on a purged tail of their own
+(``chooses_own_size``); their final model likewise trains the folds' median epochs.
 """
 
 from __future__ import annotations
@@ -642,7 +644,12 @@ def walk_forward(
     if final:
         take, _ = final_training_rows(features, labels, target, cfg)
         final_job = _FoldJob(FINAL, take, np.empty(0, np.int64), np.empty(0, bool))
-    stopping = any(job.val is not None for job in jobs)
+    # A model that chooses its size per fit (trees kept by early stopping on the folds'
+    # validation tails, a sequence model's epochs on its own) grows its final model to the
+    # folds' median choice: the final model waits for the folds.
+    size_key = getattr(probe, "size_key", None)
+    own = bool(getattr(probe, "chooses_own_size", False))  # no validation tail from here
+    stopping = any(job.val is not None for job in jobs) or own
     if final_job is not None and not stopping:
         jobs.append(final_job)  # trained beside the folds
     fitted = _run_folds(features, y_all, target, estimator_factory, cfg, jobs, progress)
@@ -650,9 +657,9 @@ def walk_forward(
     if final_job is not None and stopping:
         # The final model is grown to the folds' choice: it waits for the folds.
         sizes = [
-            int(out[3]["n_trees"])
+            int(out[3][size_key])
             for job, out in zip(jobs, fitted, strict=True)
-            if job.val is not None and "n_trees" in out[3]
+            if (job.val is not None or own) and size_key in out[3]
         ]
         factory: Callable[[], Any] = estimator_factory
         if sizes:  # a model that chose no size trains as configured

@@ -193,3 +193,27 @@ def test_perturbing_the_future_changes_no_score_or_choice_before_the_cut(name):
     assert not np.array_equal(
         base.predictions.loc[after, "score"], probe.predictions.loc[after, "score"]
     )
+
+
+@pytest.mark.slow
+def test_a_sequence_models_final_model_trains_the_folds_median_epochs():
+    from py_finance.models.sequence import SequenceModel
+
+    feats, labels = _panel(0.6, 15, n_sessions=700, n_names=15)
+    small = {"max_epochs": 5, "patience": 1, "lookback": 5, "hidden": 8, "levels": 1}
+    small |= {"epoch_windows": 2048, "mc_samples": 2, "accelerator": "cpu", "val_gap": 2}
+    result = walk_forward(
+        feats,
+        labels,
+        "fwd_ret_1",
+        lambda: SequenceModel("tcn", **small),
+        WalkForwardConfig(refit="quarterly", min_train_sessions=400, embargo=1),
+        final=True,
+    )
+    epochs = result.fold_metrics["n_epochs"]
+    assert len(epochs) >= 2 and epochs.between(1, 5).all()
+    assert result.final_size == round(float(np.median(epochs)))
+    final = result.final_model
+    assert final.params.fixed_epochs == result.final_size and not final.chooses_own_size
+    # every window trained on, none held out, for exactly the folds' choice
+    assert final.fit_record_ == {"n_epochs": result.final_size, "epochs_run": result.final_size}
