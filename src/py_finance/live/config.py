@@ -9,6 +9,23 @@ from typing import Any
 
 from py_finance.errors import ConfigError
 
+
+def section_values(cls: type, mapping: Mapping[str, Any] | None, section: str) -> dict[str, Any]:
+    """The keys of a config ``section`` for the dataclass ``cls`` (``_target_`` dropped).
+
+    Raises
+    ------
+    ConfigError
+        A key that ``cls`` has no field for, naming the section and the known keys.
+    """
+    values = {str(k): v for k, v in (mapping or {}).items() if k != "_target_"}
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{section} has unknown keys {unknown}; known: {sorted(known)}")
+    return values
+
+
 BROKERS = ("paper", "alpaca_paper", "alpaca_live")
 
 
@@ -69,11 +86,7 @@ class AlpacaSettings:
         ConfigError
             An unknown key or a bad value.
         """
-        values = {str(k): v for k, v in (mapping or {}).items() if k != "_target_"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"live.alpaca has unknown keys {unknown}; known: {sorted(known)}")
+        values = section_values(cls, mapping, "live.alpaca")
         if values.get("base_url") == "":
             values["base_url"] = None
         return cls(**values)

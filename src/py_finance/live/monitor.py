@@ -35,7 +35,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from py_finance.errors import ConfigError
+from py_finance.live.config import section_values
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,7 @@ class MonitorSettings:
         ConfigError
             An unknown key or a bad value.
         """
-        values = {str(k): v for k, v in (mapping or {}).items() if k != "_target_"}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"live.monitor has unknown keys {unknown}; known: {sorted(known)}")
+        values = section_values(cls, mapping, "live.monitor")
         if "ic_windows" in values:
             values["ic_windows"] = tuple(values["ic_windows"])
         return cls(**values)

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 
 from py_finance.errors import ConfigError, PyFinanceError
+from py_finance.live.config import section_values
 from py_finance.live.daily_log import logged_sessions, read_daily_log, to_jsonable
 
 PAPER_BROKERS = ("paper", "alpaca_paper")
@@ -215,12 +216,7 @@ class LiveGates:
         ConfigError
             An unknown key or a bad value.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {str(k): v for k, v in mapping.items() if k != "_target_"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"live.gates has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        return cls(**section_values(cls, mapping, "live.gates"))
 
 
 def gates_from_config(cfg: Mapping[str, Any] | None) -> LiveGates:
