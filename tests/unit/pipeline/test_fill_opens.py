@@ -14,18 +14,12 @@ N_ACTIVE, N_SESSIONS = 8, 200
 @pytest.fixture(scope="module")
 def synthetic_ctx(tmp_path_factory):
     from py_finance.config import build, compose
-    from py_finance.data.sources.synthetic import SyntheticSource
+    from py_finance.knownanswer import market_overrides
     from py_finance.pipeline import research
     from py_finance.pipeline.context import Context
 
-    first, last = SyntheticSource(n_active=N_ACTIVE, n_sessions=N_SESSIONS).coverage()
     overrides = [
-        "data=synthetic",
-        "data.symbols=null",
-        f"data.options.n_active={N_ACTIVE}",
-        f"data.options.n_sessions={N_SESSIONS}",
-        f"data.start={first.isoformat()}",
-        f"data.end={last.isoformat()}",
+        *market_overrides(N_ACTIVE, N_SESSIONS, edge=0.05, seed=0),
         "regimes.min_train_sessions=126",
         "backtest.fill=next_open",
     ]
