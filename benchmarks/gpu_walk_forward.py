@@ -5,7 +5,7 @@ and Transformer configs (conf/model/, composed at ``--export`` and carried in th
 machine without Hydra trains exactly what ships) on the `basic` features of the 20 bundled
 names, as the pipeline's train stage runs them. Needs only numpy, pandas, torch and
 pytorch-lightning (``PYTHONPATH=src``). The speed-up of a device is the seconds of the same
-plan here (``--threads 1``: one torch thread, as the pipeline's fold workers) over its own.
+plan here (``--threads 1``: one torch thread) over its own.
 
     python benchmarks/gpu_walk_forward.py --export data/gpu_wf.npz                 # here
     python benchmarks/gpu_walk_forward.py --npz data/gpu_wf.npz --threads 1 --out cpu.json
