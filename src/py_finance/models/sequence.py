@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -51,10 +52,13 @@ class SequenceParams:
     fixed_epochs
         0: stop early as above. ``n > 0``: train exactly ``n`` epochs on every window, with
         no validation slice (the walk-forward's final model, sized by its folds' choice).
-    epoch_windows
-        Training windows drawn (without replacement, afresh each epoch) per epoch; 0: all of
-        them. Bounds an epoch's cost whatever the fold's size: the h-day labels of
-        neighbouring sessions overlap, so a fold's windows are near copies of each other.
+    epoch_windows, epoch_fraction
+        Training windows drawn (without replacement, afresh each epoch) per epoch: at least
+        ``epoch_windows``, or ``epoch_fraction`` of the fold's training windows where that is
+        more; ``epoch_windows=0``: all of them. Bounds an epoch's cost on a long history: the
+        h-day labels of neighbouring sessions overlap, so one name's windows are near copies
+        of each other. Names are not: the fraction keeps an epoch's share of a wide
+        universe's cross-sections from shrinking as names are added.
     val_fraction, val_gap
         The last ``val_fraction`` of the training sessions validate; ``val_gap`` sessions
         between the training part and the validation part are dropped (purge: set it to at
@@ -84,6 +88,7 @@ class SequenceParams:
     patience: int = 3
     fixed_epochs: int = 0
     epoch_windows: int = 0
+    epoch_fraction: float = 0.0
     val_fraction: float = 0.15
     val_gap: int = 6
     cross_sectional: bool = False
@@ -103,6 +108,8 @@ class SequenceParams:
             raise ValueError(f"fixed_epochs must be >= 0, got {self.fixed_epochs}")
         if self.epoch_windows < 0:
             raise ValueError(f"epoch_windows must be >= 0, got {self.epoch_windows}")
+        if not 0.0 <= self.epoch_fraction <= 1.0:
+            raise ValueError(f"epoch_fraction must be in [0, 1], got {self.epoch_fraction}")
         if self.val_gap < 0 or self.mc_samples < 2:
             raise ValueError("val_gap must be >= 0 and mc_samples >= 2")
         if self.heads < 1 or self.hidden % self.heads:
@@ -110,6 +117,13 @@ class SequenceParams:
                 f"heads must be >= 1 and divide hidden; got heads={self.heads}, "
                 f"hidden={self.hidden}"
             )
+
+    def windows_per_epoch(self, n: int) -> int | None:
+        """Windows one epoch draws from ``n`` training windows (``None``: all of them)."""
+        if self.epoch_windows == 0:
+            return None
+        draw = max(self.epoch_windows, math.ceil(self.epoch_fraction * n))
+        return draw if draw < n else None
 
 
 # ----------------------------------------------------------------------------- the panel
@@ -331,8 +345,7 @@ def _loader(
         gen = torch.Generator().manual_seed(p.seed)
         base: Any = SequentialSampler(ds)
         if shuffle:
-            draw = p.epoch_windows if 0 < p.epoch_windows < len(ds) else None
-            base = RandomSampler(ds, num_samples=draw, generator=gen)
+            base = RandomSampler(ds, num_samples=p.windows_per_epoch(len(ds)), generator=gen)
         sampler = BatchSampler(base, p.batch_size, drop_last=False)
     return DataLoader(ds, sampler=sampler, batch_size=None)
 
