@@ -67,11 +67,12 @@ def link_venv(dest: Path) -> None:
     os.utime(dest / "pyproject.toml", (0, 0))
 
 
-def snapshot(dest: Path, *, small: bool = True) -> Path:
+def snapshot(dest: Path, *, small: bool = True, slice_conf: str = SMALL_CONF) -> Path:
     """Copy the working tree's files (tracked and untracked, not ignored) to ``dest``.
 
-    With ``small``, the test slice goes into ``conf/config.yaml`` and ``params.yaml`` is
-    recomposed; then everything is committed to a fresh repository and the virtualenv linked.
+    With ``small``, the test slice (``slice_conf``) goes into ``conf/config.yaml`` and
+    ``params.yaml`` is recomposed; then everything is committed to a fresh repository and the
+    virtualenv linked.
     """
     files = subprocess.run(
         ["git", "ls-files", "-z", "-co", "--exclude-standard"],
@@ -95,7 +96,7 @@ def snapshot(dest: Path, *, small: bool = True) -> Path:
         text = conf.read_text()
         assert "  - _self_\n" in text
         conf.write_text(text.replace("  - _self_\n", "  - _self_\n  - test_slice\n", 1))
-        (dest / "conf" / "test_slice.yaml").write_text(SMALL_CONF)
+        (dest / "conf" / "test_slice.yaml").write_text(slice_conf)
         write_params(dest / "params.yaml", config_dir=dest / "conf")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([*GIT, "add", "-A"], cwd=dest, check=True)

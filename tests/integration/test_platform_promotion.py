@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration._clone import run, snapshot
+from tests.integration._clone import SMALL_CONF, run, snapshot
 
 pytestmark = [
     pytest.mark.slow,
@@ -17,6 +17,10 @@ pytestmark = [
 ]
 DVC = ".venv/bin/dvc"
 PY = ".venv/bin/python"
+# The slice without its tree sizes: the sequence model's come as `-S` overrides.
+TREE_SIZES = "model:\n  n_estimators: 20\n  learning_rate: 0.05\n"
+assert TREE_SIZES in SMALL_CONF
+SEQUENCE_SLICE = SMALL_CONF.replace(TREE_SIZES, "")
 
 
 def _store(repo):
@@ -112,3 +116,52 @@ def test_temporary_and_queued_experiments_log_to_the_projects_store(tmp_path):
     assert stray == [], stray
     # Experiments propose: the champion is still the first model.
     assert _champion(repo, _deployment(repo)) == "1"
+
+
+def test_dvc_exp_run_with_a_tcn_promotes_it_and_the_paper_day_trades_it(tmp_path):
+    # `dvc exp run -S model=tcn` on a fresh clone: every stage through promote, where the TCN
+    # passes the gate (one the slice passes) and proposes itself; `promote.py --apply` makes
+    # it the first champion, and the paper dry run trades it with the MC-dropout std sizing
+    # the book (uncertainty weighting).
+    import mlflow
+
+    repo = snapshot(tmp_path / "repo", slice_conf=SEQUENCE_SLICE)
+    sets = [
+        "model=tcn",
+        "model.max_epochs=2",
+        "model.epoch_windows=2048",
+        "model.hidden=8",
+        "model.mc_samples=5",
+        "model.accelerator=cpu",
+        "portfolio.weighting=uncertainty",
+        "risk.max_position=0.5",
+        "risk.max_sector=1.0",
+        "promotion.dsr_confidence=0.001",
+        "promotion.min_sharpe=-100",
+        "promotion.beat_benchmark=false",
+        "promotion.max_drawdown=null",
+        "promotion.min_oos_sessions=100",
+    ]
+    exp = run(repo, [DVC, "exp", "run", *[a for s in sets for a in ("-S", s)]])
+    for stage in ("train", "backtest", "report", "promote"):
+        assert f"Running stage '{stage}'" in exp.stdout, stage
+    decision = json.loads((repo / "data/promotion/h5.json").read_text())
+    assert decision["decision"] == "challenger", decision["reasons"]
+    name = _deployment(repo)
+    assert _champion(repo, name) is None, "an experiment promoted itself"
+    applied = run(repo, [PY, "scripts/promote.py", "--apply"])
+    version = decision["challenger"]
+    assert f"@champion before: none; after: {version}" in applied.stdout
+    assert _champion(repo, name) == version
+
+    day = run(repo, [PY, "scripts/run_live_loop.py", "--dry-run", "--as-of", "last-session"])
+    assert f"{name} v{version}" in day.stdout
+    log = day.stdout.split("log: ", 1)[1].splitlines()[0].strip()
+    payload = json.loads((repo / log).read_text())
+    assert payload["status"] == "ok", payload.get("errors")
+    run_id = payload["model_run_id"]
+    params = mlflow.MlflowClient().get_run(run_id).data.params
+    assert params["model._target_"].endswith("TCNModel"), params.get("model._target_")
+    assert params["portfolio.weighting"] == "uncertainty"
+    weights = payload["target_weights"]
+    assert weights and len({round(w, 9) for w in weights.values()}) > 1, weights
