@@ -25,6 +25,22 @@ SLICE = [
     "model.learning_rate=0.05",  # the slice's models, whatever the defaults (100 at 0.1)
     "portfolio.top_k=4",
 ]
+# A sequence model small enough for the slice (seconds per fold on CPU).
+SMALL_SEQUENCE = [
+    "model.max_epochs=2",
+    "model.epoch_windows=2048",
+    "model.hidden=8",
+    "model.mc_samples=5",
+    "model.accelerator=cpu",
+]
+# A promotion gate that lets the slice's candidate through (tests of what comes after it).
+OPEN_GATE = [
+    "promotion.dsr_confidence=0.001",
+    "promotion.min_sharpe=-100",
+    "promotion.beat_benchmark=false",
+    "promotion.max_drawdown=null",
+    "promotion.min_oos_sessions=100",
+]
 
 
 @pytest.fixture()

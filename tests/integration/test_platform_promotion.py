@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.conftest import OPEN_GATE, SMALL_SEQUENCE
 from tests.integration._clone import SMALL_CONF, run, snapshot
 
 pytestmark = [
@@ -126,22 +127,8 @@ def test_dvc_exp_run_with_a_tcn_promotes_it_and_the_paper_day_trades_it(tmp_path
     import mlflow
 
     repo = snapshot(tmp_path / "repo", slice_conf=SEQUENCE_SLICE)
-    sets = [
-        "model=tcn",
-        "model.max_epochs=2",
-        "model.epoch_windows=2048",
-        "model.hidden=8",
-        "model.mc_samples=5",
-        "model.accelerator=cpu",
-        "portfolio.weighting=uncertainty",
-        "risk.max_position=0.5",
-        "risk.max_sector=1.0",
-        "promotion.dsr_confidence=0.001",
-        "promotion.min_sharpe=-100",
-        "promotion.beat_benchmark=false",
-        "promotion.max_drawdown=null",
-        "promotion.min_oos_sessions=100",
-    ]
+    weighting = ["portfolio.weighting=uncertainty", "risk.max_position=0.5", "risk.max_sector=1.0"]
+    sets = ["model=tcn", *SMALL_SEQUENCE, *weighting, *OPEN_GATE]
     exp = run(repo, [DVC, "exp", "run", *[a for s in sets for a in ("-S", s)]])
     for stage in ("train", "backtest", "report", "promote"):
         assert f"Running stage '{stage}'" in exp.stdout, stage

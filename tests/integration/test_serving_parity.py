@@ -24,33 +24,19 @@ from py_finance.live import scoring
 from py_finance.live.loop import run_live_day
 from py_finance.pipeline import evaluation, research
 from py_finance.pipeline.context import Context
-from tests.conftest import SLICE
+from tests.conftest import OPEN_GATE, SLICE, SMALL_SEQUENCE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LAST = pd.Timestamp("2000-12-29T23:00Z")
-# A gate that lets the slice's candidate through: these tests are about the serving path.
-OPEN_GATE = [
-    "promotion.dsr_confidence=0.001",
-    "promotion.min_sharpe=-100",
-    "promotion.beat_benchmark=false",
-    "promotion.max_drawdown=null",
-    "promotion.min_oos_sessions=100",
-]
+# The gate is open (OPEN_GATE): these tests are about the serving path.
 DATA = [o for o in SLICE if not o.startswith("model.")]
-SEQUENCE = [
-    "model.max_epochs=2",
-    "model.epoch_windows=2048",
-    "model.hidden=8",
-    "model.mc_samples=5",
-    "model.accelerator=cpu",
-]
 FAMILIES = {
     "lightgbm": ["model=lightgbm", "model.n_estimators=30"],
     "xgboost": ["model=xgboost", "model.n_estimators=30"],
-    "tcn": ["model=tcn", *SEQUENCE],
-    "lstm": ["model=lstm", *SEQUENCE],
-    "transformer": ["model=transformer", *SEQUENCE, "model.heads=2"],
+    "tcn": ["model=tcn", *SMALL_SEQUENCE],
+    "lstm": ["model=lstm", *SMALL_SEQUENCE],
+    "transformer": ["model=transformer", *SMALL_SEQUENCE, "model.heads=2"],
 }
 # The TCN champion trades with uncertainty weighting: its MC-dropout std sizes the book
 # (caps wide enough that they do not flatten it).
