@@ -4,20 +4,28 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Every dependency pinned to the version the committed outputs were made with (make lock).
+LOCK := constraints.txt
 export PATH := $(BIN):$(PATH)
 export GIT_PYTHON_REFRESH := quiet
 export PYTHONWARNINGS := ignore::DeprecationWarning,ignore::FutureWarning
 
-.PHONY: exp exps install-bench leakcheck install run test test-fast test-all lint ui params clean bench services services-stop cluster cluster-stop
+.PHONY: exp exps install-bench leakcheck install lock run test test-fast test-all lint ui params clean bench services services-stop cluster cluster-stop
 
-# (Re)create the virtualenv when it is missing or pyproject.toml changed.
-$(STAMP): pyproject.toml
+# (Re)create the virtualenv when it is missing or pyproject.toml or the lock changed; the
+# versions come from the lock, so a fresh machine reproduces the committed dvc.lock.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the newest versions pyproject.toml allows into constraints.txt (a deliberate step:
+# then `make run` on a fresh clone and commit the lock with the dvc.lock it produces).
+lock:
+	$(PY) scripts/lock_requirements.py
 
 # Compose params.yaml from conf/ exactly as `dvc exp run` does (DVC's Hydra integration).
 params: $(STAMP)
@@ -94,7 +102,7 @@ leakcheck: $(STAMP)
 # Results go to benchmarks/results/*.md.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,bench]"
 	@touch $(BENCH_STAMP)
 
 # The benchmark peers, so the tests that compare with them (vectorbt) run instead of skipping.

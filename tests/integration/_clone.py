@@ -60,11 +60,14 @@ def user_env(root: Path) -> dict[str, str]:
 def link_venv(dest: Path) -> None:
     """Link the test's virtualenv as ``dest/.venv`` (what ``make install`` would have made).
 
-    pyproject.toml is dated back so that ``make`` finds the install up to date and never
-    reinstalls this copy into the shared virtualenv.
+    pyproject.toml and constraints.txt (the install stamp's inputs) are dated back so that
+    ``make`` finds the install up to date and never reinstalls this copy into the shared
+    virtualenv.
     """
     (dest / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
-    os.utime(dest / "pyproject.toml", (0, 0))
+    for name in ("pyproject.toml", "constraints.txt"):
+        if (dest / name).exists():
+            os.utime(dest / name, (0, 0))
 
 
 def snapshot(dest: Path, *, small: bool = True, slice_conf: str = SMALL_CONF) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,12 +59,38 @@ def test_make_run_on_a_fresh_clone_leaves_git_status_clean(tmp_path):
         pytest.skip("git and make are needed")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    link_venv(clone)
-    # the linked venv is installed: make must not reinstall it (from this clone) into it
-    os.utime(clone / "pyproject.toml", (0, 0))
+    link_venv(clone)  # installed already: make must not reinstall this clone into it
     done = run(clone, ["make", "run"], timeout=1800)
     assert "| Sharpe (`sharpe`) |" in done.stdout
     status = run(clone, ["git", "status", "--porcelain"]).stdout
     assert status == "", f"make run changed tracked files:\n{status}"
     diff = run(clone, ["git", "diff", "--stat"]).stdout
     assert diff == ""
+    # README says its table was "measured by `make run` on a fresh clone of this commit"
+    readme = (clone / "README.md").read_text()
+    assert _table(readme) == _table(done.stdout), "README's results table is not make run's"
+    ic, turnover = _figures(done.stdout)
+    assert f"Out-of-sample rank IC {ic:.3f}" in readme, f"README's rank IC is not {ic:.3f}"
+    assert f"turnover {turnover[0]:.1f} (Baseline) and {turnover[1]:.1f}" in readme
+
+
+def _table(text: str) -> list[str]:
+    """The rows of the results table (from its `| Metric |` header to the first other line)."""
+    lines = text.splitlines()
+    start = next(i for i, x in enumerate(lines) if x.startswith("| Metric | Baseline"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.strip())
+    return rows
+
+
+def _figures(printed: str) -> tuple[float, tuple[float, float]]:
+    """Rank IC and the two strategies' annual turnover as `make run` prints them."""
+    ic = re.search(r"Out-of-sample rank IC (-?[0-9.]+)", printed)
+    turnover = re.search(
+        r"turnover: Baseline ([0-9]+\.[0-9]+), Regime-Aware ([0-9]+\.[0-9]+)", printed
+    )
+    assert ic and turnover, printed[-2000:]
+    return float(ic.group(1)), (float(turnover.group(1)), float(turnover.group(2)))
