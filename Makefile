@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml $(LOCK)
 install: $(STAMP)
 
 # Re-resolve the newest versions pyproject.toml allows into constraints.txt (a deliberate step:
-# then `make run` on a fresh clone and commit the lock with the dvc.lock it produces).
+# then `make run` on a fresh clone and commit the lock with the dvc.lock it produces). Resolve
+# with the oldest Python 3.11 to support (PY=/usr/bin/python3.11, Debian 12's 3.11.2): a newer
+# one may pin releases that refuse to install there, and the script stops on those.
 lock:
 	$(PY) scripts/lock_requirements.py
 

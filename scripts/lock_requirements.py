@@ -26,6 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "constraints.txt"
 EXTRAS = "dev,bench"
+# The oldest Python 3.11 a fresh machine brings (Debian 12's): every pinned release must
+# install on it, so the lock is resolved with it (a newer 3.11 can pick a release that
+# requires a later patch version, which then fails to install there).
+MIN_PYTHON = "3.11.2"
 PROJECT = "py-finance"
 # The project itself, and wheel (a build tool, never a run-time dependency).
 SKIP = {"wheel", PROJECT}
@@ -79,6 +83,26 @@ def freeze(python: Path) -> str:
     return done.stdout
 
 
+# Run inside the resolved environment (which has `packaging`): the installed releases whose
+# Requires-Python excludes the version given as argv[1].
+_REQUIRES_PYTHON = """
+import importlib.metadata as md, sys
+from packaging.specifiers import SpecifierSet
+for d in md.distributions():
+    spec = d.metadata.get("Requires-Python") or ""
+    if spec and not SpecifierSet(spec).contains(sys.argv[1], prereleases=True):
+        print(f"{d.metadata['Name']}=={d.version} (Requires-Python {spec})")
+"""
+
+
+def too_new(python: Path, oldest: str = MIN_PYTHON) -> list[str]:
+    """Releases installed for ``python`` whose Requires-Python excludes ``oldest``."""
+    done = subprocess.run(
+        [str(python), "-c", _REQUIRES_PYTHON, oldest], capture_output=True, text=True, check=True
+    )
+    return sorted(done.stdout.splitlines())
+
+
 def resolve(workdir: Path) -> Path:
     """A new virtualenv in ``workdir`` with ``.[dev,bench]`` installed unconstrained."""
     venv = workdir / "venv"
@@ -99,11 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     if sys.version_info[:2] != (3, 11):
         print("error: the lock is for Python 3.11 (the project's only version)", file=sys.stderr)
         return 2
-    if args.venv is not None:
-        text = freeze(args.venv / "bin" / "python")
-    else:
-        with tempfile.TemporaryDirectory(prefix="py-finance-lock-") as tmp:
-            text = freeze(resolve(Path(tmp)))
+    newer = sys.version_info[:3] > tuple(int(x) for x in MIN_PYTHON.split("."))
+    if newer and args.venv is None:
+        print(
+            f"warning: resolving with Python {sys.version.split()[0]}; releases that need more "
+            f"than {MIN_PYTHON} are refused below (`make lock PY=...` picks the interpreter)",
+            file=sys.stderr,
+        )
+    with tempfile.TemporaryDirectory(prefix="py-finance-lock-") as tmp:
+        python = args.venv / "bin" / "python" if args.venv else resolve(Path(tmp))
+        text, bad = freeze(python), too_new(python)
+    if bad:
+        print(f"error: these releases do not install on Python {MIN_PYTHON}:", file=sys.stderr)
+        for line in bad:
+            print(f"  {line}", file=sys.stderr)
+        print("resolve with that interpreter: make lock PY=/path/to/python3.11", file=sys.stderr)
+        return 1
     old = pins_from_freeze(args.out.read_text()) if args.out.exists() else {}
     new = pins_from_freeze(text)
     args.out.write_text(render(new))

@@ -1,4 +1,4 @@
-"""constraints.txt pins the whole environment, and every install goes through it.
+"""constraints.txt pins the whole environment, every install goes through it, and it installs.
 
 Regression: the committed dvc.lock stopped matching a fresh machine's `make run` the day
 pandas 3.1.2 was published: pandas writes its version into every Parquet file it saves, so
@@ -90,6 +90,13 @@ def test_the_installed_environment_is_the_locked_one_down_to_transitive_dependen
     assert not missing, f"required but not installed: {missing}"
     assert not off, "\n".join(off) + "\n(run `make install`; `make lock` refreshes the lock)"
     assert {"pandas", "pyarrow", "numpy", "lightgbm", "torch"} <= seen
+
+
+def test_every_installed_release_installs_on_the_oldest_python_a_fresh_machine_has():
+    # Regression: a lock resolved with Python 3.11.7 pinned soupsieve 4.1.4 (Requires-Python
+    # >=3.11.5); `make run` on a fresh machine (Python 3.11.2) then failed to install at all.
+    assert lock_requirements.too_new(Path(sys.executable)) == []
+    assert lock_requirements.too_new(Path(sys.executable), "3.10.12") != []  # the check bites
 
 
 def test_a_freeze_becomes_pins_without_local_labels_the_project_or_wheel():
