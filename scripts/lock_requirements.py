@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,8 +112,16 @@ def resolve(workdir: Path) -> Path:
     pip = [str(python), "-m", "pip", "install", "--quiet"]
     print("resolving the newest versions pyproject.toml allows (a few minutes) ...", flush=True)
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, f"{ROOT}[{EXTRAS}]"], check=True)
+    # the requirements, not the project: building it would leave build/ in the source tree
+    subprocess.run([*pip, *declared()], check=True)
     return python
+
+
+def declared() -> list[str]:
+    """pyproject.toml's dependencies and those of the locked extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *(r for e in EXTRAS.split(",") for r in extras[e])]
 
 
 def main(argv: list[str] | None = None) -> int:

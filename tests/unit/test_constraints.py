@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,7 @@ def _pins() -> dict[str, str]:
 
 
 def _declared() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    return [Requirement(r) for r in [*project["dependencies"], *extras["dev"], *extras["bench"]]]
+    return [Requirement(r) for r in lock_requirements.declared()]
 
 
 def test_every_line_is_one_exact_pin_and_the_file_is_what_the_writer_renders():
