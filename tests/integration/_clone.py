@@ -66,8 +66,7 @@ def link_venv(dest: Path) -> None:
     """
     (dest / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     for name in ("pyproject.toml", "constraints.txt"):
-        if (dest / name).exists():
-            os.utime(dest / name, (0, 0))
+        os.utime(dest / name, (0, 0))
 
 
 def snapshot(dest: Path, *, small: bool = True, slice_conf: str = SMALL_CONF) -> Path:

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from tests.conftest import script
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-import lock_requirements  # noqa: E402
+lock_requirements = script("lock_requirements")
 
 LOCK = ROOT / "constraints.txt"
 
